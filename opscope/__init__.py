@@ -1,0 +1,29 @@
+"""opscope: how fast a DNN operator runs on a device, how fast it should, and how well it can be predicted.
+
+The public Python API is imported lazily so that ``import opscope`` stays fast and does not load
+TVM or torch until they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "analyze_model": "opscope.predictor.analytical",
+    "load_target": "opscope.targets",
+    "load_model": "opscope.workloads",
+    "collect": "opscope.collector",
+    "load_dataframe": "opscope.store",
+    "compare": "opscope.report",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'opscope' has no attribute {name!r}")

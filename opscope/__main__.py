@@ -1,0 +1,5 @@
+import sys
+
+from opscope.cli import main
+
+sys.exit(main())

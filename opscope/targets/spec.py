@@ -1,0 +1,76 @@
+"""What a device is: the validated target spec.
+
+A spec is what the analytical model needs (peaks, PE array, memory hierarchy, efficiencies,
+energies) plus, for devices we can measure on, how TVM compiles for it.  Specs are loaded from TOML
+files (``opscope/targets/specs/*.toml`` ship with the package; any path works too) by
+``opscope.targets.load_target`` and validated there; the dataclasses here check their own invariants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TARGET_KINDS = ("cpu", "gpu", "accelerator")
+DTYPES = ("int8", "float16", "bfloat16", "float32")
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    """One level of the memory hierarchy, innermost first (registers/L1 ... DRAM/HBM)."""
+
+    name: str
+    size_bytes: int | None  # None: unbounded (the outermost level)
+    bandwidth_Bps: float  # bytes per second between this level and the compute side
+    energy_pj_per_byte: float | None = None
+
+
+@dataclass(frozen=True)
+class PEArray:
+    """``instances`` arrays of ``height x width`` PEs, each doing ``macs_per_pe`` MACs per cycle."""
+
+    instances: int
+    height: int
+    width: int
+    macs_per_pe: int = 1
+
+    @property
+    def pes(self) -> int:
+        return self.instances * self.height * self.width
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    kind: str  # one of TARGET_KINDS
+    frequency_hz: float
+    memory: tuple[MemoryLevel, ...]  # innermost first; the last one is off-chip
+    #: peak FLOP/s per dtype (keys from DTYPES); may be empty when ``pe_array`` is given
+    peak_flops: dict[str, float] = field(default_factory=dict)
+    pe_array: PEArray | None = None
+    compute_efficiency: float = 1.0
+    memory_efficiency: float = 1.0
+    energy_pj_per_mac: float | None = None
+    #: True when the peaks are datasheet/derived figures, False once measured (``host-measured``)
+    nominal: bool = True
+    cores: int | None = None
+    vector_bits: int | None = None
+    #: how TVM compiles for it: a JSON target dict (``{"kind": "llvm", "mtriple": ..., "mcpu": ...}``)
+    tvm_target: dict[str, Any] | None = None
+    #: free-form provenance (datasheet links, how it was detected or measured)
+    sources: tuple[str, ...] = ()
+    #: anything else the TOML had under [extra] (cross compiler, rpc key ...)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def peak_for(self, dtype: str) -> float:
+        """Peak FLOP/s for ``dtype``: from the PE array (2 FLOP per MAC) or the per-dtype table."""
+        if self.pe_array is not None:
+            pe = self.pe_array
+            return 2.0 * pe.pes * pe.macs_per_pe * self.frequency_hz
+        if dtype in self.peak_flops:
+            return self.peak_flops[dtype]
+        raise KeyError(f"target {self.name!r} has no peak for dtype {dtype!r} (has {sorted(self.peak_flops)})")
+
+    @property
+    def offchip(self) -> MemoryLevel:
+        return self.memory[-1]
