@@ -61,12 +61,16 @@ class TargetSpec:
     sources: tuple[str, ...] = ()
     #: anything else the TOML had under [extra] (cross compiler, rpc key ...)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: PE-array throughput per dtype relative to the array's native one (1.0 when absent); e.g.
+    #: FRAME's TPU model runs float32 at half the bf16 rate (0.5) and int8 at twice (2.0).
+    pe_dtype_rates: dict[str, float] = field(default_factory=dict)
 
     def peak_for(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``: from the PE array (2 FLOP per MAC) or the per-dtype table."""
         if self.pe_array is not None:
             pe = self.pe_array
-            return 2.0 * pe.pes * pe.macs_per_pe * self.frequency_hz
+            rate = self.pe_dtype_rates.get(dtype, 1.0)
+            return 2.0 * pe.pes * pe.macs_per_pe * self.frequency_hz * rate
         if dtype in self.peak_flops:
             return self.peak_flops[dtype]
         raise KeyError(f"target {self.name!r} has no peak for dtype {dtype!r} (has {sorted(self.peak_flops)})")
@@ -74,3 +78,10 @@ class TargetSpec:
     @property
     def offchip(self) -> MemoryLevel:
         return self.memory[-1]
+
+    def level(self, name: str) -> MemoryLevel:
+        """The memory level called ``name`` (KeyError listing the levels if there is none)."""
+        for m in self.memory:
+            if m.name == name:
+                return m
+        raise KeyError(f"target {self.name!r} has no memory level {name!r} (has {[m.name for m in self.memory]})")
