@@ -1,0 +1,142 @@
+"""Whole models through the analytical model: one DataFrame row per operator plus a ``TOTAL`` row.
+
+Columns (SI units; a column's unit is in its name where it is not a plain count):
+
+``op, kind, count`` | ``flops`` (per call, nominal, 2 per MAC), ``flops_executed`` (after sparsity)
+| ``bytes`` (moved off-chip per call), ``bytes_<level>`` for every memory level | ``intensity``
+(FLOP executed per off-chip byte) | ``compute_s``, ``memory_s`` (the slowest level's time),
+``memory_s_<level>``, ``latency_s`` (one call), ``total_s`` (``latency_s x count``), ``share`` (of the
+model's total time) | ``bound`` (``compute`` or a level name) | ``pe_utilization`` |
+``attainable_flops`` and ``flops_per_s`` (the same: FLOP executed / latency, the roofline's y axis)
+| ``energy_j`` (per call; NaN when the spec has no energies) | ``modelled`` | ``notes``.
+
+In the ``TOTAL`` row, ``count``, ``flops``, ``flops_executed``, bytes, times and energy are sums over
+the model (each operator x its count); ``intensity`` and ``flops_per_s`` are the model's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from opscope.errors import OpscopeError
+from opscope.predictor.analytical.attention import apply_attention, is_attention
+from opscope.predictor.analytical.model import Estimate, estimate_with_densities
+from opscope.predictor.analytical.options import AnalysisOptions
+from opscope.targets import TargetSpec, load_target
+from opscope.workloads.operator import Operator
+
+UNITS = {
+    "flops": "FLOP", "flops_executed": "FLOP", "bytes": "B", "intensity": "FLOP/B", "compute_s": "s",
+    "memory_s": "s", "latency_s": "s", "total_s": "s", "attainable_flops": "FLOP/s", "flops_per_s": "FLOP/s",
+    "energy_j": "J", "share": "fraction", "pe_utilization": "fraction",
+}
+
+
+def analyze_operators(ops: Sequence[Operator], spec: TargetSpec | str, options: AnalysisOptions | None = None
+                      ) -> pd.DataFrame:
+    """Per-operator analytical estimates of ``ops`` on ``spec`` (a spec, a name or a TOML path)."""
+    spec = load_target(spec)
+    opts = options or AnalysisOptions()
+    ops = list(ops)
+    if not ops:
+        raise OpscopeError("no operators to analyse")
+    if opts.touches_attention and not any(is_attention(op) for op in ops):
+        raise OpscopeError(
+            f"attention method {opts.attention!r} is given but the model has no attention operators "
+            "(no operator carries the 'attention' attribute)")
+    if opts.layer_densities is not None and len(opts.layer_densities) != len(ops):
+        raise OpscopeError(
+            f"per-layer densities have {len(opts.layer_densities)} rows but the model has {len(ops)} operators")
+    rows = []
+    for i, op in enumerate(ops):
+        dens = opts.layer_densities[i] if opts.layer_densities is not None else opts.densities
+        for part in apply_attention([op], opts):
+            rows.append((part, estimate_with_densities(part, spec, opts, dens)))
+    return _frame(rows, spec)
+
+
+def analyze_model(model, target: TargetSpec | str, batch_size: int = 1, dtype: str = "float32",
+                  options: AnalysisOptions | None = None, seq_len: int | None = None) -> pd.DataFrame:
+    """Analyse a whole model: ``model`` is a zoo name, an ``.onnx`` path, a layer-table ``.csv`` path or a
+    sequence of ``Operator``; ``target`` a spec, a target name or a TOML path.  ``seq_len`` is passed
+    to zoo transformers (an error for files, whose shapes are fixed)."""
+    spec = load_target(target)
+    ops = load_operators(model, batch_size, dtype, seq_len)
+    return analyze_operators(ops, spec, options)
+
+
+def load_operators(model, batch_size: int = 1, dtype: str = "float32", seq_len: int | None = None) -> list[Operator]:
+    """The operators of ``model`` (see ``analyze_model``)."""
+    if isinstance(model, (list, tuple)):
+        if seq_len is not None:
+            raise OpscopeError("seq_len applies to zoo models; operators given directly have fixed shapes")
+        return list(model)
+    text = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    if text is not None and text.lower().endswith(".csv"):
+        if seq_len is not None:
+            raise OpscopeError(f"{text}: seq_len cannot change a layer table's shapes; edit the table instead")
+        if not Path(text).is_file():
+            raise OpscopeError(f"layer table {text} does not exist")
+        from opscope.workloads.layer_table import load_layer_table
+
+        return load_layer_table(text, batch_size=batch_size, dtype=dtype)
+    try:
+        from opscope.workloads import load_model
+    except ImportError:
+        raise OpscopeError("model import (opscope.workloads.load_model) is not available in this build; "
+                           "use a layer-table .csv") from None
+    if text is not None and text.lower().endswith(".onnx") and seq_len is not None:
+        raise OpscopeError(f"{text}: seq_len cannot change an ONNX model's shapes")
+    params = {"seq_len": seq_len} if seq_len is not None else {}
+    workload = load_model(model, batch_size=batch_size, dtype=dtype, **params)
+    return list(workload.operators)
+
+
+def _frame(rows: list[tuple[Operator, Estimate]], spec: TargetSpec) -> pd.DataFrame:
+    levels = [lv.name for lv in spec.memory]
+    off = spec.offchip.name
+    records = []
+    for op, e in rows:
+        rec = {
+            "op": op.name, "kind": op.kind, "count": op.count, "flops": float(op.flops),
+            "flops_executed": e.flops_executed, "bytes": e.bytes_moved[off], "intensity": e.intensity,
+            "compute_s": e.compute_s, "memory_s": max(e.memory_s.values()), "latency_s": e.latency_s,
+            "total_s": e.latency_s * op.count, "bound": e.bound, "pe_utilization": e.pe_utilization,
+            "attainable_flops": e.attainable_flops, "flops_per_s": e.attainable_flops,
+            "energy_j": math.nan if e.energy_j is None else e.energy_j, "modelled": e.modelled,
+            "notes": "; ".join(e.notes),
+        }
+        for lv in levels:
+            rec[f"bytes_{lv}"] = e.bytes_moved[lv]
+            rec[f"memory_s_{lv}"] = e.memory_s[lv]
+        records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    total_s = float(df["total_s"].sum())
+    df["share"] = df["total_s"] / total_s if total_s > 0 else 0.0
+    cnt = df["count"]
+    fl_exec = float((df["flops_executed"] * cnt).sum())
+    total_bytes = float((df["bytes"] * cnt).sum())
+    total = {
+        "op": "TOTAL", "kind": "", "count": int(cnt.sum()), "flops": float((df["flops"] * cnt).sum()),
+        "flops_executed": fl_exec, "bytes": total_bytes,
+        "intensity": fl_exec / total_bytes if total_bytes else math.inf,
+        "compute_s": float((df["compute_s"].fillna(0.0) * cnt).sum()),
+        "memory_s": float((df["memory_s"] * cnt).sum()), "latency_s": total_s, "total_s": total_s,
+        "bound": "", "pe_utilization": math.nan,
+        "attainable_flops": fl_exec / total_s if total_s else 0.0,
+        "flops_per_s": fl_exec / total_s if total_s else 0.0,
+        "energy_j": float((df["energy_j"] * cnt).sum(min_count=1)), "modelled": bool(df["modelled"].all()),
+        "notes": "", "share": 1.0,
+    }
+    for lv in levels:
+        total[f"bytes_{lv}"] = float((df[f"bytes_{lv}"] * cnt).sum())
+        total[f"memory_s_{lv}"] = float((df[f"memory_s_{lv}"] * cnt).sum())
+    df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+    df.attrs["target"] = spec.name
+    df.attrs["units"] = dict(UNITS)
+    return df
