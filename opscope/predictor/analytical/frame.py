@@ -106,7 +106,7 @@ def _frame(rows: list[tuple[Operator, Estimate]], spec: TargetSpec) -> pd.DataFr
             "op": op.name, "kind": op.kind, "count": op.count, "flops": float(op.flops),
             "flops_executed": e.flops_executed, "bytes": e.bytes_moved[off], "intensity": e.intensity,
             "compute_s": e.compute_s, "memory_s": max(e.memory_s.values()), "latency_s": e.latency_s,
-            "total_s": e.latency_s * op.count, "bound": e.bound, "pe_utilization": e.pe_utilization,
+            "total_s": e.latency_s * op.count, "share": 0.0, "bound": e.bound, "pe_utilization": e.pe_utilization,
             "attainable_flops": e.attainable_flops, "flops_per_s": e.attainable_flops,
             "energy_j": math.nan if e.energy_j is None else e.energy_j, "modelled": e.modelled,
             "notes": "; ".join(e.notes),
@@ -115,28 +115,34 @@ def _frame(rows: list[tuple[Operator, Estimate]], spec: TargetSpec) -> pd.DataFr
             rec[f"bytes_{lv}"] = e.bytes_moved[lv]
             rec[f"memory_s_{lv}"] = e.memory_s[lv]
         records.append(rec)
-    df = pd.DataFrame.from_records(records)
-    total_s = float(df["total_s"].sum())
-    df["share"] = df["total_s"] / total_s if total_s > 0 else 0.0
-    cnt = df["count"]
-    fl_exec = float((df["flops_executed"] * cnt).sum())
-    total_bytes = float((df["bytes"] * cnt).sum())
+
+    def total_of(col: str) -> float:
+        return float(sum(r[col] * r["count"] for r in records))
+
+    total_s = float(sum(r["total_s"] for r in records))
+    for r in records:
+        r["share"] = r["total_s"] / total_s if total_s > 0 else 0.0
+    fl_exec = total_of("flops_executed")
+    total_bytes = total_of("bytes")
+    energies = [r["energy_j"] * r["count"] for r in records if not math.isnan(r["energy_j"])]
     total = {
-        "op": "TOTAL", "kind": "", "count": int(cnt.sum()), "flops": float((df["flops"] * cnt).sum()),
+        "op": "TOTAL", "kind": "", "count": int(sum(r["count"] for r in records)), "flops": total_of("flops"),
         "flops_executed": fl_exec, "bytes": total_bytes,
         "intensity": fl_exec / total_bytes if total_bytes else math.inf,
-        "compute_s": float((df["compute_s"].fillna(0.0) * cnt).sum()),
-        "memory_s": float((df["memory_s"] * cnt).sum()), "latency_s": total_s, "total_s": total_s,
+        "compute_s": float(sum(r["compute_s"] * r["count"] for r in records if not math.isnan(r["compute_s"]))),
+        "memory_s": total_of("memory_s"), "latency_s": total_s, "total_s": total_s, "share": 1.0,
         "bound": "", "pe_utilization": math.nan,
         "attainable_flops": fl_exec / total_s if total_s else 0.0,
         "flops_per_s": fl_exec / total_s if total_s else 0.0,
-        "energy_j": float((df["energy_j"] * cnt).sum(min_count=1)), "modelled": bool(df["modelled"].all()),
-        "notes": "", "share": 1.0,
+        "energy_j": float(sum(energies)) if energies else math.nan,
+        "modelled": all(r["modelled"] for r in records), "notes": "",
     }
     for lv in levels:
-        total[f"bytes_{lv}"] = float((df[f"bytes_{lv}"] * cnt).sum())
-        total[f"memory_s_{lv}"] = float((df[f"memory_s_{lv}"] * cnt).sum())
-    df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+        total[f"bytes_{lv}"] = total_of(f"bytes_{lv}")
+        total[f"memory_s_{lv}"] = total_of(f"memory_s_{lv}")
+    records.append(total)
+    df = pd.DataFrame.from_records(records)
     df.attrs["target"] = spec.name
+    df.attrs["dtype"] = rows[0][0].dtype if rows else "float32"
     df.attrs["units"] = dict(UNITS)
     return df
