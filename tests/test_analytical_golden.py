@@ -209,3 +209,28 @@ def test_dtype_without_peak_is_an_error():
     op = dense_op("fc", 2, 2, 2, "int8", source="table", model="t")
     with pytest.raises(OpscopeError, match="no peak for dtype 'int8'"):
         estimate(op, FLAT)
+
+
+def test_agrees_with_frame_where_frame_spreads_the_batch(tmp_path):
+    """FRAME's own formulas (src/operator_base.py), by hand, for a GEMM with batch 4 on its default system.
+
+    With outer batch = 4 = instances FRAME's mapping and ours coincide, so the numbers must match.
+    """
+    from opscope.predictor.analytical import analyze_model
+
+    p = tmp_path / "bert_gemm.csv"
+    p.write_text("M,N,D,H,Z,Z,T\n3072,512,768,1,1,1,3\n")
+    row = analyze_model(p, "tpuv4-like", batch_size=4, dtype="bfloat16").iloc[0]
+    B, M, N, K = 4, 3072, 512, 768
+    num_ops = B * M * N * K                                         # get_num_ops
+    left, upper, contract, outer = N, M, K, B                        # GEMM.get_gemms
+    a, b, _ = sorted([left, upper, contract], reverse=True)          # mapping: 2 largest spatial
+    iters = math.ceil(outer / 4) * math.ceil(a / 128) * math.ceil(b / 128)
+    efficiency = outer * a * b / (iters * 4 * 128 * 128)
+    op_per_sec = 4 * 128 * 128 * 940e6                               # System with mxu_shape
+    compute_time = num_ops * 1 / op_per_sec / efficiency             # bf16 multiplier 1
+    elements = B * K * N + M * K + B * M * N                         # input_a, input_w, output
+    memory_time = elements * 2 / (900 * 2**30)                       # bf16: 2 bytes, "900 GBsec"
+    assert row.compute_s == pytest.approx(compute_time)
+    assert row.memory_s == pytest.approx(memory_time)
+    assert row.latency_s == pytest.approx(max(compute_time, memory_time))
