@@ -1,0 +1,38 @@
+"""Everything that estimates latency: the analytical model (``opscope.predictor.analytical``) and the
+learned predictors, which all follow the scikit-learn contract on store frames (docs/predictor.md).
+
+The learned side is imported lazily so that the analytical model does not pull in XGBoost.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {
+    "XGBoostPredictor": "opscope.predictor.models.xgb",
+    "RandomForestPredictor": "opscope.predictor.models.sklearn_models",
+    "GradientBoostingPredictor": "opscope.predictor.models.sklearn_models",
+    "LinearPredictor": "opscope.predictor.models.sklearn_models",
+    "CalibratedAnalyticalPredictor": "opscope.predictor.calibrated",
+    "AnalyticalPredictor": "opscope.predictor.analytical_predictor",
+    "save_predictor": "opscope.predictor.persist",
+    "load_predictor": "opscope.predictor.persist",
+    "make_predictor": "opscope.predictor.persist",
+    "PREDICTORS": "opscope.predictor.persist",
+    "operator_frame": "opscope.predictor.frames",
+    "read_frame": "opscope.predictor.frames",
+    "FeatureSchema": "opscope.predictor.features",
+    "build_features": "opscope.predictor.features",
+    "make_splits": "opscope.predictor.splits",
+    "SPLITS": "opscope.predictor.splits",
+    "evaluate": "opscope.predictor.evaluate",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'opscope.predictor' has no attribute {name!r}")

@@ -1,0 +1,98 @@
+"""The predictor contract: scikit-learn estimators on store frames.
+
+``fit(frame)`` takes a frame in the store's format (``docs/contracts.md``) and returns the predictor;
+``predict(frame)`` returns latency in seconds, one per row.  ``__init__`` only stores
+hyperparameters (so ``sklearn.base.clone`` works) and learned state ends in ``_``.  Learned
+predictors regress log latency with a regression *engine* (XGBoost, a tree ensemble, a linear
+model) on the features of ``opscope.predictor.features``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from opscope.errors import PredictorError
+from opscope.predictor.features import Features, FeatureSchema, build_features, fit_schema, specs_from
+from opscope.predictor.frames import labels, ok_rows
+from opscope.targets.spec import TargetSpec
+
+
+class Engine(Protocol):
+    """A regressor on a dense float matrix (NaN allowed) that can write itself to files."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Engine: ...
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+    def save(self, directory: Any) -> dict[str, Any]: ...
+
+
+class FramePredictor(BaseEstimator, RegressorMixin):
+    """Base of every opscope predictor (see the module docstring)."""
+
+    #: the name written in metadata.json and accepted by ``opscope train --model``
+    name = "base"
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray | None = None) -> FramePredictor:
+        raise NotImplementedError
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, frame: pd.DataFrame, y: np.ndarray | None = None, sample_weight: Any = None) -> float:
+        """R^2 of log latency (the scale the predictors are fitted on)."""
+        truth = np.log(labels(frame) if y is None else np.asarray(y, dtype=float))
+        pred = np.log(self.predict(frame))
+        ss_res = float(np.sum((truth - pred) ** 2))
+        ss_tot = float(np.sum((truth - truth.mean()) ** 2))
+        return 1.0 - ss_res / ss_tot if ss_tot else 0.0
+
+    def _training_frame(self, frame: pd.DataFrame, y: np.ndarray | None) -> tuple[pd.DataFrame, np.ndarray]:
+        if y is not None:
+            y = np.asarray(y, dtype=float)
+            if len(y) != len(frame):
+                raise PredictorError(f"fit: {len(y)} labels for {len(frame)} rows")
+            return frame.reset_index(drop=True), y
+        frame = ok_rows(frame)
+        if frame.empty:
+            raise PredictorError("fit: no rows with status 'ok' and a positive latency to learn from")
+        return frame, labels(frame)
+
+
+class LearnedPredictor(FramePredictor):
+    """Regress log latency on the features with ``self._engine()``; subclasses choose the engine."""
+
+    def __init__(self, analytical_features: bool = True, specs: Mapping[str, TargetSpec] | None = None) -> None:
+        self.analytical_features = analytical_features
+        self.specs = specs
+
+    def _engine(self) -> Engine:
+        raise NotImplementedError
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray | None = None) -> LearnedPredictor:
+        frame, y = self._training_frame(frame, y)
+        self.schema_ = fit_schema(frame, analytical=self.analytical_features)
+        feats = build_features(frame, self.schema_, specs_from(self.specs))
+        self.engine_ = self._engine().fit(feats.X, np.log(y))
+        self.n_train_ = len(frame)
+        return self
+
+    def features(self, frame: pd.DataFrame) -> Features:
+        self._check_fitted()
+        return build_features(frame, self.schema_, specs_from(self.specs))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        feats = self.features(frame)
+        return np.exp(self.engine_.predict(feats.X))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "engine_"):
+            raise PredictorError(f"{type(self).__name__}: predict called before fit")
+
+    @property
+    def schema(self) -> FeatureSchema:
+        self._check_fitted()
+        return self.schema_

@@ -1,0 +1,334 @@
+"""Features from store rows: a named, versioned schema.
+
+One feature row per measurement row, in four groups (prefixes in brackets):
+
+- the operator [``k_`` kind one-hot, ``f_`` sizes, ``g_`` GEMM view, ``l_`` loop extents,
+  ``at_`` attributes]: kind, dtype width, FLOPs, bytes per tensor role, intensity, shapes;
+- the schedule [``s_`` and ``knob_``]: default or sampled, and every ``knob_*`` column the
+  collector recorded (numbers as they are, words through a vocabulary learned at fit time);
+- threads and the machine [``t_``, ``m_``]: threads, share of cores, pinning, cores, cache sizes,
+  peaks and bandwidths (nominal, and measured ones when a ``<target>-measured`` spec exists);
+- the analytical model [``a_``]: compute time, memory time per level (tiling-aware when the
+  schedule's tile factors map onto the operator's loops), bound, roofline bound.
+
+Sizes and times enter as log2.  The schema (``FeatureSchema``) is fixed when a predictor is fitted
+and saved with it; a frame is always turned into exactly the schema's columns, in its order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opscope.errors import PredictorError
+from opscope.predictor import tiles as tiles_mod
+from opscope.predictor.estimates import MAX_LEVELS, SpecCache, analytical_terms, machine_features
+from opscope.predictor.frames import check_columns
+from opscope.targets.spec import TargetSpec
+from opscope.workloads.operator import KINDS, Operator, dtype_bytes
+
+SCHEMA_NAME = "opscope-features"
+SCHEMA_VERSION = 1
+
+LOOP_NAMES = ("n", "k", "c", "p", "q", "r", "s", "b", "m")
+_ATTRS = ("stride", "groups", "kernel", "seq_len", "heads", "head_dim")
+
+
+def _log2(x: float) -> float:
+    return math.log2(x) if x and x > 0 and math.isfinite(x) else math.nan
+
+
+def _first(v: Any) -> float:
+    if isinstance(v, (list, tuple)):
+        v = v[0] if v else math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def operator_features(op: Operator) -> dict[str, float]:
+    out = {f"k_{k}": float(op.kind == k) for k in KINDS}
+    out.update(
+        f_dtype_bytes=float(dtype_bytes(op.dtype)),
+        f_flops_log2=_log2(op.flops),
+        f_bytes_log2=_log2(op.bytes),
+        f_input_log2=_log2(op.bytes_of("input")),
+        f_weight_log2=_log2(op.bytes_of("weight")),
+        f_output_log2=_log2(op.bytes_of("output")),
+        f_intensity_log2=_log2(op.intensity),
+        f_tensors=float(len(op.tensors)),
+        f_loops=float(len(op.loops)),
+    )
+    g = op.gemm
+    for name in ("batch", "m", "n", "k"):
+        out[f"g_{name}_log2"] = _log2(getattr(g, name)) if g else math.nan
+    extents = dict(op.loops)
+    for name in LOOP_NAMES:
+        out[f"l_{name}_log2"] = _log2(extents[name]) if name in extents else math.nan
+    out["l_inner_log2"] = _log2(op.loops[-1][1]) if op.loops else math.nan
+    for name in _ATTRS:
+        out[f"at_{name}"] = _first(op.attr(name, math.nan))
+    return out
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Which columns a predictor was fitted on; saved with it and checked on load."""
+
+    name: str
+    version: int
+    columns: tuple[str, ...]
+    knob_columns: tuple[str, ...]
+    #: string-valued knob -> its vocabulary (ordinal code = index; unseen words are NaN)
+    knob_vocab: tuple[tuple[str, tuple[str, ...]], ...]
+    analytical: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "columns": list(self.columns),
+            "knob_columns": list(self.knob_columns),
+            "knob_vocab": {k: list(v) for k, v in self.knob_vocab},
+            "analytical": self.analytical,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSchema:
+        try:
+            return cls(
+                name=str(d["name"]),
+                version=int(d["version"]),
+                columns=tuple(d["columns"]),
+                knob_columns=tuple(d["knob_columns"]),
+                knob_vocab=tuple((k, tuple(v)) for k, v in sorted(d["knob_vocab"].items())),
+                analytical=bool(d["analytical"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PredictorError(f"feature schema: malformed ({exc!r})") from exc
+
+    def check_current(self, where: str) -> None:
+        """Raise when this schema was written by a different feature code than the running one."""
+        if self.name != SCHEMA_NAME or self.version != SCHEMA_VERSION:
+            raise PredictorError(
+                f"{where}: feature schema {self.name} v{self.version} does not match this opscope's "
+                f"{SCHEMA_NAME} v{SCHEMA_VERSION}; retrain the predictor"
+            )
+        expected = expected_columns(self.knob_columns, self.analytical)
+        if list(self.columns) != expected:
+            extra = sorted(set(self.columns) - set(expected))
+            missing = sorted(set(expected) - set(self.columns))
+            raise PredictorError(
+                f"{where}: feature columns do not match schema v{self.version} "
+                f"(unknown: {extra[:5]}, missing: {missing[:5]}); retrain the predictor"
+            )
+
+
+def _fixed_columns(analytical: bool) -> list[str]:
+    probe = Operator(name="probe", kind="other", tensors=(), flops=0)
+    cols = list(operator_features(probe))
+    cols += ["s_default", "t_threads", "t_share_cores", "t_pinned"]
+    cols += [f"sk_{loop}_{lvl}_log2" for loop in LOOP_NAMES for lvl in range(tiles_mod.LEVELS)]
+    cols += ["m_cores", "m_freq_log2", "m_vector_bits", "m_peak_log2"]
+    for i in range(MAX_LEVELS):
+        cols += [f"m_l{i}_size_log2", f"m_l{i}_bw_log2"]
+    cols += ["m_offchip_bw_log2", "m_meas_peak_log2", "m_meas_offchip_bw_log2"]
+    if analytical:
+        cols += ["a_compute_log2", "a_compute_threads_log2", "a_latency_log2", "a_pe_util"]
+        cols += [f"a_l{i}_log2" for i in range(MAX_LEVELS)]
+        cols += ["a_offchip_log2", "a_bound_compute", "a_bound_level", "a_roofline_log2"]
+    return cols
+
+
+def expected_columns(knob_columns: tuple[str, ...], analytical: bool) -> list[str]:
+    return _fixed_columns(analytical) + list(knob_columns)
+
+
+@dataclass(frozen=True)
+class Features:
+    """A feature matrix with what the calibrated model needs beside it."""
+
+    X: np.ndarray  # (rows, columns) float64, NaN where unknown
+    columns: tuple[str, ...]
+    analytical_s: np.ndarray  # the analytical model's latency per row (whole machine)
+    analytical_threads_s: np.ndarray  # the same with the compute peak scaled to threads / cores
+    roofline_s: np.ndarray  # the plain roofline bound per row
+    kind: np.ndarray  # operator kind per row
+
+
+def fit_schema(frame: pd.DataFrame, analytical: bool = True) -> FeatureSchema:
+    """The schema for a training frame: the fixed columns plus the knobs it has.
+
+    Tile knobs enter through the fixed ``sk_<loop>_<level>`` columns (contract loop names), not
+    as raw TIR-variable columns; the loop order enters in loop names too.
+    """
+    check_columns(frame, "training frame")
+    tile_cols = set(tiles_mod.tile_columns(frame.columns))
+    knobs = tuple(sorted(c for c in frame.columns
+                         if c.startswith("knob_") and c not in tile_cols and frame[c].notna().any()))
+    vocab = []
+    for c in knobs:
+        if c == tiles_mod.ORDER:
+            op_codes, ops = _parse_ops(frame)
+            words = _canonical_orders(frame, op_codes, ops).dropna()
+            vocab.append((c, tuple(sorted(set(words)))))
+            continue
+        col = frame[c].dropna()
+        if not pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            numeric = pd.to_numeric(col, errors="coerce")
+            if numeric.notna().all():
+                continue
+            vocab.append((c, tuple(sorted({_word(v) for v in col}))))
+    return FeatureSchema(SCHEMA_NAME, SCHEMA_VERSION, tuple(expected_columns(knobs, analytical)), knobs,
+                         tuple(vocab), analytical)
+
+
+def _parse_ops(frame: pd.DataFrame) -> tuple[np.ndarray, list[Operator]]:
+    op_codes, op_json = pd.factorize(frame["operator_json"].astype(str))
+    ops = []
+    for j, text in enumerate(op_json):
+        try:
+            ops.append(Operator.from_dict(json.loads(text)))
+        except (ValueError, KeyError, TypeError) as exc:
+            row = int(np.flatnonzero(op_codes == j)[0])
+            raise PredictorError(f"row {row}: operator_json is not an operator ({exc})") from exc
+    return op_codes, ops
+
+
+def _unique_rows(frame: pd.DataFrame, op_codes: np.ndarray, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct (operator, cols) combination, code of each row)."""
+    parts = [op_codes.astype(np.int64)]
+    if cols:
+        parts.append(pd.util.hash_pandas_object(frame[cols], index=False).to_numpy().view(np.int64))
+    _, first, codes = np.unique(np.stack(parts, axis=1), axis=0, return_index=True, return_inverse=True)
+    return first, codes.ravel()
+
+
+def _canonical_orders(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Operator]) -> pd.Series:
+    cols = [tiles_mod.ORDER, *tiles_mod.tile_columns(frame.columns)]
+    first, codes = _unique_rows(frame, op_codes, cols)
+    sub = frame[cols]
+    words = [tiles_mod.canonical_order(ops[op_codes[r]], sub.iloc[r]) for r in first]
+    return pd.Series(np.asarray(words, dtype=object)[codes], index=frame.index)
+
+
+def _tile_features(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Operator]) -> dict[str, np.ndarray]:
+    cols = tiles_mod.tile_columns(frame.columns)
+    if not cols:
+        return {}
+    first, codes = _unique_rows(frame, op_codes, cols)
+    sub = frame[cols]
+    table = np.full((len(first), len(LOOP_NAMES) * tiles_mod.LEVELS), np.nan)
+    for i, r in enumerate(first):
+        for loop, fs in tiles_mod.loop_tiles(ops[op_codes[r]], sub.iloc[r]).items():
+            if loop in LOOP_NAMES:
+                j = LOOP_NAMES.index(loop) * tiles_mod.LEVELS
+                for lvl, f in enumerate(fs[: tiles_mod.LEVELS]):
+                    table[i, j + lvl] = math.log2(f)
+    names = [f"sk_{loop}_{lvl}_log2" for loop in LOOP_NAMES for lvl in range(tiles_mod.LEVELS)]
+    return {name: table[codes, k] for k, name in enumerate(names)}
+
+
+def _word(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+
+
+def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache | None = None) -> Features:
+    """Turn a store frame into the schema's feature matrix (one row per frame row)."""
+    check_columns(frame)
+    specs = specs or SpecCache()
+    n = len(frame)
+    cols = {c: i for i, c in enumerate(schema.columns)}
+    X = np.full((n, len(cols)), np.nan)
+
+    op_codes, ops = _parse_ops(frame)
+    op_table = pd.DataFrame([operator_features(op) for op in ops])
+    for c in op_table.columns:
+        X[:, cols[c]] = op_table[c].to_numpy(dtype=float)[op_codes]
+
+    threads = pd.to_numeric(frame["threads"], errors="coerce").to_numpy(dtype=float)
+    X[:, cols["t_threads"]] = threads
+    X[:, cols["t_pinned"]] = frame["pinned"].astype(float).to_numpy() if "pinned" in frame else 0.0
+    kind_col = frame["schedule_kind"] if "schedule_kind" in frame else pd.Series("default", index=frame.index)
+    X[:, cols["s_default"]] = (kind_col.astype(str) == "default").to_numpy(dtype=float)
+
+    # machine features per (target, dtype)
+    tgt_codes, tgt_names = pd.factorize(frame["target"].astype(str))
+    cores = np.full(n, np.nan)
+    for t, name in enumerate(tgt_names):
+        spec = specs.get(name)
+        rows_t = tgt_codes == t
+        for dt in {ops[c].dtype for c in np.unique(op_codes[rows_t])}:
+            rows = rows_t & np.isin(op_codes, [i for i, op in enumerate(ops) if op.dtype == dt])
+            for c, v in machine_features(spec, dt, specs.measured(name)).items():
+                X[rows, cols[c]] = v
+        cores[rows_t] = spec.cores or np.nan
+    X[:, cols["t_share_cores"]] = threads / cores
+
+    # the analytical model, once per (operator, target, tile factors); always computed, because
+    # the analytical and calibrated predictors build on it even when it is not a feature
+    tile_keys = tiles_mod.tile_keys(frame)
+    parts = [op_codes.astype(np.int64), tgt_codes.astype(np.int64)]
+    if tile_keys is not None:
+        parts.append(tile_keys)
+    _, first_row, key_codes = np.unique(np.stack(parts, axis=1), axis=0, return_index=True, return_inverse=True)
+    key_codes = key_codes.ravel()
+    tile_sub = frame[tiles_mod.tile_columns(frame.columns)] if tile_keys is not None else None
+    terms_rows = []
+    for r in first_row:
+        op = ops[op_codes[r]]
+        spec = specs.get(tgt_names[tgt_codes[r]])
+        tiles = tiles_mod.tiles_for(op, tile_sub.iloc[r], spec) if tile_sub is not None else None
+        terms_rows.append(analytical_terms(op, spec, tiles))
+    terms = pd.DataFrame(terms_rows)
+    a_lat = terms["a_latency_s"].to_numpy(dtype=float)[key_codes]
+    roof = terms["a_roofline_s"].to_numpy(dtype=float)[key_codes]
+    compute = terms["a_compute_s"].to_numpy(dtype=float)[key_codes]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(np.isfinite(cores / threads), np.maximum(cores / threads, 1.0), 1.0)
+        a_thr = np.maximum(a_lat, compute * share)
+        if schema.analytical:
+            lg = {c: np.log2(np.where(terms[c] > 0, terms[c], np.nan))[key_codes]
+                  for c in terms.columns if c.endswith("_s")}
+            X[:, cols["a_compute_log2"]] = lg["a_compute_s"]
+            X[:, cols["a_compute_threads_log2"]] = lg["a_compute_s"] + np.log2(share)
+            X[:, cols["a_latency_log2"]] = lg["a_latency_s"]
+            X[:, cols["a_offchip_log2"]] = lg["a_offchip_s"]
+            X[:, cols["a_roofline_log2"]] = lg["a_roofline_s"]
+            for i in range(MAX_LEVELS):
+                X[:, cols[f"a_l{i}_log2"]] = lg[f"a_l{i}_s"]
+            for c in ("a_pe_util", "a_bound_compute", "a_bound_level"):
+                X[:, cols[c]] = terms[c].to_numpy(dtype=float)[key_codes]
+
+    for c, values in _tile_features(frame, op_codes, ops).items():
+        X[:, cols[c]] = values
+    vocab = dict(schema.knob_vocab)
+    for c in schema.knob_columns:
+        if c not in frame.columns:
+            continue  # absent knob: NaN, as in training rows that lacked it
+        if c == tiles_mod.ORDER:
+            index = {w: i for i, w in enumerate(vocab.get(c, ()))}
+            words = _canonical_orders(frame, op_codes, ops)
+            X[:, cols[c]] = words.map(lambda v, ix=index: np.nan if v is None else ix.get(v, np.nan)).to_numpy(float)
+        elif c in vocab:
+            index = {w: i for i, w in enumerate(vocab[c])}
+            X[:, cols[c]] = frame[c].map(lambda v, ix=index: np.nan if _isna(v) else ix.get(_word(v), np.nan))
+        else:
+            X[:, cols[c]] = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
+
+    return Features(X, schema.columns, a_lat, a_thr, roof, frame["kind"].astype(str).to_numpy())
+
+
+def _isna(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def specs_from(specs: Mapping[str, TargetSpec] | SpecCache | None) -> SpecCache:
+    return specs if isinstance(specs, SpecCache) else SpecCache(specs)

@@ -1,0 +1,136 @@
+"""Measurement frames as the predictors see them.
+
+Predictors work on frames in the store's column format (``docs/contracts.md``): one row per
+measurement.  This module reads such a frame from a store, a Parquet or a CSV file, checks that the
+columns a predictor needs are there (naming the file and the missing columns when they are not),
+keeps the rows that measured successfully, and builds frames for operators that were never
+measured (``operator_frame``), so that a predictor can predict a whole model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from opscope.errors import PredictorError
+from opscope.workloads.operator import Operator
+
+#: Columns every predictor reads; the label is ``latency_median_s``.
+REQUIRED_COLUMNS = ("workload_key", "kind", "operator_json", "threads", "target")
+LABEL = "latency_median_s"
+
+
+def read_frame(source: str | Path | pd.DataFrame, *, ok_only: bool = True) -> pd.DataFrame:
+    """Load measurements from a ``.db`` store, ``.parquet`` or ``.csv`` file (or pass a frame).
+
+    With ``ok_only`` only rows with status ``ok`` and a positive finite median latency are kept.
+    """
+    if isinstance(source, pd.DataFrame):
+        frame, where = source, "the frame"
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.exists():
+            raise PredictorError(f"{path}: no such file")
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".parquet" or path.is_dir():
+                frame = pd.read_parquet(path)
+            elif suffix == ".csv":
+                frame = pd.read_csv(path)
+            else:
+                from opscope.store import load_dataframe
+
+                frame = load_dataframe(path)
+        except PredictorError:
+            raise
+        except (OSError, ValueError, ImportError) as exc:
+            raise PredictorError(f"{path}: cannot read measurements ({exc})") from exc
+    check_columns(frame, where)
+    if ok_only:
+        frame = ok_rows(frame)
+    return frame.reset_index(drop=True)
+
+
+def check_columns(frame: pd.DataFrame, where: str = "the frame", label: bool = False) -> None:
+    need = list(REQUIRED_COLUMNS) + ([LABEL] if label else [])
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise PredictorError(f"{where}: missing column(s) {', '.join(missing)} (store format, docs/contracts.md)")
+
+
+def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows that measured successfully with a usable latency."""
+    keep = pd.Series(True, index=frame.index)
+    if "status" in frame.columns:
+        keep &= frame["status"] == "ok"
+    if LABEL in frame.columns:
+        lat = pd.to_numeric(frame[LABEL], errors="coerce")
+        keep &= np.isfinite(lat) & (lat > 0)
+    return frame[keep].reset_index(drop=True)
+
+
+def labels(frame: pd.DataFrame) -> np.ndarray:
+    """Measured median latency in seconds; a clear error when the frame has none."""
+    check_columns(frame, label=True)
+    y = pd.to_numeric(frame[LABEL], errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(y) & (y > 0))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise PredictorError(
+            f"row {first}: {LABEL}={frame[LABEL].iloc[first]!r} is not a positive latency "
+            f"({int(bad.sum())} such rows; keep status 'ok' rows only)"
+        )
+    return y
+
+
+def model_names(frame: pd.DataFrame) -> pd.Series:
+    """The ``models`` column as tuples of names (empty tuple when absent)."""
+    if "models" not in frame.columns:
+        return pd.Series([()] * len(frame), index=frame.index)
+    return frame["models"].map(_split_models)
+
+
+def _split_models(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(m.strip() for m in value.split(",") if m.strip())
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(str(m) for m in value)
+    return ()
+
+
+def operator_frame(ops: Iterable[Operator], target: str, threads: int = 1) -> pd.DataFrame:
+    """A frame in the store's format for operators never measured (default schedule, no label)."""
+    rows = []
+    for op in ops:
+        rows.append(
+            {
+                "workload_key": op.key,
+                "op_name": op.name,
+                "kind": op.kind,
+                "dtype": op.dtype,
+                "models": ",".join(op.models),
+                "operator_json": json.dumps(op.to_dict(), default=str),
+                "flops": op.flops,
+                "bytes": op.bytes,
+                "bytes_input": op.bytes_of("input"),
+                "bytes_weight": op.bytes_of("weight"),
+                "bytes_output": op.bytes_of("output"),
+                "count": op.count,
+                "schedule_id": "default",
+                "schedule_kind": "default",
+                "trace_json": None,
+                "knobs_json": "{}",
+                "threads": int(threads),
+                "pinned": False,
+                "target": target,
+                "status": "ok",
+            }
+        )
+    if not rows:
+        raise PredictorError("operator_frame: no operators given")
+    return pd.DataFrame(rows)

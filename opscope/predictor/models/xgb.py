@@ -1,0 +1,91 @@
+"""XGBoost on log latency: the default learned predictor.  Saved in XGBoost's own JSON format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opscope.errors import PredictorError
+from opscope.predictor.base import LearnedPredictor
+from opscope.targets.spec import TargetSpec
+
+MODEL_FILE = "model.xgb.json"
+
+
+class XGBEngine:
+    def __init__(self, n_estimators: int, max_depth: int, learning_rate: float, subsample: float,
+                 colsample_bytree: float, min_child_weight: float, reg_lambda: float, seed: int) -> None:
+        self.params = {
+            "objective": "reg:squarederror",
+            "tree_method": "hist",
+            "max_depth": max_depth,
+            "eta": learning_rate,
+            "subsample": subsample,
+            "colsample_bytree": colsample_bytree,
+            "min_child_weight": min_child_weight,
+            "lambda": reg_lambda,
+            "seed": seed,
+            "max_bin": 128,
+            # one thread: on a small shared machine OpenMP spinning made two threads 6x slower
+            "nthread": 1,
+        }
+        self.n_estimators = n_estimators
+        self.booster: Any = None
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> XGBEngine:
+        import xgboost as xgb
+
+        dtrain = xgb.DMatrix(X, label=y, missing=np.nan)
+        self.booster = xgb.train(self.params, dtrain, num_boost_round=self.n_estimators)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(X, missing=np.nan), dtype=float)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        self.booster.save_model(str(Path(directory) / MODEL_FILE))
+        return {"engine": "xgboost", "file": MODEL_FILE}
+
+    @classmethod
+    def load(cls, directory: Path, meta: Mapping[str, Any]) -> XGBEngine:
+        import xgboost as xgb
+
+        path = Path(directory) / meta.get("file", MODEL_FILE)
+        if not path.exists():
+            raise PredictorError(f"{path}: missing XGBoost model file")
+        engine = cls.__new__(cls)
+        engine.params, engine.n_estimators = {}, 0
+        engine.booster = xgb.Booster()
+        try:
+            engine.booster.load_model(str(path))
+        except xgb.core.XGBoostError as exc:
+            raise PredictorError(f"{path}: not a readable XGBoost model ({str(exc).splitlines()[0]})") from exc
+        engine.booster.set_param({"nthread": 1})
+        return engine
+
+
+class XGBoostPredictor(LearnedPredictor):
+    """Gradient-boosted trees (XGBoost) on log latency."""
+
+    name = "xgboost"
+
+    def __init__(self, n_estimators: int = 300, max_depth: int = 6, learning_rate: float = 0.1,
+                 subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
+                 reg_lambda: float = 1.0, seed: int = 0, analytical_features: bool = True,
+                 specs: Mapping[str, TargetSpec] | None = None) -> None:
+        super().__init__(analytical_features=analytical_features, specs=specs)
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.seed = seed
+
+    def _engine(self) -> XGBEngine:
+        return XGBEngine(self.n_estimators, self.max_depth, self.learning_rate, self.subsample,
+                         self.colsample_bytree, self.min_child_weight, self.reg_lambda, self.seed)

@@ -1,0 +1,140 @@
+"""Save and load predictors as a directory: the model's native files plus ``metadata.json``.
+
+``metadata.json`` holds the format version, the predictor's name and hyperparameters, the feature
+schema, a summary of the training data and the library versions.  Never pickle: a pickled model
+breaks across library versions, a JSON one does not.  Loading checks the feature schema against
+the running code and names the mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from opscope.errors import PredictorError
+from opscope.predictor.analytical_predictor import AnalyticalPredictor
+from opscope.predictor.base import FramePredictor
+from opscope.predictor.calibrated import CalibratedAnalyticalPredictor
+from opscope.predictor.features import FeatureSchema
+from opscope.predictor.models.sklearn_models import (
+    ForestEngine,
+    GradientBoostingPredictor,
+    LinearEngine,
+    LinearPredictor,
+    RandomForestPredictor,
+)
+from opscope.predictor.models.xgb import XGBEngine, XGBoostPredictor
+
+FORMAT = "opscope-predictor"
+FORMAT_VERSION = 1
+METADATA = "metadata.json"
+
+PREDICTORS: dict[str, type[FramePredictor]] = {
+    cls.name: cls
+    for cls in (XGBoostPredictor, RandomForestPredictor, GradientBoostingPredictor, LinearPredictor,
+                CalibratedAnalyticalPredictor, AnalyticalPredictor)
+}
+_ENGINES = {"xgboost": XGBEngine, "random_forest": ForestEngine, "gradient_boosting": ForestEngine,
+            "linear": LinearEngine}
+
+
+def make_predictor(name: str, **params: Any) -> FramePredictor:
+    if name not in PREDICTORS:
+        raise PredictorError(f"unknown predictor {name!r}; known: {', '.join(sorted(PREDICTORS))}")
+    return PREDICTORS[name](**params)
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import sklearn
+    import xgboost
+
+    import opscope
+
+    return {"opscope": opscope.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "xgboost": xgboost.__version__}
+
+
+def training_summary(frame: pd.DataFrame) -> dict[str, Any]:
+    """What the predictor learned from: counts per kind, models, threads, targets."""
+    def counts(col: str) -> dict[str, int]:
+        return {str(k): int(v) for k, v in frame[col].value_counts().items()} if col in frame else {}
+
+    models = sorted({m for v in frame.get("models", pd.Series(dtype=str)).dropna() for m in str(v).split(",") if m})
+    return {"rows": len(frame), "workloads": int(frame["workload_key"].nunique()) if "workload_key" in frame else 0,
+            "kinds": counts("kind"), "threads": counts("threads"), "targets": counts("target"),
+            "models": models}
+
+
+def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.DataFrame | None = None) -> Path:
+    directory = Path(directory)
+    if type(pred).name not in PREDICTORS:
+        raise PredictorError(f"cannot save a {type(pred).__name__}: not an opscope predictor")
+    directory.mkdir(parents=True, exist_ok=True)
+    params = {k: v for k, v in pred.get_params().items() if k != "specs"}
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "predictor": pred.name,
+        "params": params,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "training": training_summary(training) if training is not None else None,
+        "schema": None,
+        "engine": None,
+    }
+    if hasattr(pred, "engine_"):
+        meta["schema"] = pred.schema_.to_dict()
+        meta["engine"] = pred.engine_.save(directory)
+        meta["n_train"] = int(pred.n_train_)
+    elif not isinstance(pred, AnalyticalPredictor):
+        raise PredictorError(f"cannot save an unfitted {type(pred).__name__}; call fit first")
+    (directory / METADATA).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return directory
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / METADATA
+    if not path.exists():
+        raise PredictorError(f"{directory}: not a saved predictor (no {METADATA})")
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError as exc:
+        raise PredictorError(f"{path}: not valid JSON ({exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise PredictorError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise PredictorError(f"{path}: format_version {meta.get('format_version')!r}, this opscope reads {FORMAT_VERSION}")
+    return meta
+
+
+def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
+    """Load a saved predictor; ``specs`` (name -> TargetSpec) overrides target lookup."""
+    directory = Path(directory)
+    meta = read_metadata(directory)
+    name = meta.get("predictor")
+    if name not in PREDICTORS:
+        raise PredictorError(f"{directory / METADATA}: field 'predictor': unknown {name!r}")
+    try:
+        pred = PREDICTORS[name](**meta.get("params", {}), specs=specs)
+    except TypeError as exc:
+        raise PredictorError(f"{directory / METADATA}: field 'params' does not fit {name} ({exc})") from exc
+    if isinstance(pred, AnalyticalPredictor):
+        return pred.fit(pd.DataFrame())
+    if meta.get("schema") is None or meta.get("engine") is None:
+        raise PredictorError(f"{directory / METADATA}: fields 'schema'/'engine' missing")
+    schema = FeatureSchema.from_dict(meta["schema"])
+    schema.check_current(str(directory / METADATA))
+    engine_meta = meta["engine"]
+    engine_cls = _ENGINES.get(engine_meta.get("engine"))
+    if engine_cls is None:
+        raise PredictorError(f"{directory / METADATA}: field 'engine': unknown {engine_meta.get('engine')!r}")
+    pred.schema_ = schema
+    pred.engine_ = engine_cls.load(directory, engine_meta)
+    pred.n_train_ = int(meta.get("n_train", 0))
+    return pred
