@@ -234,3 +234,13 @@ def test_agrees_with_frame_where_frame_spreads_the_batch(tmp_path):
     assert row.compute_s == pytest.approx(compute_time)
     assert row.memory_s == pytest.approx(memory_time)
     assert row.latency_s == pytest.approx(max(compute_time, memory_time))
+
+
+def test_non_gemm_operator_in_an_odd_dtype_falls_back_with_a_note():
+    from opscope.workloads.operator import Operator, TensorInfo
+
+    op = Operator(name="cast", kind="elementwise", flops=1000,
+                  tensors=(TensorInfo("x", (1000,), "int64", "input"), TensorInfo("y", (1000,), "float32", "output")))
+    e = estimate(op, FLAT)
+    assert e.compute_s == pytest.approx(1000 / 1e12)  # float32's peak
+    assert any("int64" in n for n in e.notes)

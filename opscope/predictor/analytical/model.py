@@ -91,9 +91,14 @@ def _estimate(op: Operator, spec: TargetSpec, opts: AnalysisOptions, dens: Densi
     try:
         peak = spec.peak_for(op.dtype)
     except KeyError:
-        raise OpscopeError(
-            f"target {spec.name!r} has no peak for dtype {op.dtype!r} (operator {op.name!r}); it has "
-            f"{', '.join(sorted(spec.peak_flops)) or 'a PE array only'}") from None
+        if op.gemm is not None:
+            raise OpscopeError(
+                f"target {spec.name!r} has no peak for dtype {op.dtype!r} (operator {op.name!r}); it has "
+                f"{', '.join(sorted(spec.peak_flops))}") from None
+        # index/cast/elementwise operators in odd dtypes (int64, bool): they are memory-bound anyway
+        fallback = "float32" if "float32" in spec.peak_flops else max(spec.peak_flops, key=spec.peak_flops.get)
+        peak = spec.peak_flops[fallback]
+        notes = notes + (f"no peak for {op.dtype}: {fallback}'s used",)
     util = 1.0
     if spec.pe_array is not None and view.gemm is not None:
         util = pe_utilization(*view.gemm, spec.pe_array)
