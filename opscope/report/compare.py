@@ -1,0 +1,259 @@
+"""``compare``: analytical, measured and predicted latency of a model's operators, side by side.
+
+One call gathers everything: the model's operators (``opscope.workloads.load_model``), the target
+spec and, when ``opscope probe`` has written one, its measured twin (``<target>-measured``), the
+store's measurements of those operators (on this machine), an optional predictor, then builds the
+table, the thread-scaling analysis, the whole-model measurement, the figures and the HTML report.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from opscope.errors import OpscopeError
+from opscope.report.scaling import Turnaround, scaling_frame, turnarounds
+from opscope.report.table import (
+    ok_measurements,
+    operator_rows,
+    summarize_measurements,
+    with_total,
+)
+from opscope.report.terminal import format_table, summary_lines
+from opscope.report.whole_model import VMProtocol, WholeModelResult
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """What ``compare`` found: the table (with a TOTAL row), figures, report and whole-model timing."""
+
+    frame: pd.DataFrame
+    #: figure name ("roofline", "predicted_vs_measured", "layers", "thread_scaling") -> PNG and SVG paths
+    figures: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
+    html_path: Path | None = None
+    whole_model: WholeModelResult | None = None
+    scaling: pd.DataFrame | None = None
+    turnarounds: tuple[Turnaround, ...] = ()
+    summary: tuple[str, ...] = ()
+
+    def table_text(self) -> str:
+        """The table as text, slowest operator first."""
+        return format_table(self.frame)
+
+    def png(self, name: str) -> Path | None:
+        """The PNG of figure ``name``, or None when it was not drawn."""
+        for p in self.figures.get(name, ()):
+            if p.suffix == ".png":
+                return p
+        return None
+
+
+def _progress(enabled: bool) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        if enabled:
+            print(f"compare: {line}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _measured_spec(target: str, spec) -> object | None:
+    """The probed twin of a target (``host`` -> ``host-measured``), when one exists."""
+    from opscope.targets import list_targets, load_target
+
+    if not spec.nominal:
+        return spec
+    name = f"{target}-measured"
+    return load_target(name) if name in list_targets() else None
+
+
+def _store_frame(store) -> tuple[pd.DataFrame, Callable[[str], dict | None]]:
+    """The store's frame and a lookup of stored machine fingerprints."""
+    from opscope.store import Store, load_dataframe, open_store
+
+    if isinstance(store, pd.DataFrame):
+        return store, lambda _m: None
+    if isinstance(store, Store):
+        return load_dataframe(store), store.machine
+    path = Path(store)
+    if not path.is_file():
+        raise OpscopeError(f"store {path}: no such file (measure with `opscope collect ... --store {path}`)")
+    frame = load_dataframe(path)
+    with open_store(path) as st:
+        fps = {m: st.machine(m) for m in frame["machine_id"].astype(str).unique()} if len(frame) else {}
+    return frame, fps.get
+
+
+def _rows_for(frame: pd.DataFrame, keys: set[str], target: str) -> pd.DataFrame:
+    """The store rows of these operators measured for this target (``x-measured`` is the device ``x``)."""
+    if frame.empty:
+        return frame
+    device = target[: -len("-measured")] if target.endswith("-measured") else target
+    rows = frame[frame["workload_key"].astype(str).isin(keys)]
+    return rows[rows["target"].astype(str).isin({device, f"{device}-measured"})]
+
+
+def collect_command(model: str, target: str, store: str, op_names: Sequence[str]) -> str:
+    """The command line that would measure the given operators of a model."""
+    return " ".join([
+        "opscope collect", "--model", shlex.quote(model), "--target", shlex.quote(target),
+        "--store", shlex.quote(store), "--ops", shlex.quote(",".join(op_names)),
+    ])
+
+
+def _predict(predictor, ops, rows: pd.DataFrame, measured: Mapping, target: str, threads: int) -> np.ndarray:
+    """Predictions for ``ops``: on the best measured row when there is one, else the default schedule."""
+    from opscope.predictor import operator_frame
+
+    parts = []
+    for op in ops:
+        m = measured.get(op.key)
+        if m is not None:
+            parts.append(rows.loc[[m.best_row]])
+        else:
+            parts.append(operator_frame([op], target, threads=threads))
+    batch = pd.concat(parts, ignore_index=True)
+    pred = np.asarray(predictor.predict(batch), dtype=float)
+    if pred.shape != (len(ops),):
+        raise OpscopeError(f"predictor returned {pred.shape} predictions for {len(ops)} operators")
+    return pred
+
+
+def _load_predictor(predictor):
+    if predictor is None or hasattr(predictor, "predict"):
+        return predictor
+    from opscope.predictor import load_predictor
+
+    return load_predictor(predictor)
+
+
+def compare(
+    model,
+    target: str = "host",
+    store: str | os.PathLike[str] | pd.DataFrame = "runs.db",
+    predictor=None,
+    out: str | os.PathLike[str] | None = None,
+    allow_other_machine: bool = False,
+    whole_model: bool = True,
+    threads: int | None = None,
+    batch_size: int = 1,
+    dtype: str = "float32",
+    protocol: VMProtocol | None = None,
+    progress: bool = True,
+) -> ComparisonResult:
+    """Compare a model's operators on a target: analytical vs measured vs predicted.
+
+    ``model`` is a zoo name, a model file, or a ``Workload`` already loaded; ``store`` a store path,
+    an open ``Store`` or a store frame; ``predictor`` a saved predictor directory or a fitted
+    predictor.  With ``out``, figures (PNG + SVG), ``report.html`` and ``comparison.csv`` are written
+    there.  ``threads`` is the thread count of the whole-model run (default: the largest count
+    measured).  A store measured on another machine is refused unless ``allow_other_machine``.
+    """
+    from opscope.predictor.analytical import estimate
+    from opscope.report.machine import check_machine, this_machine
+    from opscope.targets import load_target
+
+    say = _progress(progress)
+    spec = load_target(target)
+    target_name = str(target) if isinstance(target, str) else spec.name
+    spec_m = _measured_spec(target_name, spec)
+    workload = _load_workload(model, batch_size, dtype)
+    ops = list(workload.operators)
+    model_label = model if isinstance(model, str) else workload.name
+    say(f"{workload.name}: {len(ops)} operators; target {target_name}"
+        + (f" (with measured ceilings {spec_m.name})" if spec_m is not None else ""))
+
+    frame, fingerprints = _store_frame(store)
+    rows = _rows_for(frame, {op.key for op in ops}, target_name)
+    if len(rows):
+        current_id, current_fp = this_machine()
+        fps = {m: fingerprints(m) for m in rows["machine_id"].astype(str).unique()}
+        rows = check_machine(rows, current_id, target_name, allow_other_machine, current_fp, fps)
+    rows = ok_measurements(rows)
+    measured = summarize_measurements(rows)
+    if threads is None:
+        threads = int(rows["threads"].max()) if len(rows) else 1
+    say(f"{len(measured)}/{len(ops)} operators measured ({len(rows)} ok measurements)")
+
+    estimates = [estimate(op, spec) for op in ops]
+    estimates_m = [estimate(op, spec_m) for op in ops] if spec_m is not None else None
+    pred_obj = _load_predictor(predictor)
+    predicted = _predict(pred_obj, ops, rows, measured, target_name, threads) if pred_obj is not None else None
+    store_label = str(store) if isinstance(store, (str, os.PathLike)) else "runs.db"
+    cmds = {op.key: collect_command(model_label, target_name, store_label, [op.name])
+            for op in ops if op.key not in measured}
+    table = with_total(operator_rows(ops, measured, estimates, estimates_m, predicted, cmds))
+
+    scaling = scaling_frame(rows)
+    turns = tuple(turnarounds(scaling))
+
+    wm_result = None
+    if whole_model and getattr(workload, "ir_module", None) is not None and spec.tvm_target:
+        from opscope.report.whole_model import measure_whole_model
+
+        pred_at = None
+        if pred_obj is not None:
+            at_t = summarize_measurements(rows, threads=threads)
+            pred_at = dict(zip([op.key for op in ops],
+                               _predict(pred_obj, ops, rows, at_t, target_name, threads)))
+        wm_result = measure_whole_model(workload, spec, rows, threads, pred_at, protocol or VMProtocol(), say)
+
+    summary = tuple(summary_lines(table, wm_result))
+    figures: dict[str, tuple[Path, ...]] = {}
+    html_path = None
+    if out is not None:
+        figures, html_path = _write_outputs(Path(out), workload.name, target_name, spec, spec_m, table,
+                                            scaling, turns, summary, wm_result, say)
+    return ComparisonResult(frame=table, figures=figures, html_path=html_path, whole_model=wm_result,
+                            scaling=scaling, turnarounds=turns, summary=summary)
+
+
+def _load_workload(model, batch_size: int, dtype: str):
+    if hasattr(model, "operators"):
+        return model
+    from opscope.workloads import load_model
+
+    return load_model(model, batch_size=batch_size, dtype=dtype)
+
+
+def _write_outputs(out: Path, model: str, target: str, spec, spec_m, table, scaling, turns, summary,
+                   wm_result, say) -> tuple[dict[str, tuple[Path, ...]], Path]:
+    from opscope.report import figures as figs
+    from opscope.report.html import write_html
+    from opscope.report.roofline import plot_roofline
+
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"writing figures and report to {out}/")
+    ana, meas = figs.roofline_points(table)
+    ceiling_spec = spec_m if spec_m is not None else spec
+    drawn: dict[str, tuple[Path, ...]] = {}
+    if len(ana):
+        drawn["roofline"] = tuple(plot_roofline(ceiling_spec, ana, out / "roofline.png",
+                                                measured=meas if len(meas) else None,
+                                                title=f"{model} on {ceiling_spec.name}"))
+    for name, paths in (
+        ("predicted_vs_measured", figs.plot_predicted_vs_measured(table, out / "predicted_vs_measured.png",
+                                                                  f"{model} on {target}: estimate vs measured")),
+        ("layers", figs.plot_layer_bars(table, out / "layers.png", f"{model} on {target}: per layer")),
+        ("thread_scaling", figs.plot_thread_scaling(scaling, out / "thread_scaling.png",
+                                                    f"{model} on {target}: thread scaling")),
+    ):
+        if paths:
+            drawn[name] = tuple(paths)
+    table.to_csv(out / "comparison.csv", index=False)
+    captions = {"roofline": "Roofline: analytical (filled) and measured (hollow) points joined",
+                "predicted_vs_measured": "Estimates vs best measured latency, log axes, +-10% band",
+                "layers": "Per-layer time (x count): analytical, measured, predicted",
+                "thread_scaling": "Speed-up against threads (best schedule per count)"}
+    pngs = [(p, captions[n]) for n, paths in drawn.items() for p in paths if p.suffix == ".png"]
+    html_path = write_html(out / "report.html", f"opscope compare: {model} on {target}",
+                           f"analytical ({spec.name}{', ' + spec_m.name if spec_m is not None else ''}) "
+                           "vs measured vs predicted", summary, table, pngs, turns,
+                           wm_result.to_dict() if wm_result is not None else None)
+    return drawn, html_path

@@ -1,0 +1,106 @@
+"""The comparison in a terminal: the table slowest first, then a three-line summary."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from opscope.report.table import TOTAL, summary_numbers
+
+
+def fmt_time(s: float) -> str:
+    """Seconds as a short human figure (ns/us/ms/s); '-' for missing."""
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "-"
+    s = float(s)
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(s) >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_pct(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:+.0f}%"
+
+
+def fmt_flops(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g} "
+
+
+def sort_slowest_first(table: pd.DataFrame) -> pd.DataFrame:
+    """Operators by count-weighted time, slowest first (measured time, else analytical); TOTAL last."""
+    ops = table[table["op"] != TOTAL].copy()
+    weight = ops["best_s"].where(ops["best_s"].notna(), ops["analytical_s"]) * ops["count"]
+    # measured operators first, each group slowest first
+    ops["_measured"] = ops["measured"].astype(int)
+    ops["_w"] = weight
+    ops = ops.sort_values(["_measured", "_w"], ascending=[False, False]).drop(columns=["_measured", "_w"])
+    return pd.concat([ops, table[table["op"] == TOTAL]], ignore_index=True)
+
+
+_HEADER = ("operator", "kind", "n", "analytic", "default", "best", "thr", "predicted",
+           "err ana", "err pred", "bound", "FLOP/s", "roofline")
+
+
+def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
+    """The table as aligned text, slowest first; unmeasured operators say so."""
+    rows = [list(_HEADER)]
+    for _, r in sort_slowest_first(table).iterrows():
+        name = str(r["op"])
+        if len(name) > max_name:
+            name = name[: max_name - 1] + "~"
+        measured = bool(r["measured"])
+        thr = r["best_threads"]
+        rows.append([
+            name,
+            str(r["kind"]),
+            str(int(r["count"])) if not pd.isna(r["count"]) else "-",
+            fmt_time(r["analytical_s"]),
+            fmt_time(r["default_s"]) if measured else "unmeasured",
+            fmt_time(r["best_s"]) if measured else "",
+            str(int(thr)) if thr is not None and not pd.isna(thr) else "",
+            fmt_time(r["predicted_s"]),
+            fmt_pct(r["analytical_err"]),
+            fmt_pct(r["predicted_err"]),
+            str(r["bound"] or ""),
+            fmt_flops(r["achieved_flops"]),
+            "-" if pd.isna(r["roofline_share"]) else f"{100 * r['roofline_share']:.0f}%",
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+    left = {0, 1, 10}
+    lines = []
+    for row in rows:
+        cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def summary_lines(table: pd.DataFrame, whole_model: object | None = None) -> list[str]:
+    """Three lines: coverage and totals; error of each estimate; the whole-model gap."""
+    s = summary_numbers(table)
+    n, nm = int(s["operators"]), int(s["measured_operators"])
+    line1 = (f"measured {nm}/{n} operators ({fmt_pct(s['coverage']).lstrip('+')} of analytical time); "
+             f"sum of best measured {fmt_time(s['best_sum_s'])} vs analytical {fmt_time(s['measured_analytical_s'])} "
+             f"on those (whole model analytical {fmt_time(s['whole_analytical_s'])})")
+
+    def err(name: str) -> str:
+        mape = s[f"{name}_mape"]
+        if math.isnan(mape):
+            return "-"
+        return f"MAPE {100 * mape:.1f}%, {100 * s[f'{name}_within10']:.0f}% within +-10%"
+
+    line2 = f"analytical: {err('analytical_err')}; predicted: {err('predicted_err')}"
+    if whole_model is None:
+        line3 = "whole model: not measured (no Relax module, or --no-whole-model)"
+    else:
+        line3 = whole_model.summary_line()
+    return [line1, line2, line3]

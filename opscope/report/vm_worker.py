@@ -1,0 +1,49 @@
+"""Worker process that times a built Relax model: ``python -m opscope.report.vm_worker request.json``.
+
+Started by :func:`opscope.report.whole_model.time_in_worker` with ``TVM_NUM_THREADS`` already set in
+its environment, so TVM's thread pool starts with the requested size.  The request names the
+exported library, the inputs (name, shape, dtype; filled with seeded random values) and the timing
+protocol.  The last line of stdout is JSON: ``{"raw_latencies_s": [...], "threads": n}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def time_library(request: dict) -> dict:
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    dev = tvm.cpu()
+    lib = tvm.runtime.load_module(request["library"])
+    vm = relax.VirtualMachine(lib, dev)
+    rng = np.random.default_rng(int(request.get("seed", 0)))
+    args = []
+    for _name, shape, dtype in request["inputs"]:
+        if dtype.startswith("float"):
+            arr = rng.standard_normal(size=shape).astype(dtype)
+        elif dtype == "bool":
+            arr = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            arr = rng.integers(0, 8, size=shape).astype(dtype)
+        args.append(tvm.runtime.tensor(arr, dev))
+    vm.set_input("main", *args)
+    timer = vm.time_evaluator("invoke_stateful", dev, number=int(request["number"]),
+                              repeat=int(request["repeat"]), min_repeat_ms=int(request["min_repeat_ms"]))
+    res = timer("main")
+    return {"raw_latencies_s": [float(x) for x in res.results],
+            "threads": int(tvm.runtime.num_threads())}
+
+
+def main(path: str) -> int:
+    request = json.loads(Path(path).read_text())
+    print(json.dumps(time_library(request)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

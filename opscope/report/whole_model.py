@@ -1,0 +1,258 @@
+"""The whole model, end to end: do the operators' latencies add up to the model's?
+
+The fused Relax module of a workload is built with TVM, with the best measured schedule of each
+operator replayed (from its trace in the store) into that operator's PrimFunc and TVM's default
+lowering everywhere else.  The built module runs in the Relax VM in a separate worker process (so
+``TVM_NUM_THREADS`` takes effect and a crash cannot take the caller down) and is timed with the VM's
+``time_evaluator``.  The result is set against the count-weighted sums of the per-operator
+measurements and predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from opscope.errors import OpscopeError
+
+
+@dataclass(frozen=True)
+class VMProtocol:
+    """How the whole model is timed: ``repeat`` repeats of ``number`` runs (grown to ``min_repeat_ms``)."""
+
+    number: int = 1
+    repeat: int = 5
+    min_repeat_ms: int = 100
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.number < 1 or self.repeat < 1 or self.min_repeat_ms < 0 or self.timeout_s <= 0:
+            raise OpscopeError(f"invalid whole-model protocol {self}")
+
+
+@dataclass(frozen=True)
+class WholeModelResult:
+    """End-to-end latency of the built model beside the sums of its operators."""
+
+    model: str
+    threads: int
+    raw_latencies_s: tuple[float, ...]
+    #: count-weighted sums over the operators measured at ``threads`` (best and default schedules)
+    sum_best_s: float
+    sum_default_s: float
+    #: count-weighted sum of predictions over every operator (nan without a predictor)
+    sum_predicted_s: float
+    measured_ops: int
+    total_ops: int
+    #: operators whose best schedule was replayed into the module (the rest use TVM's default)
+    scheduled_ops: int
+    #: PrimFuncs in the module that no operator of the workload matched
+    unmatched_functions: int = 0
+
+    @property
+    def latency_s(self) -> float:
+        xs = sorted(self.raw_latencies_s)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+    @property
+    def gap(self) -> float:
+        """End to end over the sum of best per-operator latencies, minus one (nan if none measured)."""
+        if not self.sum_best_s or math.isnan(self.sum_best_s):
+            return math.nan
+        return self.latency_s / self.sum_best_s - 1.0
+
+    @property
+    def predicted_gap(self) -> float:
+        if not self.sum_predicted_s or math.isnan(self.sum_predicted_s):
+            return math.nan
+        return self.latency_s / self.sum_predicted_s - 1.0
+
+    def summary_line(self) -> str:
+        from opscope.report.terminal import fmt_pct, fmt_time
+
+        return (f"whole model ({self.threads} thr): end-to-end {fmt_time(self.latency_s)} vs sum of "
+                f"operators {fmt_time(self.sum_best_s)} ({self.measured_ops}/{self.total_ops} measured, "
+                f"gap {fmt_pct(self.gap)}), sum of predictions {fmt_time(self.sum_predicted_s)} "
+                f"(gap {fmt_pct(self.predicted_gap)})")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model, "threads": self.threads, "raw_latencies_s": list(self.raw_latencies_s),
+            "latency_s": self.latency_s, "sum_best_s": self.sum_best_s, "sum_default_s": self.sum_default_s,
+            "sum_predicted_s": self.sum_predicted_s, "gap": self.gap, "predicted_gap": self.predicted_gap,
+            "measured_ops": self.measured_ops, "total_ops": self.total_ops,
+            "scheduled_ops": self.scheduled_ops, "unmatched_functions": self.unmatched_functions,
+        }
+
+
+def function_names(mod, prim_funcs: Mapping[str, object]) -> dict[str, str]:
+    """Map each operator key to the name of the module's PrimFunc that is structurally equal to it.
+
+    ``prim_funcs`` maps workload keys to the operators' PrimFuncs.  Attributes such as the global
+    symbol are ignored in the comparison.
+    """
+    import tvm
+    import tvm_ffi
+
+    by_hash: dict[int, list[tuple[str, object]]] = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            bare = func.without_attr("global_symbol")
+            by_hash.setdefault(tvm_ffi.structural_hash(bare, map_free_vars=True), []).append((gv.name_hint, bare))
+    out: dict[str, str] = {}
+    for key, pf in prim_funcs.items():
+        if pf is None:
+            continue
+        bare = pf.without_attr("global_symbol")
+        for name, func in by_hash.get(tvm_ffi.structural_hash(bare, map_free_vars=True), []):
+            if tvm_ffi.structural_equal(bare, func, map_free_vars=True):
+                out[key] = name
+                break
+    return out
+
+
+def apply_traces(mod, traces: Mapping[str, str]):
+    """A copy of ``mod`` with each named PrimFunc rescheduled by replaying its trace (JSON text).
+
+    A trace that does not replay raises an ``OpscopeError`` naming the function.
+    """
+    import tvm
+    from tvm.s_tir.schedule import Trace
+
+    out = mod.clone()
+    for name, trace_json in traces.items():
+        gv = mod.get_global_var(name)
+        func = mod[gv]
+        try:
+            # Work on a deep copy: replaying a trace given as plain JSON lists was seen to rewrite
+            # the source PrimFunc in place (TVM 0.27), which would change the caller's module.
+            fresh = tvm.ir.load_json(tvm.ir.save_json(func.without_attr("global_symbol")))
+            sch = tvm.s_tir.Schedule(fresh)
+            Trace.apply_json_to_schedule(json.loads(trace_json), sch)
+            new = sch.mod["main"]
+        except Exception as exc:  # TVM raises its own error types for an invalid replay
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OpscopeError(f"cannot replay the stored schedule of {name}: {first}") from None
+        if func.attrs is not None and "global_symbol" in func.attrs:
+            new = new.with_attr("global_symbol", func.attrs["global_symbol"])
+        out.update_func(out.get_global_var(name), new)
+    return out
+
+
+def input_specs(mod) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape, dtype) of every parameter of ``main``; a dynamic shape is an ``OpscopeError``."""
+    if "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
+        raise OpscopeError("the model's Relax module has no 'main' function to run")
+    specs = []
+    for p in mod["main"].params:
+        ty = p.ty
+        try:
+            shape = tuple(int(d) for d in ty.shape)
+        except (TypeError, ValueError, AttributeError):
+            raise OpscopeError(
+                f"whole model: input {p.name!r} has a non-static shape {ty}; bind it before measuring"
+            ) from None
+        specs.append((str(p.name), shape, str(ty.dtype)))
+    return specs
+
+
+def build(mod, target):
+    """``tvm.compile`` of a Relax module, TVM failures turned into one ``OpscopeError`` line."""
+    import tvm
+
+    try:
+        return tvm.compile(mod, target=target)
+    except Exception as exc:  # TVM's compiler raises its own error types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OpscopeError(f"whole model: TVM could not build the Relax module: {first}") from None
+
+
+def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threads: int,
+                   protocol: VMProtocol | None = None, seed: int = 0) -> tuple[float, ...]:
+    """Export ``ex`` and time its ``main`` in a fresh process with ``TVM_NUM_THREADS=threads``."""
+    protocol = protocol or VMProtocol()
+    with tempfile.TemporaryDirectory(prefix="opscope-vm-") as tmp:
+        lib = Path(tmp) / "model.so"
+        ex.export_library(str(lib))
+        req = {
+            "library": str(lib),
+            "inputs": [[n, list(s), d] for n, s, d in inputs],
+            "number": protocol.number, "repeat": protocol.repeat,
+            "min_repeat_ms": protocol.min_repeat_ms, "seed": seed,
+        }
+        req_path = Path(tmp) / "request.json"
+        req_path.write_text(json.dumps(req))
+        env = dict(os.environ, TVM_NUM_THREADS=str(int(threads)))
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "opscope.report.vm_worker", str(req_path)],
+                env=env, capture_output=True, text=True, timeout=protocol.timeout_s,
+            )
+        except subprocess.TimeoutExpired:
+            raise OpscopeError(f"whole model: timing did not finish within {protocol.timeout_s:.0f} s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        raise OpscopeError(f"whole model: the timing worker failed: {tail[0]}")
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        return tuple(float(x) for x in result["raw_latencies_s"])
+    except (ValueError, KeyError, IndexError):
+        raise OpscopeError(f"whole model: unreadable worker output {proc.stdout[-200:]!r}") from None
+
+
+def measure_whole_model(workload, spec, measurements, threads: int,
+                        predicted: Mapping[str, float] | None = None,
+                        protocol: VMProtocol | None = None, progress=None) -> WholeModelResult:
+    """Build ``workload.ir_module`` with the best stored schedules at ``threads`` and time it end to end.
+
+    ``measurements`` is a store frame for the workload's operators; ``predicted`` maps operator keys
+    to predicted latencies (for the sum of predictions).  ``progress`` is an optional callable taking
+    one line of text.
+    """
+    from opscope.report.table import summarize_measurements
+    from opscope.targets import tvm_target
+
+    mod = getattr(workload, "ir_module", None)
+    if mod is None:
+        raise OpscopeError(f"model {workload.name!r} has no Relax module (a layer table?): "
+                           "the whole model cannot be built")
+    say = progress or (lambda _line: None)
+    ops = list(workload.operators)
+    names = function_names(mod, {op.key: op.prim_func for op in ops})
+    n_prim = sum(1 for f in mod.functions.values() if type(f).__name__ == "PrimFunc")
+    best = summarize_measurements(measurements, threads=threads)
+    traces: dict[str, str] = {}
+    for op in ops:
+        m = best.get(op.key)
+        if m is None or op.key not in names or m.best_row is None:
+            continue
+        row = measurements.loc[m.best_row]
+        trace = row.get("trace_json")
+        if row.get("schedule_kind") != "default" and isinstance(trace, str) and trace.strip():
+            traces[names[op.key]] = trace
+    say(f"whole model: replaying {len(traces)} stored schedules, building with TVM")
+    built = build(apply_traces(mod, traces), tvm_target(spec))
+    say(f"whole model: timing end to end with {threads} thread(s)")
+    raw = time_in_worker(built, input_specs(mod), threads, protocol)
+    measured = [op for op in ops if op.key in best]
+    sum_best = sum(op.count * best[op.key].best_s for op in measured) if measured else math.nan
+    defaults = [op for op in measured if not math.isnan(best[op.key].default_s)]
+    sum_default = sum(op.count * best[op.key].default_s for op in defaults) if defaults else math.nan
+    if predicted:
+        sum_pred = sum(op.count * float(predicted[op.key]) for op in ops if op.key in predicted)
+    else:
+        sum_pred = math.nan
+    return WholeModelResult(
+        model=workload.name, threads=int(threads), raw_latencies_s=raw,
+        sum_best_s=sum_best, sum_default_s=sum_default, sum_predicted_s=sum_pred,
+        measured_ops=len(measured), total_ops=len(ops), scheduled_ops=len(traces),
+        unmatched_functions=n_prim - len(set(names.values())),
+    )
