@@ -5,7 +5,8 @@ TIR loop variable, e.g. ``i0``, ``ff``, ``rc``) and the loop order after tiling 
 ``knob_loop_order`` (``"i0 j0 i1 j1 k0 ..."``).  TIR variable names differ between operators, so
 for learning and for the analytical model they are mapped onto the contract's loop names
 (conv: n k c p q r s; GEMM-like: b m n k; ``docs/contracts.md``): a variable's factors multiply to
-its loop's extent, and variables are matched, in order, to the first unmatched loop with that extent.
+its loop's extent, and variables are matched, in order, to the unmatched loop of that extent with
+the same name (``k``, ``v_k``), else to the first unmatched loop of that extent.
 
 Tiles for the analytical model (``{"L1": {loop: tile}, "L2": {...}}``) follow MetaSchedule's CPU
 structure SSRSRS (spatial loops split in 4 levels, reduction loops in 2): the innermost memory
@@ -67,11 +68,13 @@ def var_to_loop(op: Operator, factors: Mapping[str, list[int]]) -> dict[str, str
     out: dict[str, str] = {}
     for var, fs in factors.items():
         extent = math.prod(fs)
-        for i, (name, ext) in enumerate(free):
-            if ext == extent:
-                out[var] = name
-                del free[i]
-                break
+        bare = var.removeprefix("v_").removeprefix("v").rstrip("_") or var
+        same = [i for i, (name, ext) in enumerate(free) if ext == extent]
+        named = [i for i in same if free[i][0] in (var, bare)]
+        if same:
+            i = (named or same)[0]
+            out[var] = free[i][0]
+            del free[i]
     return out
 
 

@@ -1,0 +1,60 @@
+"""Metrics on small hand-made cases, each value worked out in the comment beside it."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from opscope.predictor import metrics
+
+
+def test_ape_family_by_hand():
+    true = np.array([1.0, 2.0, 4.0, 10.0])
+    pred = np.array([1.1, 1.0, 4.0, 13.0])
+    # APEs: |1.1-1|/1 = 0.1, |1-2|/2 = 0.5, 0, |13-10|/10 = 0.3
+    assert metrics.mape(pred, true) == pytest.approx((0.1 + 0.5 + 0.0 + 0.3) / 4)
+    assert metrics.median_ape(pred, true) == pytest.approx((0.1 + 0.3) / 2)
+    assert metrics.within(pred, true, 0.10) == pytest.approx(2 / 4)  # 0.1 (edge counts) and 0
+    assert metrics.within(pred, true, 0.20) == pytest.approx(2 / 4)
+    assert metrics.within(pred, true, 0.30) == pytest.approx(3 / 4)
+
+
+def test_top_k_peak_score_by_hand():
+    # task 0: measured 1,2,4 ; predictor ranks the 2 s schedule fastest -> top-1 = 1/2
+    # task 1: measured 3,1,2 ; predictor ranks the 1 s schedule fastest -> top-1 = 1
+    tasks = np.array([0, 0, 0, 1, 1, 1])
+    true = np.array([1.0, 2.0, 4.0, 3.0, 1.0, 2.0])
+    pred = np.array([5.0, 0.5, 9.0, 3.0, 1.0, 2.0])
+    score, n = metrics.top_k_peak_score(tasks, pred, true, 1)
+    assert n == 2
+    assert score == pytest.approx((0.5 + 1.0) / 2)
+    # top-2: task 0 picks {2 s, 1 s} -> 1; task 1 picks {1 s, 2 s} -> 1
+    assert metrics.top_k_peak_score(tasks, pred, true, 2)[0] == pytest.approx(1.0)
+    # with k >= task size no task qualifies
+    assert metrics.top_k_peak_score(tasks, pred, true, 3)[1] == 0
+
+
+def test_spearman_within_by_hand():
+    tasks = np.array([0, 0, 0, 1, 1, 1])
+    true = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0])
+    pred = np.array([10.0, 20.0, 30.0, 3.0, 2.0, 1.0])  # task 0 same order (+1), task 1 reversed (-1)
+    rho, n = metrics.spearman_within(tasks, pred, true)
+    assert n == 2 and rho == pytest.approx(0.0)
+    # one swapped pair in 3: d = (0, 1, 1) -> rho = 1 - 6*2/(3*8) = 0.5
+    rho, _ = metrics.spearman_within(np.zeros(3, int), np.array([1.0, 3.0, 2.0]), np.array([1.0, 2.0, 3.0]))
+    assert rho == pytest.approx(1 - 6 * 2 / (3 * (9 - 1)))
+
+
+def test_model_totals_weights_by_count_and_uses_default_rows():
+    frame = pd.DataFrame({
+        "workload_key": ["a", "a", "b"],
+        "threads": [1, 1, 1],
+        "count": [2, 2, 3],
+        "schedule_kind": ["sampled", "default", "default"],
+    })
+    true = np.array([9.0, 1.0, 2.0])  # a's default: 1 s x2, b: 2 s x3 -> measured total 8
+    pred = np.array([9.0, 1.5, 2.0])  # predicted: 1.5x2 + 2x3 = 9
+    (row,) = metrics.model_totals(frame, pred, true, "m")
+    assert row["measured_s"] == pytest.approx(2 * 1.0 + 3 * 2.0)
+    assert row["predicted_s"] == pytest.approx(2 * 1.5 + 3 * 2.0)
+    assert row["error"] == pytest.approx(9 / 8 - 1)
+    assert row["operators"] == 2

@@ -1,0 +1,172 @@
+"""The predictor contract: fit/predict/clone, save/load round trips, clear errors, calibration."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from opscope.errors import PredictorError
+from opscope.predictor import persist
+from opscope.predictor.calibrated import CalibratedAnalyticalPredictor
+from opscope.predictor.features import build_features, fit_schema, specs_from
+from opscope.predictor.frames import operator_frame, read_frame
+from opscope.predictor.synthetic import TARGET, synthetic_frame, synthetic_operators, synthetic_spec
+
+SPECS = {TARGET: synthetic_spec()}
+SMALL = {
+    "xgboost": {"n_estimators": 40, "max_depth": 4},
+    "random_forest": {"n_estimators": 15},
+    "gradient_boosting": {"n_estimators": 30, "max_depth": 3},
+    "linear": {},
+    "calibrated": {"n_estimators": 40, "max_depth": 4},
+    "analytical": {},
+}
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return synthetic_frame(seed=0, models=3, per_model=6, schedules=6)
+
+
+def _make(name, **extra):
+    return persist.make_predictor(name, specs=SPECS, **SMALL[name], **extra)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_contract_fit_predict_clone(frame, name):
+    pred = _make(name)
+    assert pred.fit(frame) is pred
+    out = pred.predict(frame)
+    assert out.shape == (len(frame),) and np.all(out > 0) and np.all(np.isfinite(out))
+    twin = clone(pred)
+    assert twin.get_params() == pred.get_params()
+    assert not any(k.endswith("_") for k in vars(twin))  # clone carries hyperparameters only
+    if name != "analytical":
+        with pytest.raises(PredictorError, match="before fit"):
+            twin.predict(frame)
+
+
+@pytest.mark.parametrize("name", ["xgboost", "random_forest", "gradient_boosting", "linear", "calibrated"])
+def test_learned_predictors_beat_a_constant(frame, name):
+    y = frame["latency_median_s"].to_numpy()
+    pred = _make(name).fit(frame).predict(frame)
+    # in-sample log error must be well under that of predicting the geometric mean for everything
+    err = np.mean(np.abs(np.log(pred / y)))
+    const = np.mean(np.abs(np.log(y) - np.log(y).mean()))
+    assert err < 0.5 * const
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_save_load_round_trip(frame, tmp_path, name):
+    pred = _make(name).fit(frame)
+    out = persist.save_predictor(pred, tmp_path / name, training=frame)
+    files = {p.name for p in out.iterdir()}
+    assert "metadata.json" in files
+    assert not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["predictor"] == name and "xgboost" in meta["versions"]
+    assert meta["training"]["rows"] == len(frame)
+    loaded = persist.load_predictor(out, specs=SPECS)
+    assert type(loaded) is type(pred)
+    np.testing.assert_allclose(loaded.predict(frame), pred.predict(frame), rtol=1e-9)
+
+
+def test_xgboost_is_saved_in_native_json(frame, tmp_path):
+    out = persist.save_predictor(_make("xgboost").fit(frame), tmp_path / "x")
+    model = json.loads((out / "model.xgb.json").read_text())
+    assert "learner" in model  # XGBoost's own JSON layout
+
+
+def test_schema_mismatch_is_a_clear_error(frame, tmp_path):
+    out = persist.save_predictor(_make("xgboost").fit(frame), tmp_path / "p")
+    meta_path = out / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["schema"]["version"] = 999
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match="feature schema .* v999 does not match"):
+        persist.load_predictor(out, specs=SPECS)
+    meta["schema"]["version"] = 1
+    meta["schema"]["columns"] = meta["schema"]["columns"][:-3] + ["f_mystery"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match="feature columns do not match"):
+        persist.load_predictor(out, specs=SPECS)
+
+
+def test_load_errors_name_the_problem(tmp_path):
+    with pytest.raises(PredictorError, match="no metadata.json"):
+        persist.load_predictor(tmp_path)
+    (tmp_path / "metadata.json").write_text("{not json")
+    with pytest.raises(PredictorError, match="not valid JSON"):
+        persist.load_predictor(tmp_path)
+    with pytest.raises(PredictorError, match="unknown predictor"):
+        persist.make_predictor("crystal-ball")
+
+
+def test_calibrated_never_below_roofline_and_reports(frame):
+    pred = _make("calibrated").fit(frame)
+    feats = pred.features(frame)
+    out = pred.predict(frame)
+    assert np.all(out >= feats.roofline_s * (1 - 1e-12))
+    report = pred.correction_report(frame)
+    assert set(report["kind"]) == set(frame["kind"])
+    # effective rate can never exceed the nominal peak/bandwidth (the floor guarantees it)
+    assert (report["eff_gflops"] <= report["nominal_peak_gflops"] * (1 + 1e-9)).all()
+    assert (report["eff_gbps"] <= report["nominal_bw_gbps"] * (1 + 1e-9)).all()
+
+
+def test_calibrated_generalises_to_unseen_model_better_than_plain_analytical(frame):
+    train = frame[frame["models"] != "model2"]
+    test = frame[frame["models"] == "model2"]
+    y = test["latency_median_s"].to_numpy()
+    cal = CalibratedAnalyticalPredictor(n_estimators=60, max_depth=4, specs=SPECS).fit(train).predict(test)
+    ana = _make("analytical").fit(train).predict(test)
+    assert np.mean(np.abs(cal / y - 1)) < np.mean(np.abs(ana / y - 1))
+
+
+def test_features_schema_and_tiles(frame):
+    schema = fit_schema(frame)
+    feats = build_features(frame, schema, specs_from(SPECS))
+    assert feats.X.shape == (len(frame), len(schema.columns))
+    col = {c: i for i, c in enumerate(schema.columns)}
+    # raw TIR-variable tile columns are replaced by loop-named ones; log2 of the factor
+    assert not any(c.startswith("knob_tile_") for c in schema.columns)
+    dense = (frame["kind"] == "dense").to_numpy()
+    tile = frame.loc[dense, "knob_tile_vk_3"].to_numpy(dtype=float)
+    np.testing.assert_allclose(feats.X[dense, col["sk_k_3_log2"]], np.log2(tile))
+    # FLOPs feature is log2 of the operator's FLOPs
+    np.testing.assert_allclose(feats.X[:, col["f_flops_log2"]], np.log2(frame["flops"].to_numpy(dtype=float)))
+    assert feats.X[:, col["t_threads"]].tolist() == frame["threads"].tolist()
+    assert dict(schema.knob_vocab)["knob_loop_order"]  # loop order in loop names ("k0 k1 ...")
+    assert all(w.split()[0][0] in "nkcpqrsbm" for w in dict(schema.knob_vocab)["knob_loop_order"])
+
+
+def test_bad_frames_raise_named_errors(frame, tmp_path):
+    pred = _make("linear").fit(frame)
+    with pytest.raises(PredictorError, match="missing column"):
+        pred.predict(frame.drop(columns=["operator_json"]))
+    broken = frame.copy()
+    broken.loc[3, "operator_json"] = "{}"
+    with pytest.raises(PredictorError, match="row 3: operator_json"):
+        pred.predict(broken)
+    with pytest.raises(PredictorError, match="no rows with status 'ok'"):
+        _make("linear").fit(frame.assign(status="timeout"))
+    with pytest.raises(PredictorError, match="no such file"):
+        read_frame(tmp_path / "none.parquet")
+
+
+def test_operator_frame_predicts_unmeasured_operators(frame):
+    pred = _make("xgboost").fit(frame)
+    ops = synthetic_operators(seed=9, models=1, per_model=3)
+    out = pred.predict(operator_frame(ops, TARGET, threads=2))
+    assert out.shape == (3,) and np.all(out > 0)
+
+
+def test_read_frame_parquet_keeps_ok_rows(frame, tmp_path):
+    f = frame.copy()
+    f.loc[0, "status"] = "build_error"
+    f.loc[0, "latency_median_s"] = np.nan
+    path = tmp_path / "d.parquet"
+    f.to_parquet(path)
+    back = read_frame(path)
+    assert len(back) == len(frame) - 1
