@@ -11,8 +11,8 @@ import importlib
 from typing import Any
 
 _API = {
-    "compare": "opscope.report.compare",
-    "ComparisonResult": "opscope.report.compare",
+    "compare": "opscope.report.comparison",
+    "ComparisonResult": "opscope.report.comparison",
     "WholeModelResult": "opscope.report.whole_model",
     "plot_roofline": "opscope.report.roofline",
 }

@@ -142,17 +142,20 @@ def _short(name: str, n: int = 28) -> str:
     return name if len(name) <= n else name[: n - 1] + "~"
 
 
-def roofline_points(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def roofline_points(table: pd.DataFrame, measured_ceilings: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The analytical and measured points for ``plot_roofline`` (columns op, kind, intensity, flops_per_s).
 
-    The analytical point is the FLOP/s the analytical estimate implies (flops / analytical latency);
-    the measured point is the achieved FLOP/s of the best schedule.  Only operators with flops > 0.
+    The analytical point is the FLOP/s the analytical estimate implies (flops / analytical latency),
+    under the measured ceilings when ``measured_ceilings`` (so the points sit under the ceilings
+    drawn); the measured point is the achieved FLOP/s of the best schedule.  Only operators with
+    flops > 0.
     """
     ops = _ops(table)
     ops = ops[(ops["flops"] > 0) & ops["intensity"].map(lambda v: math.isfinite(float(v)))]
+    col = "analytical_measured_s" if measured_ceilings else "analytical_s"
     ana = pd.DataFrame({
         "op": ops["op"], "kind": ops["kind"], "intensity": ops["intensity"].astype(float),
-        "flops_per_s": ops["flops"] / ops["analytical_s"],
+        "flops_per_s": ops["flops"] / ops[col],
     })
     meas_rows = ops[ops["measured"] & ops["achieved_flops"].notna()]
     meas = pd.DataFrame({

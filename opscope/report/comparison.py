@@ -230,8 +230,8 @@ def _write_outputs(out: Path, model: str, target: str, spec, spec_m, table, scal
 
     out.mkdir(parents=True, exist_ok=True)
     say(f"writing figures and report to {out}/")
-    ana, meas = figs.roofline_points(table)
     ceiling_spec = spec_m if spec_m is not None else spec
+    ana, meas = figs.roofline_points(table, measured_ceilings=spec_m is not None)
     drawn: dict[str, tuple[Path, ...]] = {}
     if len(ana):
         drawn["roofline"] = tuple(plot_roofline(ceiling_spec, ana, out / "roofline.png",

@@ -1,0 +1,54 @@
+"""``opscope compare``: analytical vs measured vs predicted, per operator and for the whole model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from opscope.errors import OpscopeError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="zoo name, .onnx file or layer-table .csv")
+    parser.add_argument("--target", default="host", help="target spec name or TOML path (default: host)")
+    parser.add_argument("--store", default=os.environ.get("OPSCOPE_STORE", "runs.db"),
+                        help="measurement store (default: $OPSCOPE_STORE or runs.db)")
+    parser.add_argument("--predictor", default=None, help="saved predictor directory (opscope train --out)")
+    parser.add_argument("--out", default="report", help="folder for report.html, figures and comparison.csv "
+                        "(default: report/)")
+    parser.add_argument("--allow-other-machine", action="store_true",
+                        help="use measurements taken on another machine than this one")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="thread count of the whole-model run (default: the largest measured)")
+    parser.add_argument("--no-whole-model", action="store_true", help="skip building and timing the whole model")
+    parser.add_argument("--repeat", type=int, default=5, help="whole-model timing repeats (default: 5)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    from opscope.report.comparison import compare
+    from opscope.report.whole_model import VMProtocol
+
+    if args.threads is not None and args.threads < 1:
+        raise OpscopeError(f"--threads must be >= 1, got {args.threads}")
+    if args.repeat < 1:
+        raise OpscopeError(f"--repeat must be >= 1, got {args.repeat}")
+    result = compare(
+        args.model, target=args.target, store=args.store, predictor=args.predictor, out=args.out,
+        allow_other_machine=args.allow_other_machine, whole_model=not args.no_whole_model,
+        threads=args.threads, batch_size=args.batch_size, dtype=args.dtype,
+        protocol=VMProtocol(repeat=args.repeat), progress=not args.quiet,
+    )
+    print(result.table_text())
+    print()
+    for line in result.summary:
+        print(line)
+    if result.html_path is not None:
+        print(f"report: {result.html_path}")
+        for name in sorted(result.figures):
+            png = result.png(name)
+            if png is not None:
+                print(f"figure: {png}")
+    return 0
