@@ -1,0 +1,81 @@
+"""``opscope evaluate``: held-out accuracy of predictors, side by side.
+
+With ``--predictor DIR`` the saved predictor's kind and hyperparameters are refitted on each fold's
+training rows (a predictor cannot be scored honestly on rows it was trained on); ``--as-is`` instead
+scores the saved predictor unchanged on all the data given (data it has never seen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from opscope.errors import PredictorError
+
+DEFAULT_MODELS = "analytical,xgboost,calibrated"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", "--store", dest="data", required=True, help="measurements (.db, .parquet, .csv)")
+    parser.add_argument("--predictor", help="a saved predictor directory")
+    parser.add_argument("--models", default=None,
+                        help=f"comma list of predictor kinds to compare (default {DEFAULT_MODELS})")
+    parser.add_argument("--split", default="unseen-shapes",
+                        help="random, unseen-shapes, unseen-kinds, leave-one-model-out, unseen-threads, or all")
+    parser.add_argument("--as-is", action="store_true", help="score the saved --predictor without refitting")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the per-fold table (and model totals) as CSV with this prefix")
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from opscope.predictor.evaluate import evaluate
+    from opscope.predictor.frames import labels, read_frame
+    from opscope.predictor.metrics import accuracy_table
+    from opscope.predictor.persist import PREDICTORS, load_predictor, make_predictor, read_metadata
+    from opscope.predictor.splits import SPLITS
+
+    frame = read_frame(args.data)
+    if args.as_is:
+        if not args.predictor:
+            raise PredictorError("--as-is needs --predictor")
+        pred = load_predictor(args.predictor)
+        row = accuracy_table(frame, pred.predict(frame), labels(frame))
+        print(pd.DataFrame([row]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return 0
+    factories = {}
+    if args.predictor:
+        meta = read_metadata(args.predictor)
+        name, params = meta["predictor"], meta.get("params", {})
+        factories[f"{name} ({args.predictor})"] = lambda n=name, p=params: make_predictor(n, **p)
+    names = args.models or ("" if args.predictor else DEFAULT_MODELS)
+    for name in [n.strip() for n in names.split(",") if n.strip()]:
+        if name not in PREDICTORS:
+            raise PredictorError(f"unknown predictor {name!r} in --models; known: {', '.join(sorted(PREDICTORS))}")
+        factories[name] = lambda n=name: make_predictor(n, seed=args.seed) if "seed" in PREDICTORS[n]().get_params() \
+            else make_predictor(n)
+    splits = SPLITS if args.split == "all" else (args.split,)
+    if any(s not in SPLITS for s in splits):
+        raise PredictorError(f"unknown --split {args.split!r}; known: {', '.join(SPLITS)}, all")
+    tables, folds, models = [], [], []
+    for split in splits:
+        ev = evaluate(factories, frame, split, seed=args.seed, progress=sys.stderr)
+        tables.append(ev.table.assign(split=split))
+        folds.append(ev.folds.assign(split=split))
+        if not ev.models.empty:
+            models.append(ev.models)
+    table = pd.concat(tables, ignore_index=True)
+    cols = ["split", "predictor", "folds", "rows", "mape", "median_ape", "within10", "within20", "spearman",
+            "top1", "top5"] + [c for c in ("models_within10", "model_total_mape") if c in table]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if models:
+        print("\nheld-out models, summed latency (count x latency), predicted vs measured:")
+        m = pd.concat(models, ignore_index=True)
+        print(m.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.out:
+        pd.concat(folds, ignore_index=True).to_csv(f"{args.out}_folds.csv", index=False)
+        table.to_csv(f"{args.out}_summary.csv", index=False)
+        if models:
+            pd.concat(models, ignore_index=True).to_csv(f"{args.out}_models.csv", index=False)
+    return 0

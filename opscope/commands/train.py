@@ -1,0 +1,48 @@
+"""``opscope train``: fit a latency predictor on measurements and save it as a directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from opscope.errors import PredictorError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", "--data", dest="data", required=True,
+                        help="measurements: a store (.db), or a Parquet/CSV export or shipped dataset")
+    parser.add_argument("--model", default="xgboost",
+                        help="xgboost (default), random_forest, gradient_boosting, linear, calibrated, analytical")
+    parser.add_argument("--out", required=True, help="directory to write the predictor to")
+    parser.add_argument("--no-analytical-features", action="store_true",
+                        help="leave the analytical model's estimates out of the features (learned models)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from opscope.predictor.frames import read_frame
+    from opscope.predictor.persist import PREDICTORS, make_predictor, save_predictor
+
+    if args.model not in PREDICTORS:
+        raise PredictorError(f"unknown --model {args.model!r}; known: {', '.join(sorted(PREDICTORS))}")
+    frame = read_frame(args.data)
+    if frame.empty:
+        raise PredictorError(f"{args.data}: no successful measurements to train on")
+    params = {}
+    if "seed" in PREDICTORS[args.model]().get_params():
+        params["seed"] = args.seed
+    if args.no_analytical_features and "analytical_features" in PREDICTORS[args.model]().get_params():
+        params["analytical_features"] = False
+    pred = make_predictor(args.model, **params)
+    print(f"training {args.model} on {len(frame)} rows ({frame['workload_key'].nunique()} workloads)...",
+          file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    pred.fit(frame)
+    secs = time.perf_counter() - t0
+    out = save_predictor(pred, args.out, training=frame)
+    print(f"trained {args.model} in {secs:.1f} s -> {out}")
+    if args.model == "calibrated":
+        print("what the correction learned (per kind and thread count; rates are the best the model predicts):")
+        print(pred.correction_report(frame).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0

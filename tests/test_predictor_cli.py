@@ -1,0 +1,57 @@
+"""opscope train / evaluate / tune on a synthetic dataset, through the real command line."""
+
+import json
+
+import pytest
+
+from opscope.cli import main
+from opscope.commands.tune import pick_operator
+from opscope.errors import OpscopeError
+from opscope.predictor.synthetic import synthetic_frame, synthetic_operators, synthetic_spec
+from opscope.targets import save_target
+
+
+@pytest.fixture()
+def data(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPSCOPE_SPEC_DIR", str(tmp_path / "specs"))
+    (tmp_path / "specs").mkdir()
+    save_target(synthetic_spec(), tmp_path / "specs" / "synthetic-cpu.toml")
+    path = tmp_path / "d.parquet"
+    synthetic_frame(seed=2, models=3, per_model=6, schedules=4).to_parquet(path)
+    return path
+
+
+def test_train_then_evaluate_as_is(data, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert main(["train", "--store", str(data), "--model", "calibrated", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "what the correction learned" in text and "dense" in text
+    assert json.loads((out / "metadata.json").read_text())["predictor"] == "calibrated"
+    assert main(["evaluate", "--data", str(data), "--predictor", str(out), "--as-is"]) == 0
+    assert "mape" in capsys.readouterr().out
+
+
+def test_evaluate_leave_one_model_out_prints_model_totals(data, tmp_path, capsys):
+    rc = main(["evaluate", "--data", str(data), "--split", "leave-one-model-out", "--models", "analytical,linear",
+               "--out", str(tmp_path / "ev")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "held-out models" in text and "model2" in text
+    assert (tmp_path / "ev_models.csv").exists() and (tmp_path / "ev_folds.csv").exists()
+
+
+def test_user_errors_are_one_line(data, tmp_path, capsys):
+    assert main(["train", "--store", str(data), "--model", "oracle", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown --model 'oracle'" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(data), "--split", "sideways"]) == 2
+    assert "unknown --split" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(tmp_path / "missing.parquet")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_pick_operator():
+    ops = synthetic_operators(seed=0, models=1, per_model=3)
+    assert pick_operator(ops, ops[1].name) is ops[1]
+    assert pick_operator(ops, "2") is ops[2]
+    with pytest.raises(OpscopeError, match="matches no operator"):
+        pick_operator(ops, "nothing-like-this")
