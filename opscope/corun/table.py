@@ -178,25 +178,37 @@ def corun_frame(records_or_path) -> pd.DataFrame:
     for run_id, rec in enumerate(records):
         if rec.status != "ok" or rec.arrangement.kind == "sequential":
             continue
-        pair_id = "|".join(sorted(",".join(m.kernel_keys) for m in rec.members))
-        used = {c for m in rec.members for c in m.cores}
-        for i, m in enumerate(rec.members):
-            others = [o for j, o in enumerate(rec.members) if j != i]
-            if m.alone_median_s is None or m.together_median_s is None:
-                continue
-            p_bytes = sum(o.bytes for o in others)
-            p_flops = sum(o.flops for o in others)
-            rows.append({
-                "run_id": run_id, "label": rec.label, "arrangement": rec.arrangement.label,
-                "kind": rec.arrangement.kind, "pair_id": pair_id, "task": m.task, "keys": ",".join(m.kernel_keys),
-                "cores": len(m.cores), "threads": m.threads, "pinned": int(m.pinned),
-                "shared": int(any(set(m.cores) & set(o.cores) for o in others)),
-                "flops": m.flops, "bytes": m.bytes, "intensity": m.flops / m.bytes if m.bytes else 0.0,
-                "alone_s": m.alone_median_s, "together_s": m.together_median_s, "slowdown": m.slowdown,
-                "partner_flops": p_flops, "partner_bytes": p_bytes,
-                "partner_intensity": p_flops / p_bytes if p_bytes else 0.0,
-                "partner_alone_s": sum(o.alone_median_s or 0.0 for o in others),
-                "partner_threads": sum(o.threads for o in others), "partners": len(others),
-                "total_cores": len(used),
-            })
+        rows += member_rows(rec.members, rec.arrangement, run_id=run_id, label=rec.label)
     return pd.DataFrame(rows)
+
+
+def member_rows(members, arrangement: Arrangement, run_id: int = -1, label: str = "",
+                require_together: bool = True) -> list[dict]:
+    """The ``corun_frame`` rows of one co-run; with ``require_together=False`` members that were
+    not measured together (a co-run to predict) get NaN in ``together_s`` and ``slowdown``."""
+    nan = float("nan")
+    pair_id = "|".join(sorted(",".join(m.kernel_keys) for m in members))
+    used = {c for m in members for c in m.cores}
+    rows = []
+    for i, m in enumerate(members):
+        others = [o for j, o in enumerate(members) if j != i]
+        if m.alone_median_s is None or (require_together and m.together_median_s is None):
+            continue
+        p_bytes = sum(o.bytes for o in others)
+        p_flops = sum(o.flops for o in others)
+        rows.append({
+            "run_id": run_id, "label": label, "arrangement": arrangement.label,
+            "kind": arrangement.kind, "pair_id": pair_id, "task": m.task, "keys": ",".join(m.kernel_keys),
+            "cores": len(m.cores), "threads": m.threads, "pinned": int(m.pinned),
+            "shared": int(any(set(m.cores) & set(o.cores) for o in others)),
+            "flops": m.flops, "bytes": m.bytes, "intensity": m.flops / m.bytes if m.bytes else 0.0,
+            "alone_s": m.alone_median_s,
+            "together_s": m.together_median_s if m.together_median_s is not None else nan,
+            "slowdown": m.slowdown if m.slowdown is not None else nan,
+            "partner_flops": p_flops, "partner_bytes": p_bytes,
+            "partner_intensity": p_flops / p_bytes if p_bytes else 0.0,
+            "partner_alone_s": sum(o.alone_median_s or 0.0 for o in others),
+            "partner_threads": sum(o.threads for o in others), "partners": len(others),
+            "total_cores": len(used),
+        })
+    return rows
