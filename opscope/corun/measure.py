@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from opscope.corun.kernels import KernelSpec
-from opscope.corun.partition import Arrangement
+from opscope.corun.partition import Arrangement, LatencyCurve
 from opscope.corun.worker import LoopResult, WorkerError, WorkerPool
 from opscope.errors import OpscopeError
 
@@ -243,6 +243,22 @@ def _alone(pool: WorkerPool, i: int, task: Task, protocol: CorunProtocol) -> lis
     if window > protocol.window_s * 1.5:  # slow task: measure again over a long enough window
         lat = _latencies(pool.call(i, "loop", ids, 1, 0, window, protocol.min_iters))
     return lat
+
+
+def measure_curve(task: Task, pool: WorkerPool, cores: tuple[int, ...], protocol: CorunProtocol | None = None,
+                  worker: int = 0) -> tuple[LatencyCurve, dict[int, tuple[float, ...]]]:
+    """``task`` alone on the first 1, 2, ... len(cores) cores (pinned, one thread per core).
+
+    Returns the curve of median latencies and the raw latencies per core count.
+    """
+    protocol = protocol or CorunProtocol()
+    for k in task.kernels:
+        pool.load(worker, k)
+    raw = {}
+    for c in range(1, len(cores) + 1):
+        pool.configure(worker, tuple(cores[:c]), c, True)
+        raw[c] = tuple(_alone(pool, worker, task, protocol))
+    return LatencyCurve(task.name, tuple((c, statistics.median(v)) for c, v in raw.items())), raw
 
 
 def _measure_sequential(tasks, arrangement, pool, protocol, label, mid) -> CorunRecord:

@@ -323,27 +323,36 @@ class Choice:
 
 
 def choose_arrangement(curves, cores: tuple[int, ...], shared_corun_s: tuple[float, ...] | None = None,
-                       disjoint_slowdown: tuple[float, ...] | None = None) -> Choice:
+                       predict_corun=None) -> Choice:
     """Predict every arrangement's makespan from the curves and pick the smallest.
 
-    ``shared_corun_s``: each task's predicted latency when all share all cores (from the
-    interference model); without it the shared arrangement is predicted as work-conserving time
-    sharing, i.e. no better than sequential.  ``disjoint_slowdown``: optional per-task factors for
-    memory interference between disjoint sets (1.0 = none).
+    Sequential: sum of L_i(N).  Disjoint and shared: ``shared_makespan`` of the alone latencies on
+    each slot's core count and the co-run latencies.  Co-run latencies come from
+    ``predict_corun(arrangement, alone)`` (e.g. the interference model) when given; otherwise a
+    disjoint slot runs as fast as alone (no interference) and a shared arrangement is
+    work-conserving time sharing (each task n times slower, i.e. no better than sequential).
+    ``shared_corun_s`` fixes the shared arrangement's co-run latencies directly.  With more
+    tasks than cores there is no disjoint arrangement.
     """
     curves = tuple(curves)
     n, total = len(curves), len(cores)
-    _check(curves, total)
+    if n < 2:
+        raise OpscopeError(f"a partition needs at least two tasks, got {n}")
     alone_full = tuple(c.at(total) for c in curves)
-    slow = tuple(disjoint_slowdown) if disjoint_slowdown is not None else (1.0,) * n
     predicted = []
     for arr in all_arrangements(n, cores):
         if arr.kind == "sequential":
             t = sum(alone_full)
-        elif arr.kind == "disjoint":
-            t = max(c.at(len(s.cores)) * f for c, s, f in zip(curves, arr.slots, slow))
         else:
-            corun = shared_corun_s if shared_corun_s is not None else tuple(a * n for a in alone_full)
-            t = shared_makespan(alone_full, corun)
+            alone = tuple(c.at(len(s.cores)) for c, s in zip(curves, arr.slots))
+            if arr.kind == "shared" and shared_corun_s is not None:
+                corun = tuple(shared_corun_s)
+            elif predict_corun is not None:
+                corun = tuple(predict_corun(arr, alone))
+            elif arr.kind == "shared":
+                corun = tuple(a * n for a in alone)
+            else:
+                corun = alone
+            t = shared_makespan(alone, corun)
         predicted.append((arr, t))
     return Choice(tuple(predicted))
