@@ -202,13 +202,19 @@ def _parse_ops(frame: pd.DataFrame) -> tuple[np.ndarray, list[Operator]]:
     return op_codes, ops
 
 
-def _unique_rows(frame: pd.DataFrame, op_codes: np.ndarray, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(first row of each distinct (operator, cols) combination, code of each row)."""
-    parts = [op_codes.astype(np.int64)]
-    if cols:
-        parts.append(pd.util.hash_pandas_object(frame[cols], index=False).to_numpy().view(np.int64))
-    _, first, codes = np.unique(np.stack(parts, axis=1), axis=0, return_index=True, return_inverse=True)
-    return first, codes.ravel()
+def _unique_rows(frame: pd.DataFrame, op_codes: np.ndarray, cols: list[str],
+                 extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct (operator, extra, cols) combination, code of each row).
+
+    Rows are told apart by a 64-bit hash of those values (a hash table, linear in the rows).
+    """
+    key = pd.DataFrame({"_op": op_codes, "_extra": 0 if extra is None else extra})
+    for c in cols:
+        key[c] = frame[c].to_numpy()
+    codes, _ = pd.factorize(pd.util.hash_pandas_object(key, index=False).to_numpy())
+    first = np.full(codes.max() + 1 if len(codes) else 0, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return first, codes
 
 
 def _canonical_orders(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Operator]) -> pd.Series:
@@ -274,13 +280,9 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
 
     # the analytical model, once per (operator, target, tile factors); always computed, because
     # the analytical and calibrated predictors build on it even when it is not a feature
-    tile_keys = tiles_mod.tile_keys(frame)
-    parts = [op_codes.astype(np.int64), tgt_codes.astype(np.int64)]
-    if tile_keys is not None:
-        parts.append(tile_keys)
-    _, first_row, key_codes = np.unique(np.stack(parts, axis=1), axis=0, return_index=True, return_inverse=True)
-    key_codes = key_codes.ravel()
-    tile_sub = frame[tiles_mod.tile_columns(frame.columns)] if tile_keys is not None else None
+    tile_cols = tiles_mod.tile_columns(frame.columns)
+    first_row, key_codes = _unique_rows(frame, op_codes, tile_cols, extra=tgt_codes)
+    tile_sub = frame[tile_cols] if tile_cols else None
     terms_rows = []
     for r in first_row:
         op = ops[op_codes[r]]
@@ -316,18 +318,21 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
         if c == tiles_mod.ORDER:
             index = {w: i for i, w in enumerate(vocab.get(c, ()))}
             words = _canonical_orders(frame, op_codes, ops)
-            X[:, cols[c]] = words.map(lambda v, ix=index: np.nan if v is None else ix.get(v, np.nan)).to_numpy(float)
+            X[:, cols[c]] = _lookup(words, index, lambda v: v)
         elif c in vocab:
             index = {w: i for i, w in enumerate(vocab[c])}
-            X[:, cols[c]] = frame[c].map(lambda v, ix=index: np.nan if _isna(v) else ix.get(_word(v), np.nan))
+            X[:, cols[c]] = _lookup(frame[c], index, _word)
         else:
             X[:, cols[c]] = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
 
     return Features(X, schema.columns, a_lat, a_thr, roof, frame["kind"].astype(str).to_numpy())
 
 
-def _isna(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+def _lookup(values: pd.Series, index: dict[str, int], word: Any) -> np.ndarray:
+    """Vocabulary code of each value (NaN when missing or unseen), looked up once per distinct value."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    table = np.array([index.get(word(u), np.nan) for u in uniques] + [np.nan], dtype=float)
+    return table[codes]
 
 
 def specs_from(specs: Mapping[str, TargetSpec] | SpecCache | None) -> SpecCache:

@@ -22,9 +22,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import Operator
 
@@ -36,14 +33,6 @@ LEVELS = 4
 
 def tile_columns(columns: Any) -> list[str]:
     return sorted(c for c in columns if _TILE.match(str(c)))
-
-
-def tile_keys(frame: pd.DataFrame) -> np.ndarray | None:
-    """One integer per row that differs when its tile factors differ (for caching estimates)."""
-    cols = tile_columns(frame.columns)
-    if not cols:
-        return None
-    return pd.util.hash_pandas_object(frame[cols], index=False).to_numpy().view(np.int64)
 
 
 def tile_factors(row: Mapping[str, Any]) -> dict[str, list[int]]:

@@ -1,0 +1,116 @@
+"""Side-by-side accuracy of the analytical model, a learned model and the calibrated model on the
+shipped dataset, on every held-out split, plus prediction throughput against the measurement rate.
+
+    python benchmarks/predictor_accuracy.py                       # first dataset under datasets/
+    python benchmarks/predictor_accuracy.py --data runs.parquet --splits unseen-shapes,random
+
+Goals (issue 4): calibrated MAPE <= 10 % on unseen shapes; >= 90 % of held-out models' totals
+within +-10 %; top-1 peak score >= 0.9; >= 100,000 predictions per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from opscope.predictor.evaluate import evaluate  # noqa: E402
+from opscope.predictor.frames import read_frame  # noqa: E402
+from opscope.predictor.persist import make_predictor  # noqa: E402
+from opscope.predictor.splits import SPLITS  # noqa: E402
+
+
+def default_dataset() -> Path:
+    found = sorted((ROOT / "datasets").glob("*/*.parquet"))
+    if not found:
+        sys.exit("no dataset under datasets/*/ (pass --data)")
+    return found[0]
+
+
+def measurement_rate(frame: pd.DataFrame) -> str:
+    """What collecting cost: rows per hour from the records' timestamps, and pure timing time."""
+    parts = []
+    if "created_at" in frame and frame["created_at"].notna().any():
+        t = pd.to_datetime(frame["created_at"], errors="coerce", utc=True).dropna()
+        span = (t.max() - t.min()).total_seconds()
+        if span > 0:
+            parts.append(f"{len(t) / span:.2f} measurements/s over the collection ({span / 3600:.1f} h wall)")
+    if "raw_latencies_s" in frame:
+        import json
+
+        timed = frame["raw_latencies_s"].dropna().map(lambda s: sum(json.loads(s)) if isinstance(s, str) else 0.0)
+        parts.append(f"{timed.mean() * 1e3:.2f} ms of kernel time per measurement (repeats only)")
+    return "; ".join(parts) or "unknown"
+
+
+def throughput(frame: pd.DataFrame, name: str, n: int) -> dict[str, float]:
+    """Predictions per second from store rows (features + model) and for the model alone, per
+    wall-clock second and per CPU second of this process (the machine is shared: CPU time is what
+    the work itself costs)."""
+    pred = make_predictor(name).fit(frame)
+    big = frame.iloc[np.resize(np.arange(len(frame)), n)].reset_index(drop=True)
+    w0, c0 = time.perf_counter(), time.process_time()
+    pred.predict(big)
+    w1, c1 = time.perf_counter(), time.process_time()
+    feats = pred.features(big)
+    w2, c2 = time.perf_counter(), time.process_time()
+    pred.engine_.predict(feats.X)
+    w3, c3 = time.perf_counter(), time.process_time()
+    return {"wall": n / (w1 - w0), "cpu": n / (c1 - c0), "model_wall": n / (w3 - w2), "model_cpu": n / (c3 - c2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--splits", default=",".join(SPLITS))
+    ap.add_argument("--predictors", default="analytical,xgboost,calibrated")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--throughput-rows", type=int, default=200_000)
+    args = ap.parse_args()
+    path = args.data or default_dataset()
+    frame = read_frame(path)
+    print(f"dataset {path}: {len(frame)} ok rows, {frame['workload_key'].nunique()} workloads, "
+          f"kinds {dict(frame['kind'].value_counts())}, threads {sorted(frame['threads'].unique().tolist())}")
+    names = [n.strip() for n in args.predictors.split(",") if n.strip()]
+    factories = {n: (lambda n=n: make_predictor(n)) for n in names}
+    tables, models = [], []
+    for split in args.splits.split(","):
+        t0 = time.perf_counter()
+        ev = evaluate(factories, frame, split, seed=args.seed, progress=sys.stderr)
+        tables.append(ev.table.assign(split=split))
+        if not ev.models.empty:
+            models.append(ev.models)
+        print(f"[{split}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr)
+    table = pd.concat(tables, ignore_index=True)
+    cols = ["split", "predictor", "folds", "rows", "mape", "median_ape", "within10", "within20", "spearman",
+            "top1", "top5"] + [c for c in ("models_within10", "model_total_mape") if c in table]
+    print("\nheld-out accuracy (pooled over folds):")
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if models:
+        m = pd.concat(models, ignore_index=True)
+        print("\nleave-one-model-out, summed latency per model (default schedules x counts):")
+        print(m.pivot_table(index=["model", "threads"], columns="predictor", values="error")
+              .to_string(float_format=lambda v: f"{v:+.1%}"))
+    if "calibrated" in names:
+        cal = make_predictor("calibrated").fit(frame)
+        print("\nwhat the calibrated model's correction learned (whole dataset):")
+        print(cal.correction_report(frame).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print("\nprediction throughput (this machine, shared):")
+    for name in [n for n in names if n != "analytical"]:
+        r = throughput(frame, name, args.throughput_rows)
+        print(f"  {name} ({args.throughput_rows:,} rows): from store rows {r['wall']:,.0f}/s wall, "
+              f"{r['cpu']:,.0f}/s per CPU-second; model alone {r['model_wall']:,.0f}/s wall, "
+              f"{r['model_cpu']:,.0f}/s per CPU-second")
+    print(f"  measurement: {measurement_rate(frame)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
