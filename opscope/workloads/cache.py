@@ -1,0 +1,126 @@
+"""On-disk cache of imported workloads.
+
+Importing a zoo model through ``torch.export`` and TVM takes seconds to tens of seconds; the
+CLI and the tests ask for the same models again and again.  A cache entry holds the fused Relax
+module (``tvm.ir.save_json``) and the operators (``Operator.to_dict`` plus the name of each
+operator's PrimFunc in that module).  Its key hashes the model's identity (zoo name and
+parameters, or an ONNX file's bytes), batch size, dtype, the versions of opscope, TVM, torch and
+onnx, and the source of this package, so that any change to the import code invalidates it.
+
+The directory is ``$OPSCOPE_CACHE_DIR`` or ``~/.cache/opscope`` (entries under ``workloads/``);
+``OPSCOPE_CACHE_DIR=off`` disables the cache.  An unreadable entry is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from opscope.workloads.operator import Operator
+
+FORMAT = 1
+
+
+def cache_dir() -> Path | None:
+    """The workload cache directory, or None when the cache is off."""
+    root = os.environ.get("OPSCOPE_CACHE_DIR", "")
+    if root.lower() == "off":
+        return None
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "opscope"
+    return base / "workloads"
+
+
+@lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(here.rglob("*.py")):
+        digest.update(path.relative_to(here).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def cache_key(identity: dict[str, Any], batch_size: int, dtype: str) -> str:
+    blob = {
+        "format": FORMAT,
+        "identity": identity,
+        "batch_size": batch_size,
+        "dtype": dtype,
+        "versions": {d: _version(d) for d in ("opscope", "apache-tvm", "torch", "onnx")},
+        "code": _code_fingerprint(),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def load(key: str) -> tuple[dict[str, Any], tuple[Operator, ...], Any] | None:
+    """(meta, operators with PrimFuncs, fused module) of a cache entry, or None."""
+    root = cache_dir()
+    if root is None:
+        return None
+    meta_path, mod_path = root / f"{key}.json", root / f"{key}.tvm.json"
+    if not (meta_path.is_file() and mod_path.is_file()):
+        return None
+    try:
+        import tvm
+
+        from opscope.workloads.extract import standalone, structural_key
+
+        meta = json.loads(meta_path.read_text())
+        mod = tvm.ir.load_json(mod_path.read_text())
+        ops = []
+        for entry in meta["operators"]:
+            op = Operator.from_dict(entry["operator"])
+            func = standalone(mod[entry["prim_func"]])
+            if structural_key(func) != op.key:
+                raise ValueError(f"PrimFunc {entry['prim_func']} no longer hashes to {op.key}")
+            ops.append(_with_prim_func(op, func))
+        return meta, tuple(ops), mod
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"opscope: ignoring unreadable workload cache entry {meta_path}: {exc}", file=sys.stderr)
+        return None
+
+
+def store(key: str, meta: dict[str, Any], operators: tuple[Operator, ...], mod: Any) -> None:
+    """Write a cache entry atomically; each operator's name is its PrimFunc's name in ``mod``."""
+    import tvm
+
+    root = cache_dir()
+    if root is None:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    record = dict(meta)
+    record["operators"] = [{"operator": op.to_dict(), "prim_func": op.name} for op in operators]
+    for path, text in ((root / f"{key}.tvm.json", tvm.ir.save_json(mod)), (root / f"{key}.json", json.dumps(record))):
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+def peek(key: str) -> dict[str, Any] | None:
+    """The metadata of a cache entry (no TVM import), or None."""
+    root = cache_dir()
+    if root is None:
+        return None
+    try:
+        return json.loads((root / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _with_prim_func(op: Operator, func: Any) -> Operator:
+    from dataclasses import replace
+
+    return replace(op, prim_func=func)

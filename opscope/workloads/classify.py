@@ -1,0 +1,189 @@
+"""What a fused TIR PrimFunc computes: its kind, GEMM view, loop nest and FLOPs.
+
+The rules read the PrimFunc's blocks (names given by TVM's legalisation, iteration variables and
+whether they are spatial or reduction) and the shapes and roles of its tensors:
+
+- the *anchor* is the reduction block with the largest iteration domain; a block named
+  ``*conv*`` makes a conv2d (depthwise when groups == input channels > 1), one named
+  ``*matmul*``/``*dense*`` a GEMM: ``dense`` when the right operand is a weight, ``batch_matmul``
+  when both operands are activations with batch dimensions, ``matmul`` otherwise;
+- otherwise a block named ``*softmax*`` makes softmax, ``*layer_norm*``/``*rms_norm*``
+  layernorm, ``*pool*`` pool; any other reduction block makes ``reduction``; a function with
+  only spatial blocks is ``elementwise`` (which includes data movement such as transposes);
+  a function without blocks is ``other``.
+
+FLOPs: conv2d and GEMM kinds count 2 per multiply-accumulate of the anchor block (the fused
+epilogue is left out, as in FRAME, and kept in the ``tir_flops`` attribute); every other kind
+counts TVM's own estimate of the floating-point operations in the function
+(``s_tir.analysis.estimate_tir_flops``: one per add, multiply, max, exp... per element), so a
+ReLU is 1 FLOP per element, a softmax about 5 and a layer norm about 8.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from opscope.errors import WorkloadError
+from opscope.workloads.operator import GemmView, TensorInfo
+
+_REDUCE = 2  # tvm.tirx.IterVar.CommReduce
+
+
+@dataclass(frozen=True)
+class Block:
+    """One TIR block: its name and iteration domain as (extent, is_reduction) per variable."""
+
+    name: str
+    iters: tuple[tuple[int, bool], ...]
+
+    @property
+    def domain(self) -> int:
+        return math.prod(e for e, _ in self.iters)
+
+    @property
+    def is_reduction(self) -> bool:
+        return any(r for _, r in self.iters)
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        return tuple(e for e, r in self.iters if not r)
+
+    @property
+    def reduce(self) -> tuple[int, ...]:
+        return tuple(e for e, r in self.iters if r)
+
+
+@dataclass(frozen=True)
+class Classified:
+    kind: str
+    flops: int
+    gemm: GemmView | None
+    loops: tuple[tuple[str, int], ...]
+    attrs: tuple[tuple[str, Any], ...]
+
+
+def blocks_of(func: Any) -> tuple[Block, ...]:
+    """The blocks under the root block of a PrimFunc, in program order."""
+    import tvm
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    try:
+        root = sch.get_sblock("root")
+    except Exception:  # a PrimFunc without a root block (opaque / extern call)
+        return ()
+    out = []
+    for rv in _all_blocks(sch, root):
+        b = sch.get(rv)
+        iters = []
+        for iv in b.iter_vars:
+            extent = iv.dom.extent
+            if not hasattr(extent, "value"):
+                raise WorkloadError(f"block {b.name_hint}: symbolic extent {extent} (dynamic shapes are not supported)")
+            iters.append((int(extent.value), int(iv.iter_type) == _REDUCE))
+        out.append(Block(b.name_hint, tuple(iters)))
+    return tuple(out)
+
+
+def _all_blocks(sch: Any, parent: Any) -> list[Any]:
+    found = []
+    for rv in sch.get_child_blocks(parent):
+        found.append(rv)
+        found.extend(_all_blocks(sch, rv))
+    return found
+
+
+def tir_flops(func: Any) -> int:
+    import tvm
+    from tvm.s_tir import analysis
+
+    return int(analysis.estimate_tir_flops(tvm.IRModule({"main": func})))
+
+
+def _has(block: Block, *words: str) -> bool:
+    name = block.name.lower()
+    return any(w in name for w in words)
+
+
+def classify(func: Any, tensors: tuple[TensorInfo, ...], conv_attrs: dict[str, Any] | None = None) -> Classified:
+    """Kind, FLOPs, GEMM view, loops and attributes of one fused PrimFunc."""
+    blocks = blocks_of(func)
+    total = tir_flops(func)
+    reductions = [b for b in blocks if b.is_reduction]
+    anchor = max(reductions, key=lambda b: b.domain) if reductions else None
+    fused = (("tir_flops", total),)
+    if anchor is not None and _has(anchor, "conv"):
+        return _conv(anchor, tensors, conv_attrs or {}, fused)
+    if anchor is not None and _has(anchor, "matmul", "dense"):
+        return _gemm(anchor, tensors, fused)
+    if any(_has(b, "softmax") for b in blocks):
+        kind = "softmax"
+    elif any(_has(b, "layer_norm", "rms_norm", "group_norm") for b in blocks):
+        kind = "layernorm"
+    elif any(_has(b, "pool") for b in blocks):
+        kind = "pool"
+    elif reductions:
+        kind = "reduction"
+    elif blocks:
+        kind = "elementwise"
+    else:
+        kind = "other"
+    return Classified(kind, total, None, (), fused)
+
+
+def _conv(anchor: Block, tensors: tuple[TensorInfo, ...], conv_attrs: dict[str, Any], fused: tuple) -> Classified:
+    ins = [t for t in tensors if t.role != "output" and len(t.shape) == 4]
+    outs = [t for t in tensors if t.role == "output"]
+    weights = [t for t in ins if t.role == "weight"]
+    datas = [t for t in ins if t.role == "input"]
+    if "weight_shape" in conv_attrs:
+        weight_shape = tuple(conv_attrs["weight_shape"])
+        data_shape = tuple(conv_attrs["data_shape"])
+    elif weights and datas:
+        weight_shape, data_shape = weights[0].shape, datas[0].shape
+    else:
+        raise WorkloadError(f"conv block {anchor.name}: cannot tell the data tensor from the kernel")
+    n, c, _, _ = data_shape
+    k, c_per_group, r, s = weight_shape
+    out = outs[0].shape
+    p, q = out[2], out[3]
+    groups = c // c_per_group if c_per_group else 1
+    macs = n * k * c_per_group * p * q * r * s
+    if macs != anchor.domain:
+        raise WorkloadError(
+            f"conv block {anchor.name}: iteration domain {anchor.domain} does not match the NCHW/OIHW "
+            f"shapes data {data_shape} x kernel {weight_shape} -> {out}"
+        )
+    depthwise = groups > 1 and groups == c
+    kind = "depthwise_conv2d" if depthwise else "conv2d"
+    gemm = GemmView(batch=groups, m=n * p * q, n=k // groups, k=c_per_group * r * s)
+    loops = (("n", n), ("k", k), ("c", c_per_group), ("p", p), ("q", q), ("r", r), ("s", s))
+    attrs = dict(fused)
+    attrs.update(groups=groups, kernel=(r, s))
+    for key in ("stride", "padding", "dilation"):
+        if key in conv_attrs:
+            attrs[key] = tuple(conv_attrs[key])
+    return Classified(kind, 2 * macs, gemm, loops, tuple(sorted(attrs.items())))
+
+
+def _gemm(anchor: Block, tensors: tuple[TensorInfo, ...], fused: tuple) -> Classified:
+    spatial, reduce = anchor.spatial, anchor.reduce
+    if len(spatial) < 2 or len(reduce) != 1:
+        raise WorkloadError(f"GEMM block {anchor.name}: unexpected iteration space {anchor.iters}")
+    batch_dims, m, n = spatial[:-2], spatial[-2], spatial[-1]
+    k = reduce[0]
+    batch = math.prod(batch_dims)
+    ins = [t for t in tensors if t.role != "output" and len(t.shape) >= 2]
+    rhs_is_weight = len(ins) >= 2 and ins[1].role == "weight" or any(
+        t.role == "weight" and len(t.shape) == 2 and sorted(t.shape) == sorted((k, n)) for t in ins
+    )
+    if rhs_is_weight:
+        kind, gemm = "dense", GemmView(1, batch * m, n, k)
+    elif batch > 1 or batch_dims:
+        kind, gemm = "batch_matmul", GemmView(batch, m, n, k)
+    else:
+        kind, gemm = "matmul", GemmView(1, m, n, k)
+    loops = (("b", gemm.batch), ("m", gemm.m), ("n", gemm.n), ("k", gemm.k))
+    return Classified(kind, 2 * gemm.macs, gemm, loops, fused)
