@@ -189,8 +189,8 @@ def evaluate_interference(frame: pd.DataFrame, model: InterferenceModel | None =
                           seeds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> pd.DataFrame:
     """Error on held-out pairs for the model and two baselines, one row per (seed, method).
 
-    Baselines: ``no_interference`` (co-run latency = alone latency) and ``mean_slowdown`` (the
-    training rows' mean slowdown per arrangement kind).  Errors are on co-run latency: MAPE (%),
+    Baselines: ``no_interference`` (co-run latency = alone latency) and ``median_slowdown`` (the
+    training rows' median slowdown per arrangement kind).  Errors are on co-run latency: MAPE (%),
     share within 10% (%), median APE (%).
     """
     frame = frame[np.isfinite(frame["slowdown"].astype(float))].reset_index(drop=True)
@@ -201,12 +201,12 @@ def evaluate_interference(frame: pd.DataFrame, model: InterferenceModel | None =
         train, test = frame.iloc[tr], frame.iloc[te]
         measured = test["together_s"].to_numpy(dtype=float)
         fitted = InterferenceModel(**model.get_params()).fit(train)
-        mean_slow = train.groupby("kind")["slowdown"].mean()
-        base = test["kind"].map(mean_slow).fillna(train["slowdown"].mean()).to_numpy(dtype=float)
+        med_slow = train.groupby("kind")["slowdown"].median()
+        base = test["kind"].map(med_slow).fillna(train["slowdown"].median()).to_numpy(dtype=float)
         preds = {
             f"model_{model.learner}": fitted.predict(test),
             "no_interference": test["alone_s"].to_numpy(dtype=float),
-            "mean_slowdown": test["alone_s"].to_numpy(dtype=float) * base,
+            "median_slowdown": test["alone_s"].to_numpy(dtype=float) * base,
         }
         for name, p in preds.items():
             rows.append({"seed": seed, "method": name, "train_rows": len(train), "test_rows": len(test),

@@ -1,0 +1,196 @@
+"""Co-run benchmark on this machine's cores.
+
+Part 1, interference data: a set of small operators of different character (compute-bound
+matmuls and a conv, memory-bound elementwise adds, a reduction, a softmax), every unordered pair
+(and each operator with itself) co-run on disjoint cores (one each) and sharing all cores.
+Part 2, the interference model: error of the co-run latency predicted on held-out pairs (5 seeds),
+against two baselines (no interference; median slowdown per arrangement kind).
+Part 3, model branches: for each model's fork-join regions, the arrangement chosen from the
+latency curves and the interference model (trained on all of part 1) vs the sequential run and vs
+the best arrangement measured.
+
+    python benchmarks/corun.py                      # full run (~5-10 min on 2 busy cores)
+    python benchmarks/corun.py --quick              # fewer operators, shorter windows
+    python benchmarks/corun.py --store corun.db --out corun.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def micro_ops(quick: bool):
+    """(Operator, PrimFunc) pairs: small kernels whose flops and bytes are known."""
+    from tvm import te, topi
+
+    from opscope.workloads.operator import GemmView, Operator, TensorInfo
+
+    out = []
+
+    def add_op(name, kind, tensors, flops, func, gemm=None):
+        op = Operator(name, kind, tuple(TensorInfo(*t) for t in tensors), int(flops), gemm=gemm)
+        out.append((op, func))
+
+    def matmul(a, b, n):
+        k = te.reduce_axis((0, n), name="k")
+        return te.compute((n, n), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+
+    def vec_add(x, y, n):
+        return te.compute((n,), lambda i: x[i] + y[i], name="Z")
+
+    for n in ((64, 160) if quick else (64, 128, 192)):
+        a, b = te.placeholder((n, n), name="A"), te.placeholder((n, n), name="B")
+        c = matmul(a, b, n)
+        add_op(f"matmul{n}", "matmul", [("A", (n, n), "float32", "input"), ("B", (n, n), "float32", "input"),
+                                        ("C", (n, n), "float32", "output")], 2 * n ** 3,
+               te.create_prim_func([a, b, c]), GemmView(1, n, n, n))
+    for n in ((1 << 20,) if quick else (1 << 16, 1 << 20, 1 << 22)):
+        x, y = te.placeholder((n,), name="X"), te.placeholder((n,), name="Y")
+        z = vec_add(x, y, n)
+        add_op(f"add{n >> 10}k", "elementwise", [("X", (n,), "float32", "input"), ("Y", (n,), "float32", "input"),
+                                                  ("Z", (n,), "float32", "output")], n, te.create_prim_func([x, y, z]))
+    d = te.placeholder((1, 32, 28, 28), name="D")
+    w = te.placeholder((32, 32, 3, 3), name="W")
+    conv = topi.nn.conv2d_nchw(d, w, 1, 1, 1)
+    add_op("conv32", "conv2d", [("D", (1, 32, 28, 28), "float32", "input"), ("W", (32, 32, 3, 3), "float32", "weight"),
+                                ("O", (1, 32, 28, 28), "float32", "output")], 2 * 32 * 28 * 28 * 32 * 9,
+           te.create_prim_func([d, w, conv]))
+    if not quick:
+        r = te.placeholder((1024, 1024), name="R")
+        s = topi.sum(r, axis=1)
+        add_op("rowsum1k", "reduction", [("R", (1024, 1024), "float32", "input"), ("S", (1024,), "float32", "output")],
+               1024 * 1024, te.create_prim_func([r, s]))
+        sm_in = te.placeholder((256, 1024), name="L")
+        add_op("softmax256", "softmax", [("L", (256, 1024), "float32", "input"),
+                                         ("P", (256, 1024), "float32", "output")], 5 * 256 * 1024,
+               te.create_prim_func([sm_in, topi.nn.softmax(sm_in)]))
+    return out
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--models", default="resnet18:image_size=64,bert:seq_len=64:hidden=256:heads=4:ff=512:layers=1",
+                    help="comma list of model[:key=value...] (empty: skip part 3)")
+    ap.add_argument("--max-regions", type=int, default=3)
+    ap.add_argument("--store", default=None, help="SQLite file for the co-run records (default: a temp file)")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+
+    from opscope.corun.interference import InterferenceModel, evaluate_interference
+    from opscope.corun.kernels import build_kernel
+    from opscope.corun.measure import CorunProtocol, Task, measure_corun
+    from opscope.corun.partition import Arrangement, Slot
+    from opscope.corun.plan import corun_model, format_region
+    from opscope.corun.table import corun_frame, save_corun
+    from opscope.corun.worker import WorkerPool
+    from opscope.targets import load_target, tvm_target
+
+    tmp = Path(tempfile.mkdtemp(prefix="opscope-corun-bench-"))
+    store = args.store or str(tmp / "corun.db")
+    protocol = CorunProtocol(window_s=0.08 if args.quick else 0.15, window_factor=6.0,
+                             makespan_repeats=7 if args.quick else 11)
+    target = tvm_target(load_target("host"))
+    t0 = time.time()
+    ops = micro_ops(args.quick)
+    kernels = [build_kernel(f, op.name, target, tmp / "kernels", key=op.key,
+                            operator_json=json.dumps(op.to_dict(), default=str)) for op, f in ops]
+    log(f"built {len(kernels)} operators in {time.time() - t0:.1f} s")
+
+    results: dict = {"protocol": protocol.to_dict(), "operators": [k.name for k in kernels]}
+    with WorkerPool(2) as pool:
+        cores = pool.cores[:2]
+        results["cores"] = list(cores)
+        arrangements = [Arrangement("disjoint", (Slot((cores[0],), 1), Slot((cores[1],), 1))),
+                        Arrangement("shared", (Slot(cores, 2, False), Slot(cores, 2, False)))]
+        pairs = list(itertools.combinations_with_replacement(range(len(kernels)), 2))
+        records = []
+        t1 = time.time()
+        for n_done, (i, j) in enumerate(pairs, 1):
+            tasks = [Task(kernels[i].name, (kernels[i],)), Task(kernels[j].name + ("'" if i == j else ""), (kernels[j],))]
+            for arr in arrangements:
+                records.append(measure_corun(tasks, arr, pool, protocol, label="bench:pairs"))
+            log(f"pair {n_done}/{len(pairs)} {kernels[i].name}+{kernels[j].name} ({time.time() - t1:.0f} s)")
+    save_corun(store, records)
+    frame = corun_frame(records)
+    bad = [r for r in records if r.status != "ok"]
+    results["pairs"] = {"pairs": len(pairs), "records": len(records), "failed": len(bad), "rows": len(frame),
+                        "seconds": round(time.time() - t1, 1),
+                        "slowdown_median": {k: float(g["slowdown"].median()) for k, g in frame.groupby("kind")},
+                        "slowdown_max": {k: float(g["slowdown"].max()) for k, g in frame.groupby("kind")}}
+
+    print(f"== co-run pairs on cores {list(cores)}: {len(pairs)} pairs x {len(arrangements)} arrangements, "
+          f"{len(records)} records ({len(bad)} failed), {len(frame)} member rows")
+    for kind, g in frame.groupby("kind"):
+        print(f"   {kind:<9} slowdown median {g['slowdown'].median():.2f}  p90 {g['slowdown'].quantile(0.9):.2f}  "
+              f"max {g['slowdown'].max():.2f}")
+
+    print("== interference model, error of co-run latency on held-out pairs (25% of pairs, 5 seeds)")
+    evals = []
+    for learner in ("xgboost", "linear"):
+        ev = evaluate_interference(frame, InterferenceModel(learner=learner), seeds=(0, 1, 2, 3, 4))
+        evals.append(ev if learner == "xgboost" else ev[ev["method"] == "model_linear"])
+    import pandas as pd
+
+    ev = pd.concat(evals)
+    summary = ev.groupby("method")[["mape", "median_ape", "within_10pct"]].mean()
+    print(summary.round(1).to_string())
+    results["interference"] = {m: {k: round(float(v), 2) for k, v in row.items()} for m, row in summary.iterrows()}
+    model = InterferenceModel().fit(frame)
+
+    results["models"] = []
+    specs = [s for s in args.models.split(",") if s.strip()]
+    for spec in specs:
+        name, *kv = spec.split(":")
+        params = {k: int(v) for k, v in (p.split("=") for p in kv)}
+        print(f"== {name} {params}: branches, chosen arrangement (curves + interference model) vs measured")
+        try:
+            regions = corun_model(name, "host", store=store, max_regions=args.max_regions, protocol=protocol,
+                                  interference=model, params=params, kernel_dir=tmp / "kernels", show=log)
+        except Exception as exc:  # report and go on with the next model
+            print(f"   skipped: {type(exc).__name__}: {exc}")
+            results["models"].append({"model": name, "error": str(exc)})
+            continue
+        for i, res in enumerate(regions, 1):
+            print(format_region(i, res))
+            best = res.best
+            results["models"].append({
+                "model": name, "region": i, "branches": [t.name for t in res.tasks],
+                "chosen": res.choice.chosen.label, "predicted_s": res.choice.chosen_makespan_s,
+                "chosen_measured_s": res.chosen_measured_s, "sequential_s": res.sequential_s,
+                "best": best[0].label if best else None, "best_s": best[1] if best else None})
+    rows = [r for r in results["models"] if r.get("chosen_measured_s")]
+    if rows:
+        sp = geomean([r["sequential_s"] / r["chosen_measured_s"] for r in rows])
+        gap = geomean([r["chosen_measured_s"] / r["best_s"] for r in rows])
+        hits = sum(r["chosen"] == r["best"] for r in rows)
+        err = geomean([abs(r["predicted_s"] - r["chosen_measured_s"]) / r["chosen_measured_s"] for r in rows])
+        print(f"== over {len(rows)} regions: sequential / chosen = {sp:.2f}x (geomean), chosen / measured best = "
+              f"{gap:.2f}x, chosen is the measured best in {hits}/{len(rows)}, predicted-vs-measured makespan "
+              f"error {err * 100:.0f}% (geomean)")
+        results["summary"] = {"regions": len(rows), "sequential_over_chosen": sp, "chosen_over_best": gap,
+                              "chosen_is_best": hits, "makespan_error_geomean": err}
+    print(f"records in {store}; total {time.time() - t0:.0f} s")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
