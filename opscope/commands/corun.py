@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interference", default=None, metavar="DIR",
                         help="saved interference model used to predict co-run latencies")
     parser.add_argument("--window-ms", type=float, default=300.0, help="measuring window per phase (default: 300)")
-    parser.add_argument("--repeats", type=int, default=15, help="makespan rounds per arrangement (default: 15)")
+    parser.add_argument("--repeats", type=int, default=7, help="makespans measured per record (default: 7)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds over all arrangements (default: 3)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -66,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from opscope.corun.measure import CorunProtocol
     from opscope.corun.plan import corun_model, format_region
 
-    if args.repeats < 1 or args.window_ms <= 0:
-        raise OpscopeError("--repeats must be >= 1 and --window-ms > 0")
+    if args.repeats < 1 or args.rounds < 1 or args.window_ms <= 0:
+        raise OpscopeError("--repeats and --rounds must be >= 1 and --window-ms > 0")
     protocol = CorunProtocol(window_s=args.window_ms / 1e3, makespan_repeats=args.repeats)
     model = InterferenceModel.load(args.interference) if args.interference else None
     cores = parse_cores(args.cores) if args.cores else None
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {} if show is None else {"show": show}
     results = corun_model(args.model, target=args.target, store=None if args.no_store else args.store,
                           max_regions=args.max_regions, protocol=protocol, interference=model, cores=cores,
-                          batch_size=args.batch_size, params=parse_params(args.param), **kwargs)
+                          batch_size=args.batch_size, params=parse_params(args.param), rounds=args.rounds,
+                          **kwargs)
     print(f"model {args.model} on {args.target}: {len(results)} region(s) with independent branches")
     for i, res in enumerate(results, 1):
         print()

@@ -4,16 +4,20 @@
 
 1. the fused Relax module of the model (``opscope.workloads.load_model``); its fork-join regions;
 2. per region, one task per branch (the branch's kernels compiled with a default parallel
-   schedule), each task's latency curve alone on 1..N cores;
-3. the predicted makespan of every arrangement (sequential, each disjoint split, shared), from the
-   curves and, when given, the interference model's co-run latencies; the smallest is chosen;
-4. every arrangement measured for real (``measure_corun``), so the chosen one can be compared with
-   the sequential one and with the measured best; records go to the store when one is given.
+   schedule);
+3. every arrangement (sequential, each disjoint split, shared) measured for real
+   (``measure_corun``), in ``rounds`` interleaved rounds so that drift on a busy machine hits all
+   of them alike; records go to the store when one is given;
+4. each task's latency curve (alone on 1..N cores) from the alone phases of those records, and
+   from the curves (plus, when given, the interference model's co-run latencies) the predicted
+   makespan of every arrangement; the smallest is chosen.  The co-run phases are not used for
+   the choice, so the chosen arrangement can be compared fairly with the measured best.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +25,7 @@ from typing import Any
 
 from opscope.corun.branches import Region, find_regions
 from opscope.corun.kernels import build_kernel
-from opscope.corun.measure import CorunProtocol, CorunRecord, MemberResult, Task, measure_corun, measure_curve
+from opscope.corun.measure import CorunProtocol, CorunRecord, MemberResult, Task, measure_corun
 from opscope.corun.partition import Arrangement, Choice, LatencyCurve, all_arrangements, choose_arrangement
 from opscope.corun.worker import WorkerPool, progress
 from opscope.errors import OpscopeError
@@ -29,7 +33,7 @@ from opscope.errors import OpscopeError
 
 @dataclass(frozen=True)
 class RegionResult:
-    """One region: its tasks, curves, the choice made and the measured arrangements."""
+    """One region: its tasks, curves, the choice made and the measured arrangements (all rounds)."""
 
     region: Region
     tasks: tuple[Task, ...]
@@ -37,11 +41,14 @@ class RegionResult:
     choice: Choice
     records: tuple[CorunRecord, ...]
 
+    def makespans(self, arrangement: Arrangement) -> tuple[float, ...]:
+        """Every makespan measured for ``arrangement``, over all rounds."""
+        return tuple(t for r in self.records if r.arrangement == arrangement and r.status == "ok"
+                     for t in r.makespan_s)
+
     def measured(self, arrangement: Arrangement) -> float | None:
-        for r in self.records:
-            if r.arrangement == arrangement and r.status == "ok":
-                return r.makespan_median_s
-        return None
+        xs = self.makespans(arrangement)
+        return statistics.median(xs) if xs else None
 
     @property
     def sequential_s(self) -> float | None:
@@ -53,7 +60,8 @@ class RegionResult:
 
     @property
     def best(self) -> tuple[Arrangement, float] | None:
-        ok = [(r.arrangement, r.makespan_median_s) for r in self.records if r.status == "ok"]
+        ok = [(a, self.measured(a)) for a, _ in self.choice.predicted]
+        ok = [(a, t) for a, t in ok if t is not None]
         return min(ok, key=lambda x: x[1]) if ok else None
 
 
@@ -69,14 +77,21 @@ def fused_module(model: str, batch_size: int = 1, params: dict[str, Any] | None 
     return wl.ir_module, tuple(wl.operators)
 
 
-def _operator_json(func, operators) -> str | None:
-    """The Operator whose PrimFunc is ``func`` (structural equality), as JSON, if there is one."""
-    import tvm
+def _operator_for(func, operators):
+    """(key, Operator JSON) of the model's operator whose PrimFunc is ``func``; (\"\", None) if none.
 
+    The key is the workloads room's structural key of the standalone PrimFunc, i.e. the store's
+    ``workload_key``, so co-run records join with the store's measurements.
+    """
+    try:
+        from opscope.workloads.extract import standalone, structural_key
+    except ImportError:
+        return "", None
+    key = structural_key(standalone(func))
     for op in operators:
-        if op.prim_func is not None and tvm.ir.structural_equal(op.prim_func, func):
-            return json.dumps(op.to_dict(), sort_keys=True, default=str)
-    return None
+        if op.key == key:
+            return key, json.dumps(op.to_dict(), sort_keys=True, default=str)
+    return key, None
 
 
 def region_tasks(mod, region: Region, target, kernel_dir: str | Path, operators=()) -> tuple[Task, ...]:
@@ -86,7 +101,8 @@ def region_tasks(mod, region: Region, target, kernel_dir: str | Path, operators=
         kernels = []
         for fname in br.funcs:
             func = mod[fname]
-            kernels.append(build_kernel(func, fname, target, kernel_dir, operator_json=_operator_json(func, operators)))
+            key, op_json = _operator_for(func, operators)
+            kernels.append(build_kernel(func, fname, target, kernel_dir, key=key, operator_json=op_json))
         tasks.append(Task(f"b{i}:{'>'.join(br.funcs)}", tuple(kernels)))
     return tuple(tasks)
 
@@ -107,29 +123,49 @@ def interference_predictor(model):
     return predict
 
 
-def plan_region(region: Region, tasks: tuple[Task, ...], pool: WorkerPool, protocol: CorunProtocol,
-                interference=None, label: str = "", show=progress) -> RegionResult:
-    """Curves, choice, and every arrangement measured, for one region's tasks."""
-    cores = pool.cores
-    curves = []
-    for t in tasks:
-        show(f"  curve of {t.name} on 1..{len(cores)} cores")
-        curves.append(measure_curve(t, pool, cores, protocol)[0])
-    predict = interference_predictor(interference)(tasks) if interference is not None else None
-    choice = choose_arrangement(curves, cores, predict_corun=predict)
-    records = []
-    for arr in all_arrangements(len(tasks), cores):
-        if arr.kind != "sequential" and len(tasks) > pool.n:
+def curves_from_records(tasks: tuple[Task, ...], records) -> tuple[LatencyCurve, ...]:
+    """Each task's alone latency per core count, pooled over the records' alone phases.
+
+    Every arrangement measures its tasks alone on their own slot first: the sequential one on all
+    cores, each disjoint split on its share.  So the curves come for free, and from the same
+    rounds as the co-runs (drift on a shared machine hits both alike).
+    """
+    samples: list[dict[int, list[float]]] = [{} for _ in tasks]
+    for rec in records:
+        if rec.status != "ok":
             continue
-        show(f"  measuring {arr.label}")
-        records.append(measure_corun(tasks, arr, pool, protocol, label=label))
-    return RegionResult(region, tasks, tuple(curves), choice, tuple(records))
+        for i, m in enumerate(rec.members):
+            samples[i].setdefault(len(m.cores), []).extend(m.alone_s)
+    return tuple(LatencyCurve(t.name, tuple((c, statistics.median(v)) for c, v in sorted(s.items()) if v))
+                 for t, s in zip(tasks, samples))
+
+
+def plan_region(region: Region, tasks: tuple[Task, ...], pool: WorkerPool, protocol: CorunProtocol,
+                interference=None, label: str = "", rounds: int = 3, show=progress) -> RegionResult:
+    """Measure every arrangement ``rounds`` times, interleaved; curves from the alone phases;
+    choose from the curves (and the interference model) alone, never from the co-run phases."""
+    if rounds < 1:
+        raise OpscopeError(f"rounds must be >= 1, got {rounds}")
+    arrangements = [a for a in all_arrangements(len(tasks), pool.cores)
+                    if a.kind == "sequential" or len(tasks) <= pool.n]
+    records = []
+    for r in range(rounds):
+        for arr in arrangements:
+            show(f"  round {r + 1}/{rounds}: {arr.label}")
+            records.append(measure_corun(tasks, arr, pool, protocol, label=label))
+    curves = curves_from_records(tasks, records)
+    if any(not c.points for c in curves):
+        raise OpscopeError(f"region {region.describe()}: every measurement failed: "
+                           + "; ".join(sorted({r.error for r in records if r.error})))
+    predict = interference_predictor(interference)(tasks) if interference is not None else None
+    choice = choose_arrangement(curves, pool.cores, predict_corun=predict)
+    return RegionResult(region, tasks, curves, choice, tuple(records))
 
 
 def corun_model(model: str, target: str = "host", store: str | Path | None = None, max_regions: int = 3,
                 protocol: CorunProtocol | None = None, interference=None, cores: tuple[int, ...] | None = None,
                 batch_size: int = 1, params: dict[str, Any] | None = None, kernel_dir: str | Path | None = None,
-                show=progress) -> list[RegionResult]:
+                rounds: int = 3, show=progress) -> list[RegionResult]:
     """Find ``model``'s branches and measure them; see the module docstring."""
     from opscope.targets import load_target, tvm_target
 
@@ -159,7 +195,8 @@ def corun_model(model: str, target: str = "host", store: str | Path | None = Non
             raise OpscopeError("co-running needs at least two cores")
         for i, (region, tasks) in enumerate(zip(regions, tasks_per_region)):
             show(f"region {i + 1}/{len(regions)}")
-            results.append(plan_region(region, tasks, pool, protocol, interference, f"{model}:region{i + 1}", show))
+            results.append(plan_region(region, tasks, pool, protocol, interference, f"{model}:region{i + 1}",
+                                       rounds, show))
     if store is not None:
         from opscope.corun.table import save_corun
 
@@ -181,16 +218,20 @@ def format_region(i: int, res: RegionResult) -> str:
     chosen = res.choice.chosen
     best = res.best
     for arr, pred in res.choice.predicted:
-        rec = next((r for r in res.records if r.arrangement == arr), None)
-        if rec is None:
+        recs = [r for r in res.records if r.arrangement == arr]
+        xs = res.makespans(arr)
+        failed = [r for r in recs if r.status != "ok"]
+        if not recs:
             meas, mn, note = None, None, "not measured (more tasks than workers)"
-        elif rec.status != "ok":
-            meas, mn, note = None, None, f"{rec.status}: {rec.error}"
+        elif not xs:
+            meas, mn, note = None, None, f"{failed[0].status}: {failed[0].error}"
         else:
-            meas, mn = rec.makespan_median_s, min(rec.makespan_s)
-            note = "noisy" if rec.noisy else ""
+            meas, mn = statistics.median(xs), min(xs)
+            cv = statistics.stdev(xs) / statistics.mean(xs) if len(xs) > 1 else 0.0
+            note = (f"noisy (cv {cv:.2f})" if cv > 0.2 else "") + (f" {len(failed)} failed" if failed else "")
         tags = [x for x, on in (("chosen", arr == chosen), ("measured best", best and arr == best[0])) if on]
-        lines.append(f"  {arr.label:<18} {_ms(pred):>12} {_ms(meas):>12} {_ms(mn):>9}  {', '.join(tags + ([note] if note else []))}")
+        lines.append(f"  {arr.label:<18} {_ms(pred):>12} {_ms(meas):>12} {_ms(mn):>9}  "
+                     f"{', '.join(tags + ([note.strip()] if note.strip() else []))}")
     seq = res.sequential_s
     cm = res.chosen_measured_s
     verdict = f"  chosen {chosen.label}: predicted {_ms(res.choice.chosen_makespan_s)} ms, measured {_ms(cm)} ms"
