@@ -1,0 +1,37 @@
+"""A build worker: reads JSON requests on stdin, compiles each module, writes a shared library.
+
+Request: ``{"module_json": ..., "target": {...}, "out": path}``; answer (one JSON line on the
+original stdout): ``{"error": "" | message, "build_s": seconds}``.  Started by ``LocalBuilder``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+def main() -> int:
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    import tvm
+
+    out.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        req = json.loads(line)
+        t0 = time.perf_counter()
+        error = ""
+        try:
+            mod = tvm.ir.load_json(req["module_json"])
+            ex = tvm.compile(mod, tvm.target.Target(req["target"]))
+            ex.export_library(req["out"])
+        except Exception as exc:  # TVM's errors are data here: the caller records a build_error
+            lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+            error = f"{type(exc).__name__}: {(lines[-1] if lines else '')[:500]}"
+        out.write(json.dumps({"error": error, "build_s": time.perf_counter() - t0}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

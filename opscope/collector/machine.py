@@ -1,0 +1,68 @@
+"""This machine's fingerprint, stored once per machine in the store.
+
+The id hashes what makes measurements comparable: CPU model, core count, cache sizes, OS and
+kernel, and the TVM and opscope versions.  The CPU governor and current frequency are recorded
+(when readable) but not hashed: they drift while the machine is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _cpu_model() -> str:
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _caches() -> dict[str, str]:
+    out: dict[str, str] = {}
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    for idx in sorted(base.glob("index*")) if base.is_dir() else []:
+        level, kind, size = _read(idx / "level"), _read(idx / "type"), _read(idx / "size")
+        if level and size:
+            out[f"L{level}{'d' if kind == 'Data' else 'i' if kind == 'Instruction' else ''}"] = size
+    return out
+
+
+def fingerprint() -> dict[str, Any]:
+    import tvm
+
+    import opscope
+
+    return {
+        "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
+        "caches": _caches(),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "tvm_version": tvm.__version__,
+        "opscope_version": opscope.__version__,
+        "llvm_cpu": str(tvm.target.codegen.llvm_get_system_cpu()),
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or None,
+        "cur_freq_khz": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+_HASHED = ("cpu_model", "cores", "caches", "os", "machine", "tvm_version", "opscope_version", "llvm_cpu")
+
+
+def machine_id(fp: dict[str, Any]) -> str:
+    blob = json.dumps({k: fp.get(k) for k in _HASHED}, sort_keys=True)
+    return "m" + hashlib.sha256(blob.encode()).hexdigest()[:15]

@@ -1,0 +1,125 @@
+"""Schedule sampler from MetaSchedule's design space, plus TVM's default schedule as baseline.
+
+The default schedule is the operator's PrimFunc as it comes (TVM's default lowering for llvm).
+Sampled schedules: for draw ``i`` a ``TuneContext`` with ``rand_state = seed * 100003 + i`` and
+``PostOrderApply(sch_rules="from-target", postprocs="from-target")`` generates the design spaces
+with random decisions (tile sizes, compute location, unroll); draw ``i`` takes space
+``i % len(spaces)``, the space generator's postprocessors are applied (parallelise, vectorise,
+unroll, decompose reductions), and the schedule is kept if they all succeed and its trace is new.
+The same operator, target and seed always give the same candidates in the same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import sys
+from typing import Any
+
+from opscope.collector.knobs import extract_knobs
+from opscope.collector.roles import Candidate, ScheduleSampler
+from opscope.errors import OpscopeError
+from opscope.workloads.operator import Operator
+
+
+def _fast_stack(context: int = 1) -> list[inspect.FrameInfo]:
+    """``inspect.stack`` without source lookups (which scan ``sys.modules`` for every frame)."""
+    frame = sys._getframe(1)
+    out = []
+    while frame is not None:
+        code = frame.f_code
+        out.append(inspect.FrameInfo(frame, code.co_filename, frame.f_lineno, code.co_name, None, None))
+        frame = frame.f_back
+    return out
+
+
+def import_tensor_intrinsics() -> None:
+    """Import ``tvm.s_tir.tensor_intrin`` (which ``TuneContext`` needs) quickly.
+
+    That package parses a few hundred TVMScript functions at import, each calling
+    ``inspect.stack()``, whose source lookups took minutes on a busy 2-core machine.  None of those
+    functions is defined in a class, so the source context is not needed: the import runs with a
+    stack walker that skips it.  The patch is undone straight after.
+    """
+    if "tvm.s_tir.tensor_intrin" in sys.modules:
+        return
+    original = inspect.stack
+    inspect.stack = _fast_stack
+    try:
+        import tvm.s_tir.tensor_intrin  # noqa: F401
+    finally:
+        inspect.stack = original
+
+
+def _plain(x: Any) -> Any:
+    """A trace's JSON form with TVM scalars turned into Python numbers."""
+    if isinstance(x, (list, tuple)) or type(x).__name__ in ("Array", "List"):
+        return [_plain(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    if hasattr(x, "value"):
+        return x.value
+    return str(x)
+
+
+def trace_to_json(trace: Any) -> str:
+    return json.dumps(_plain(trace.as_json()), separators=(",", ":"))
+
+
+def operator_module(op: Operator) -> Any:
+    """The operator's PrimFunc as an IRModule with one function ``main``."""
+    import tvm
+
+    if op.prim_func is None:
+        raise OpscopeError(f"operator {op.name!r} has no TIR PrimFunc (layer-table operators cannot be measured)")
+    func = op.prim_func
+    if isinstance(func, tvm.IRModule):
+        func = func["main"] if "main" in [g.name_hint for g in func.get_global_vars()] else func.functions.values()[0]
+    func = func.with_attr("global_symbol", "main")
+    return tvm.IRModule({"main": func})
+
+
+class MetaScheduleSampler(ScheduleSampler):
+    def __init__(self, target: Any, max_draws_per_trial: int = 4):
+        self.target = target  # a tvm.target.Target
+        self.max_draws_per_trial = max_draws_per_trial
+
+    def default_candidate(self, op: Operator) -> Candidate:
+        import tvm
+
+        mod = operator_module(op)
+        return Candidate(op.key, "default", "default", "[]", (), tvm.ir.save_json(mod))
+
+    def candidates(self, op: Operator, trials: int, seed: int) -> list[Candidate]:
+        import tvm
+        from tvm.s_tir import meta_schedule as ms
+
+        import_tensor_intrinsics()
+        mod = operator_module(op)
+        out = [Candidate(op.key, "default", "default", "[]", (), tvm.ir.save_json(mod))]
+        seen: set[str] = set()
+        for draw in range(max(trials, 0) * self.max_draws_per_trial):
+            if len(out) > trials:
+                break
+            ctx = ms.TuneContext(
+                mod=mod, target=self.target,
+                space_generator=ms.space_generator.PostOrderApply(
+                    sch_rules="from-target", postprocs="from-target", mutator_probs="from-target"),
+                rand_state=seed * 100003 + draw, num_threads=1,
+            )
+            spaces = ctx.generate_design_space()
+            if not spaces:
+                break
+            sch = spaces[draw % len(spaces)]
+            if not all(p.apply(sch) for p in ctx.space_generator.postprocs):
+                continue
+            trace_json = trace_to_json(sch.trace)
+            if trace_json in seen:
+                continue
+            seen.add(trace_json)
+            knobs = extract_knobs(sch.trace, mod, sch.mod.script())
+            sid = "s" + hashlib.sha256(trace_json.encode()).hexdigest()[:16]
+            out.append(Candidate(op.key, sid, "sampled", trace_json, tuple(sorted(knobs.items())),
+                                 tvm.ir.save_json(sch.mod)))
+        return out

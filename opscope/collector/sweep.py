@@ -1,0 +1,258 @@
+"""``collect``: sample schedules, build, measure under each thread count, write every record.
+
+For each operator: the sampler gives the default schedule and ``trials`` sampled ones; what the
+store already holds for this (target, machine, protocol, pinning) is skipped; the rest is built in
+batches by the builder and measured by the runner, one job per thread count, and each result is
+written to the store at once (one transaction per record).  The first sampled schedule of each
+operator is checked against the default build on random inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opscope.collector.machine import fingerprint, machine_id
+from opscope.collector.protocol import Protocol
+from opscope.collector.registry import RoleOptions, Roles, make_roles
+from opscope.collector.roles import Built, Candidate, RunJob, RunResult, arg_specs
+from opscope.errors import OpscopeError
+from opscope.store.record import Record
+from opscope.store.sqlite import Store, open_store
+from opscope.workloads.operator import Operator
+
+
+def parse_threads(threads: str | int | Sequence[int]) -> tuple[int, ...]:
+    """``"1,2"``, ``"all"``, ``4`` or ``(1, 2)`` -> thread counts; "all" is every logical CPU."""
+    if isinstance(threads, int):
+        items: list[Any] = [threads]
+    elif isinstance(threads, str):
+        items = [t.strip() for t in threads.split(",") if t.strip()]
+    else:
+        items = list(threads)
+    out: list[int] = []
+    for t in items:
+        if t == "all":
+            n = os.cpu_count() or 1
+        else:
+            try:
+                n = int(t)
+            except (TypeError, ValueError):
+                raise OpscopeError(f"threads: {t!r} is not a positive integer or 'all'") from None
+        if n < 1:
+            raise OpscopeError(f"threads: {n} must be >= 1")
+        if n not in out:
+            out.append(n)
+    if not out:
+        raise OpscopeError("threads: no thread count given")
+    return tuple(out)
+
+
+def select_operators(model_or_ops: Any, ops: Sequence[str] | str | None = None,
+                     max_ops: int | None = None) -> list[Operator]:
+    """The operators to measure: a zoo/ONNX model name, a ``Workload`` or operators.
+
+    ``ops`` keeps operators whose kind (or name) is listed; ``max_ops`` keeps the heaviest ones
+    (FLOPs times count in the model).
+    """
+    if isinstance(model_or_ops, str):
+        from opscope.workloads import load_model
+
+        operators = list(load_model(model_or_ops).operators)
+    elif hasattr(model_or_ops, "operators"):
+        operators = list(model_or_ops.operators)
+    elif isinstance(model_or_ops, Operator):
+        operators = [model_or_ops]
+    else:
+        operators = list(model_or_ops)
+    bad = [o for o in operators if not isinstance(o, Operator)]
+    if bad:
+        raise OpscopeError(f"collect: expected operators, got {type(bad[0]).__name__}")
+    if ops:
+        wanted = [s.strip() for s in ops.split(",")] if isinstance(ops, str) else list(ops)
+        operators = [o for o in operators if o.kind in wanted or o.name in wanted]
+        if not operators:
+            raise OpscopeError(f"collect: no operator of kind/name {wanted}")
+    operators = [o for o in operators if o.prim_func is not None]
+    if max_ops is not None:
+        operators = sorted(operators, key=lambda o: -o.flops * o.count)[:max_ops]
+    return operators
+
+
+@dataclass
+class _Progress:
+    total: int
+    enabled: bool
+    done: int = 0
+    failed: int = 0
+    noisy: int = 0
+    skipped: int = 0
+    t0: float = field(default_factory=time.monotonic)
+    op: str = ""
+
+    def add(self, rec: Record) -> None:
+        self.done += 1
+        self.failed += rec.status != "ok"
+        self.noisy += rec.noisy
+        self.show()
+
+    def show(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.t0
+        left = self.total - self.done - self.skipped
+        eta = elapsed / self.done * left if self.done else float("nan")
+        eta_s = "--:--" if eta != eta else f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
+        line = (f"[{self.done + self.skipped}/{self.total}] measured {self.done} failed {self.failed} "
+                f"noisy {self.noisy} skipped {self.skipped} elapsed {elapsed:.0f}s ETA {eta_s} {self.op[:40]}")
+        print("\r" + line.ljust(110), end="\n" if final else "", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class _Job:
+    cand: Candidate
+    threads: int
+    attempt: int
+
+
+def _record(op: Operator, job: _Job, res: RunResult, ctx: dict[str, Any]) -> Record:
+    lat = res.latencies_s if res.status == "ok" else ()
+    return Record(
+        op=op, schedule_id=job.cand.schedule_id, schedule_kind=job.cand.schedule_kind,
+        trace_json=job.cand.trace_json, knobs=job.cand.knobs,
+        threads=res.threads if res.status == "ok" and res.threads else job.threads,
+        target=ctx["target"], machine_id=ctx["machine_id"], protocol=ctx["protocol"], status=res.status,
+        error=res.error, raw_latencies_s=lat, pinned=ctx["pinned"], attempt=job.attempt,
+    )
+
+
+def _plan(cands: list[Candidate], threads: tuple[int, ...], done: dict, remeasure_cv: float | None) -> list[_Job]:
+    """The jobs still to run; with ``remeasure_cv``, also those whose latest result is that noisy."""
+    jobs = []
+    for cand in cands:
+        for t in threads:
+            prev = done.get((cand.schedule_id, t))
+            if prev is None:
+                jobs.append(_Job(cand, t, 0))
+            elif remeasure_cv is not None and prev[0] == "ok":
+                lat = json.loads(prev[1])
+                mean = sum(lat) / len(lat)
+                std = (sum((x - mean) ** 2 for x in lat) / (len(lat) - 1)) ** 0.5 if len(lat) > 1 else 0.0
+                if std / mean > remeasure_cv:
+                    jobs.append(_Job(cand, t, prev[2] + 1))
+    return jobs
+
+
+def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: Any = (1, 2),
+            store: str | os.PathLike[str] | Store = "runs.db", ops: Any = None, seed: int = 0,
+            timeout_s: float = 10.0, flush_cache: bool = False, protocol: Protocol | None = None,
+            progress: bool = True, max_ops: int | None = None, remeasure_noisy: bool = False,
+            pinned: bool = False, batch_size: int = 8, overlap: bool = False,
+            roles: Roles | None = None) -> list[Record]:
+    """Measure operators under sampled schedules and thread counts; returns the records written.
+
+    ``overlap`` builds the next batch while the current one is measured (faster, but on a small
+    machine the compiler then competes with the kernel being timed).  ``roles`` replaces the
+    target's sampler/builder/runner (tests use the fake twins).
+    """
+    from opscope.targets import load_target
+
+    if trials < 0:
+        raise OpscopeError(f"trials must be >= 0, got {trials}")
+    if timeout_s <= 0:
+        raise OpscopeError(f"timeout must be > 0 seconds, got {timeout_s}")
+    spec = load_target(target)
+    thread_counts = parse_threads(threads)
+    protocol = protocol or Protocol(flush_cache=flush_cache)
+    if flush_cache and not protocol.flush_cache:
+        raise OpscopeError("collect: flush_cache=True contradicts the protocol given (flush_cache=False)")
+    operators = select_operators(model_or_ops, ops, max_ops)
+    own_roles = roles is None
+    roles = roles or make_roles(spec, RoleOptions())
+    st = store if isinstance(store, Store) else open_store(store)
+    fp = fingerprint()
+    ctx = {"target": spec.name, "machine_id": machine_id(fp), "protocol": protocol, "pinned": pinned}
+    st.add_machine(ctx["machine_id"], fp)
+    prog = _Progress(total=len(operators) * (trials + 1) * len(thread_counts), enabled=progress)
+    written: list[Record] = []
+    try:
+        for op in operators:
+            prog.op = op.name
+            prog.show()
+            cands = roles.sampler.candidates(op, trials, seed)
+            done = st.measured(op.key, spec.name, ctx["machine_id"], protocol.protocol_id, pinned)
+            jobs = _plan(cands, thread_counts, done, protocol.noisy_cv if remeasure_noisy else None)
+            prog.skipped += len(cands) * len(thread_counts) - len(jobs)
+            prog.total += (len(cands) - trials - 1) * len(thread_counts)
+            if jobs:
+                written += _measure_op(op, cands, jobs, roles, st, ctx, timeout_s, batch_size, overlap, prog)
+        prog.show(final=True)
+    finally:
+        if own_roles:
+            roles.builder.close()
+            roles.runner.close()
+        if not isinstance(store, Store):
+            st.close()
+    return written
+
+
+def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: Roles, st: Store,
+                ctx: dict[str, Any], timeout_s: float, batch_size: int, overlap: bool,
+                prog: _Progress) -> list[Record]:
+    protocol: Protocol = ctx["protocol"]
+    args = arg_specs(op.prim_func if not hasattr(op.prim_func, "functions") else op.prim_func["main"])
+    to_build = [c for c in cands if any(j.cand.schedule_id == c.schedule_id for j in jobs)]
+    first_sampled = next((c for c in cands if c.schedule_kind == "sampled"), None)
+    check_id = ""
+    if protocol.check_first and first_sampled is not None and first_sampled in to_build:
+        check_id = first_sampled.schedule_id
+        if cands[0] not in to_build:
+            to_build.insert(0, cands[0])  # the default build is the reference
+    batches = [to_build[i:i + batch_size] for i in range(0, len(to_build), batch_size)]
+    written: list[Record] = []
+    reference = ""
+    builder = roles.builder
+    submit = getattr(builder, "submit", None)
+    pending = submit(batches[0]) if (overlap and submit) else None
+    kept: list[Built] = []
+    for i, batch in enumerate(batches):
+        if pending is not None:
+            built = pending()
+            pending = submit(batches[i + 1]) if i + 1 < len(batches) else None
+        else:
+            built = builder.build(batch)
+        for b in built:
+            if b.candidate.schedule_kind == "default" and b.ok:
+                reference = b.artifact
+            cand_jobs = [j for j in jobs if j.cand.schedule_id == b.candidate.schedule_id]
+            wrong: RunResult | None = None
+            for j in cand_jobs:
+                if not b.ok:
+                    res = RunResult("build_error", error=b.error)
+                elif wrong is not None:
+                    res = wrong
+                else:
+                    ref = reference if (b.candidate.schedule_id == check_id and reference) else ""
+                    res = roles.runner.run([RunJob(b.artifact, args, j.threads, protocol, timeout_s, ref,
+                                                   ctx["pinned"])])[0]
+                    if res.status == "wrong_result":
+                        wrong = res
+                    check_id = "" if ref else check_id
+                rec = _record(op, j, res, ctx)
+                if st.add(rec) is not None:
+                    written.append(rec)
+                prog.add(rec)
+        discard = getattr(builder, "discard", None)
+        if discard is not None:
+            keep = [b for b in built if b.artifact == reference]
+            kept += keep
+            discard([b for b in built if b.artifact != reference])
+    discard = getattr(builder, "discard", None)
+    if discard is not None:
+        discard(kept)
+    return written

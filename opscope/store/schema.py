@@ -1,0 +1,119 @@
+"""The store's schema, one migration per version.
+
+Version 1 was the first layout (workloads, machines, measurements with the raw latencies).
+Version 2 added the ``schedules`` table (trace and knobs stored once per schedule rather than per
+row), the ``pinned`` flag and the ``attempt`` counter used by ``--remeasure-noisy``.  A database of
+any older version is migrated in place, inside one transaction, when it is opened.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 2
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE workloads (
+    workload_key TEXT PRIMARY KEY,
+    op_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    dtype TEXT NOT NULL,
+    models TEXT NOT NULL,
+    operator_json TEXT NOT NULL,
+    flops INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    bytes_input INTEGER NOT NULL,
+    bytes_weight INTEGER NOT NULL,
+    bytes_output INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE TABLE machines (
+    machine_id TEXT PRIMARY KEY,
+    fingerprint_json TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE measurements (
+    measurement_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workload_key TEXT NOT NULL REFERENCES workloads(workload_key),
+    schedule_id TEXT NOT NULL,
+    schedule_kind TEXT NOT NULL,
+    trace_json TEXT NOT NULL,
+    knobs_json TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    machine_id TEXT NOT NULL REFERENCES machines(machine_id),
+    protocol_id TEXT NOT NULL,
+    protocol_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL,
+    raw_latencies_s TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (workload_key, schedule_id, threads, target, machine_id, protocol_id)
+);
+"""
+
+_V2 = """
+CREATE TABLE schedules (
+    schedule_id TEXT NOT NULL,
+    workload_key TEXT NOT NULL REFERENCES workloads(workload_key),
+    schedule_kind TEXT NOT NULL,
+    trace_json TEXT NOT NULL,
+    knobs_json TEXT NOT NULL,
+    PRIMARY KEY (workload_key, schedule_id)
+);
+INSERT OR IGNORE INTO schedules
+    SELECT schedule_id, workload_key, schedule_kind, trace_json, knobs_json FROM measurements;
+CREATE TABLE measurements_v2 (
+    measurement_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workload_key TEXT NOT NULL REFERENCES workloads(workload_key),
+    schedule_id TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    target TEXT NOT NULL,
+    machine_id TEXT NOT NULL REFERENCES machines(machine_id),
+    protocol_id TEXT NOT NULL,
+    protocol_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL,
+    raw_latencies_s TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    UNIQUE (workload_key, schedule_id, threads, pinned, target, machine_id, protocol_id, attempt)
+);
+INSERT INTO measurements_v2 (measurement_id, workload_key, schedule_id, threads, pinned, target,
+        machine_id, protocol_id, protocol_json, status, error, raw_latencies_s, attempt, created_at)
+    SELECT measurement_id, workload_key, schedule_id, threads, 0, target, machine_id, protocol_id,
+        protocol_json, status, error, raw_latencies_s, 0, created_at FROM measurements;
+DROP TABLE measurements;
+ALTER TABLE measurements_v2 RENAME TO measurements;
+CREATE INDEX measurements_workload ON measurements (workload_key, schedule_id);
+"""
+
+#: MIGRATIONS[v] brings a database from version v to v + 1 (version 0 is an empty file).
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    if row is None:
+        return 0
+    got = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return int(got[0]) if got else 0
+
+
+def migrate(conn: sqlite3.Connection, up_to: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations from the database's version to ``up_to``; returns the new version.
+
+    Each step runs in its own transaction (``executescript`` inside BEGIN/COMMIT), so a crash in
+    the middle leaves the database at the previous version.
+    """
+    version = current_version(conn)
+    while version < up_to:
+        script = MIGRATIONS[version]
+        conn.executescript(
+            "BEGIN IMMEDIATE;\n" + script
+            + f"\nINSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{version + 1}');\nCOMMIT;"
+        )
+        version += 1
+    return version
