@@ -9,6 +9,7 @@ protocol.  The last line of stdout is JSON: ``{"raw_latencies_s": [...], "thread
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -35,8 +36,11 @@ def time_library(request: dict) -> dict:
     timer = vm.time_evaluator("invoke_stateful", dev, number=int(request["number"]),
                               repeat=int(request["repeat"]), min_repeat_ms=int(request["min_repeat_ms"]))
     res = timer("main")
-    return {"raw_latencies_s": [float(x) for x in res.results],
-            "threads": int(tvm.runtime.num_threads())}
+    threads = int(tvm.runtime.num_threads())
+    wanted = os.environ.get("TVM_NUM_THREADS")
+    if wanted is not None and int(wanted) != threads:
+        raise RuntimeError(f"TVM runs {threads} threads, {wanted} were requested")
+    return {"raw_latencies_s": [float(x) for x in res.results], "threads": threads}
 
 
 def main(path: str) -> int:

@@ -53,7 +53,7 @@ class WholeModelResult:
     total_ops: int
     #: operators whose best schedule was replayed into the module (the rest use TVM's default)
     scheduled_ops: int
-    #: PrimFuncs in the module that no operator of the workload matched
+    #: kernels called by ``main`` that no operator of the workload matched
     unmatched_functions: int = 0
 
     @property
@@ -93,11 +93,11 @@ class WholeModelResult:
         }
 
 
-def function_names(mod, prim_funcs: Mapping[str, object]) -> dict[str, str]:
-    """Map each operator key to the name of the module's PrimFunc that is structurally equal to it.
+def function_names(mod, prim_funcs: Mapping[str, object]) -> dict[str, tuple[str, ...]]:
+    """Map each operator key to the names of the module's PrimFuncs structurally equal to its PrimFunc.
 
-    ``prim_funcs`` maps workload keys to the operators' PrimFuncs.  Attributes such as the global
-    symbol are ignored in the comparison.
+    ``prim_funcs`` maps workload keys to the operators' PrimFuncs.  The global symbol is ignored in
+    the comparison; an operator may match several functions (one kernel defined twice).
     """
     import tvm
     import tvm_ffi
@@ -107,16 +107,30 @@ def function_names(mod, prim_funcs: Mapping[str, object]) -> dict[str, str]:
         if isinstance(func, tvm.tirx.PrimFunc):
             bare = func.without_attr("global_symbol")
             by_hash.setdefault(tvm_ffi.structural_hash(bare, map_free_vars=True), []).append((gv.name_hint, bare))
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, ...]] = {}
     for key, pf in prim_funcs.items():
         if pf is None:
             continue
         bare = pf.without_attr("global_symbol")
-        for name, func in by_hash.get(tvm_ffi.structural_hash(bare, map_free_vars=True), []):
-            if tvm_ffi.structural_equal(bare, func, map_free_vars=True):
-                out[key] = name
-                break
+        names = tuple(name for name, func in by_hash.get(tvm_ffi.structural_hash(bare, map_free_vars=True), [])
+                      if tvm_ffi.structural_equal(bare, func, map_free_vars=True))
+        if names:
+            out[key] = names
     return out
+
+
+def main_kernels(mod) -> set[str]:
+    """Names of the PrimFuncs that ``main`` calls (``call_tir``), i.e. the kernels of one inference."""
+    from tvm import relax
+
+    names: set[str] = set()
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.call_tir":
+            names.add(expr.args[0].name_hint)
+
+    relax.analysis.post_order_visit(mod["main"].body, visit)
+    return names
 
 
 def apply_traces(mod, traces: Mapping[str, str]):
@@ -227,7 +241,7 @@ def measure_whole_model(workload, spec, measurements, threads: int,
     say = progress or (lambda _line: None)
     ops = list(workload.operators)
     names = function_names(mod, {op.key: op.prim_func for op in ops})
-    n_prim = sum(1 for f in mod.functions.values() if type(f).__name__ == "PrimFunc")
+    kernels = main_kernels(mod)
     best = summarize_measurements(measurements, threads=threads)
     traces: dict[str, str] = {}
     for op in ops:
@@ -237,7 +251,8 @@ def measure_whole_model(workload, spec, measurements, threads: int,
         row = measurements.loc[m.best_row]
         trace = row.get("trace_json")
         if row.get("schedule_kind") != "default" and isinstance(trace, str) and trace.strip():
-            traces[names[op.key]] = trace
+            for name in names[op.key]:
+                traces[name] = trace
     say(f"whole model: replaying {len(traces)} stored schedules, building with TVM")
     built = build(apply_traces(mod, traces), tvm_target(spec))
     say(f"whole model: timing end to end with {threads} thread(s)")
@@ -253,6 +268,7 @@ def measure_whole_model(workload, spec, measurements, threads: int,
     return WholeModelResult(
         model=workload.name, threads=int(threads), raw_latencies_s=raw,
         sum_best_s=sum_best, sum_default_s=sum_default, sum_predicted_s=sum_pred,
-        measured_ops=len(measured), total_ops=len(ops), scheduled_ops=len(traces),
-        unmatched_functions=n_prim - len(set(names.values())),
+        measured_ops=len(measured), total_ops=len(ops),
+        scheduled_ops=sum(1 for op in ops if any(n in traces for n in names.get(op.key, ()))),
+        unmatched_functions=len(kernels - {n for ns in names.values() for n in ns}),
     )
