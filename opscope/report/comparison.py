@@ -161,7 +161,10 @@ def compare(
 
     say = _progress(progress)
     spec = load_target(target)
-    target_name = str(target) if isinstance(target, str) else spec.name
+    # rows are matched on the spec's name (what the collector records); the command line shown for
+    # unmeasured operators repeats the target as the user gave it
+    target_name = spec.name
+    target_label = str(target) if isinstance(target, (str, os.PathLike)) else spec.name
     spec_m = _measured_spec(target_name, spec)
     workload = _load_workload(model, batch_size, dtype)
     ops = list(workload.operators)
@@ -186,7 +189,7 @@ def compare(
     pred_obj = _load_predictor(predictor)
     predicted = _predict(pred_obj, ops, rows, measured, target_name, threads) if pred_obj is not None else None
     store_label = str(store) if isinstance(store, (str, os.PathLike)) else "runs.db"
-    cmds = {op.key: collect_command(model_label, target_name, store_label, [op.name])
+    cmds = {op.key: collect_command(model_label, target_label, store_label, [op.name])
             for op in ops if op.key not in measured}
     table = with_total(operator_rows(ops, measured, estimates, estimates_m, predicted, cmds))
 

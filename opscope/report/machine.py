@@ -25,9 +25,10 @@ class OtherMachineError(OpscopeError):
 
 def this_machine() -> tuple[str, dict]:
     """(machine id, fingerprint dict) of the machine we run on, as the collector records them."""
-    from opscope.collector import machine as collector_machine
+    from opscope.collector.machine import fingerprint, machine_id
 
-    return collector_machine.machine_id(), collector_machine.fingerprint()
+    fp = fingerprint()
+    return machine_id(fp), fp
 
 
 def describe(fingerprint: Mapping | None) -> str:
