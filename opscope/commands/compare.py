@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measurement store (default: $OPSCOPE_STORE or runs.db)")
     parser.add_argument("--predictor", default=None, help="saved predictor directory (opscope train --out)")
     parser.add_argument("--out", default="report", help="folder for report.html, figures and comparison.csv "
-                        "(default: report/)")
+                        "(default: report/; an empty value writes no files)")
     parser.add_argument("--allow-other-machine", action="store_true",
                         help="use measurements taken on another machine than this one")
     parser.add_argument("--threads", type=int, default=None,
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise OpscopeError(f"--repeat must be >= 1, got {args.repeat}")
     result = compare(
-        args.model, target=args.target, store=args.store, predictor=args.predictor, out=args.out,
+        args.model, target=args.target, store=args.store, predictor=args.predictor, out=args.out or None,
         allow_other_machine=args.allow_other_machine, whole_model=not args.no_whole_model,
         threads=args.threads, batch_size=args.batch_size, dtype=args.dtype,
         protocol=VMProtocol(repeat=args.repeat), progress=not args.quiet,
