@@ -1,0 +1,86 @@
+"""BERT and GPT-2 through TVM Relax: attention tagging, GEMM shapes and counts by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from opscope.workloads import load_model
+
+# a small BERT: 2 layers, 3 heads of 8, sequence 12, FF 40 (import time does not need the full size)
+S, H, D, FF, LAYERS = 12, 3, 8, 40, 2
+HID = H * D
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPSCOPE_CACHE_DIR", str(tmp_path_factory.mktemp("workload-cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def bert():
+    return load_model("bert", batch_size=2, seq_len=S, heads=H, hidden=HID, ff=FF, layers=LAYERS)
+
+
+def _attention(work, role):
+    ops = [op for op in work.operators if op.attr("attention") == role]
+    assert len(ops) == 1, [op.name for op in work.operators]
+    return ops[0]
+
+
+def test_bert_attention_logit(bert):
+    logit = _attention(bert, "logit")
+    assert logit.kind == "batch_matmul"
+    assert (logit.attr("seq_len"), logit.attr("heads"), logit.attr("head_dim")) == (S, H, D)
+    # Q.K^T per (batch, head): S x S outputs, each a dot product of length D
+    assert logit.flops == 2 * (2 * H) * S * S * D
+    assert (logit.gemm.batch, logit.gemm.m, logit.gemm.n, logit.gemm.k) == (2 * H, S, S, D)
+    assert logit.loops == (("b", 2 * H), ("m", S), ("n", S), ("k", D))
+    assert logit.count == LAYERS
+    assert all(t.role != "weight" for t in logit.tensors)
+
+
+def test_bert_attention_attend(bert):
+    attend = _attention(bert, "attend")
+    assert attend.kind == "batch_matmul"
+    assert (attend.attr("seq_len"), attend.attr("heads"), attend.attr("head_dim")) == (S, H, D)
+    # P.V per (batch, head): S x D outputs, each a dot product of length S
+    assert attend.flops == 2 * (2 * H) * S * D * S
+    assert attend.count == LAYERS
+
+
+def test_bert_dense_layers_and_counts(bert):
+    dense = [op for op in bert.operators if op.kind == "dense"]
+    by_shape = {(op.gemm.m, op.gemm.n, op.gemm.k): op.count for op in dense}
+    tokens = 2 * S
+    assert by_shape[(tokens, HID, HID)] == 4 * LAYERS     # q, k, v and output projections
+    assert by_shape[(tokens, FF, HID)] == LAYERS          # FF up
+    assert by_shape[(tokens, HID, FF)] == LAYERS          # FF down
+    assert sum(op.count for op in bert.operators if op.kind == "softmax") == LAYERS
+    assert sum(op.count for op in bert.operators if op.kind == "layernorm") == 2 * LAYERS
+    total_gemm = sum(op.flops * op.count for op in dense)
+    assert total_gemm == LAYERS * 2 * tokens * (4 * HID * HID + 2 * HID * FF)
+
+
+def test_bert_layernorm_and_no_other_kinds(bert):
+    ln = next(op for op in bert.operators if op.kind == "layernorm")
+    assert ln.tensors_of("input")[0].shape == (2, S, HID)
+    assert [t.shape for t in ln.tensors_of("weight")] == [(HID,), (HID,)]
+    assert all(op.kind != "other" for op in bert.operators)
+
+
+def test_gpt2_causal_block():
+    work = load_model("gpt2", seq_len=S, heads=H, hidden=HID, ff=FF)
+    logit = _attention(work, "logit")
+    attend = _attention(work, "attend")
+    assert logit.count == attend.count == 1
+    assert (logit.gemm.batch, logit.gemm.m, logit.gemm.n, logit.gemm.k) == (H, S, S, D)
+    assert attend.flops == 2 * H * S * D * S
+    # the causal mask is a model constant: the masking kernel reads it as a weight
+    masking = [op for op in work.operators if any(t.dtype == "bool" for t in op.tensors)]
+    assert len(masking) == 1 and masking[0].kind == "elementwise"
+    assert all(t.role == "weight" for t in masking[0].tensors if t.dtype == "bool")
+    kinds = [op.kind for op in work.operators]
+    assert kinds.count("softmax") == 1 and kinds.count("layernorm") == 1
+    assert sum(op.count for op in work.operators if op.kind == "layernorm") == 2
