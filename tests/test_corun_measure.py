@@ -110,3 +110,27 @@ def test_a_broken_kernel_becomes_a_run_error_record(setup, tmp_path):
     # the pool is still usable afterwards
     again = measure_corun([Task("ok", (mm,)), Task("ok2", (mm,))], arr, pool, PROTOCOL)
     assert again.status == "ok"
+
+
+def test_plan_region_rounds_curves_and_choice(setup):
+    from opscope.corun.branches import Branch, Region
+    from opscope.corun.plan import format_region, plan_region
+
+    pool, (mm, add), _ = setup
+    region = Region("x", "j", (Branch(("a",), ("matmul48",)), Branch(("b",), ("add32k",))))
+    tasks = (Task("matmul", (mm,)), Task("add", (add,)))
+    res = plan_region(region, tasks, pool, PROTOCOL, rounds=2, show=lambda _m: None)
+    assert len(res.records) == 2 * 3  # rounds x (sequential, split, shared)
+    assert all(r.status == "ok" for r in res.records)
+    # the curves come from the alone phases: 1 core (split) and 2 cores (sequential and shared)
+    for curve in res.curves:
+        assert [c for c, _ in curve.points] == [1, 2]
+    # prediction without an interference model: sequential = sum of the 2-core latencies
+    seq_pred = next(t for a, t in res.choice.predicted if a.kind == "sequential")
+    assert seq_pred == pytest.approx(sum(c.at(2) for c in res.curves))
+    split_pred = next(t for a, t in res.choice.predicted if a.kind == "disjoint")
+    assert split_pred == pytest.approx(max(c.at(1) for c in res.curves))
+    assert len(res.makespans(res.choice.chosen)) == 2 * PROTOCOL.makespan_repeats
+    assert res.best is not None and res.best[1] == min(res.measured(a) for a, _ in res.choice.predicted)
+    text = format_region(1, res)
+    assert "chosen" in text and "measured best" in text and "split(1+1)" in text
