@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,14 @@ def _caches() -> dict[str, str]:
     return out
 
 
-def fingerprint() -> dict[str, Any]:
-    import tvm
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
+
+def fingerprint() -> dict[str, Any]:
     import opscope
 
     return {
@@ -51,16 +57,16 @@ def fingerprint() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "tvm_version": tvm.__version__,
+        "tvm_version": _version("apache-tvm"),
+        "tvm_ffi_version": _version("apache-tvm-ffi"),
         "opscope_version": opscope.__version__,
-        "llvm_cpu": str(tvm.target.codegen.llvm_get_system_cpu()),
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or None,
         "cur_freq_khz": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 
-_HASHED = ("cpu_model", "cores", "caches", "os", "machine", "tvm_version", "opscope_version", "llvm_cpu")
+_HASHED = ("cpu_model", "cores", "caches", "os", "machine", "tvm_version", "opscope_version")
 
 
 def machine_id(fp: dict[str, Any]) -> str:

@@ -57,8 +57,9 @@ def select_operators(model_or_ops: Any, ops: Sequence[str] | str | None = None,
                      max_ops: int | None = None) -> list[Operator]:
     """The operators to measure: a zoo/ONNX model name, a ``Workload`` or operators.
 
-    ``ops`` keeps operators whose kind (or name) is listed; ``max_ops`` keeps the heaviest ones
-    (FLOPs times count in the model).
+    ``ops`` keeps operators whose kind (or name) is listed; ``max_ops`` keeps that many, taking
+    the heaviest (FLOPs times count in the model) of each kind in turn, so that a few operators
+    still cover the model's kinds.
     """
     if isinstance(model_or_ops, str):
         from opscope.workloads import load_model
@@ -78,9 +79,16 @@ def select_operators(model_or_ops: Any, ops: Sequence[str] | str | None = None,
         operators = [o for o in operators if o.kind in wanted or o.name in wanted]
         if not operators:
             raise OpscopeError(f"collect: no operator of kind/name {wanted}")
-    operators = [o for o in operators if o.prim_func is not None]
     if max_ops is not None:
-        operators = sorted(operators, key=lambda o: -o.flops * o.count)[:max_ops]
+        by_kind: dict[str, list[Operator]] = {}
+        for o in sorted(operators, key=lambda o: -o.flops * o.count):
+            by_kind.setdefault(o.kind, []).append(o)
+        picked: list[Operator] = []
+        while len(picked) < max_ops and any(by_kind.values()):
+            for kind in sorted(by_kind, key=lambda k: -by_kind[k][0].flops * by_kind[k][0].count if by_kind[k] else 0):
+                if by_kind[kind] and len(picked) < max_ops:
+                    picked.append(by_kind[kind].pop(0))
+        operators = picked
     return operators
 
 
@@ -205,7 +213,10 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
                 ctx: dict[str, Any], timeout_s: float, batch_size: int, overlap: bool,
                 prog: _Progress) -> list[Record]:
     protocol: Protocol = ctx["protocol"]
-    args = arg_specs(op.prim_func if not hasattr(op.prim_func, "functions") else op.prim_func["main"])
+    func = op.prim_func
+    if func is not None and hasattr(func, "functions"):
+        func = func["main"]
+    args = arg_specs(func) if func is not None else ()
     to_build = [c for c in cands if any(j.cand.schedule_id == c.schedule_id for j in jobs)]
     first_sampled = next((c for c in cands if c.schedule_kind == "sampled"), None)
     check_id = ""

@@ -105,15 +105,23 @@ def current_version(conn: sqlite3.Connection) -> int:
 def migrate(conn: sqlite3.Connection, up_to: int = SCHEMA_VERSION) -> int:
     """Apply the migrations from the database's version to ``up_to``; returns the new version.
 
-    Each step runs in its own transaction (``executescript`` inside BEGIN/COMMIT), so a crash in
-    the middle leaves the database at the previous version.
+    Each step runs in its own ``BEGIN IMMEDIATE`` transaction and reads the version again inside
+    it, so two processes opening a new store at once do not both migrate, and a crash in the middle
+    leaves the database at the previous version.  ``conn`` must be in autocommit mode
+    (``isolation_level=None``).
     """
-    version = current_version(conn)
-    while version < up_to:
-        script = MIGRATIONS[version]
-        conn.executescript(
-            "BEGIN IMMEDIATE;\n" + script
-            + f"\nINSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{version + 1}');\nCOMMIT;"
-        )
-        version += 1
-    return version
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = current_version(conn)
+            if version >= up_to:
+                conn.execute("COMMIT")
+                return version
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version + 1),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

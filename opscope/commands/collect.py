@@ -1,0 +1,82 @@
+"""``opscope collect``: measure a model's operators under sampled schedules and thread counts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from opscope.errors import OpscopeError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="zoo model name(s), comma separated, or an .onnx file")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=INT",
+                        help="zoo model parameter, e.g. image_size=64 or seq_len=64 (repeatable; "
+                             "a model without that parameter ignores it)")
+    parser.add_argument("--target", default="host")
+    parser.add_argument("--trials", type=int, default=32, help="sampled schedules per operator (plus the default)")
+    parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 or all")
+    parser.add_argument("--store", default="runs.db", help="SQLite store (created if absent; resumes)")
+    parser.add_argument("--ops", default=None, help="operator kinds or names to keep, e.g. conv2d,dense")
+    parser.add_argument("--max-ops", type=int, default=None,
+                        help="keep this many operators per model (heaviest of each kind in turn)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per measurement before it is killed")
+    parser.add_argument("--flush-cache", action="store_true", help="flush CPU caches before each repeat")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--number", type=int, default=1)
+    parser.add_argument("--min-repeat-ms", type=int, default=20)
+    parser.add_argument("--cooldown-ms", type=int, default=0)
+    parser.add_argument("--noisy-cv", type=float, default=0.05, help="CV above which a measurement is noisy")
+    parser.add_argument("--remeasure-noisy", action="store_true", help="measure again what was noisy")
+    parser.add_argument("--pin", action="store_true", help="pin worker threads to cores (TVM_BIND_THREADS)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _params(items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise OpscopeError(f"--param {item!r}: expected KEY=INT")
+        out[key.strip()] = int(value)
+    return out
+
+
+def _workload(name: str, params: dict[str, int]):
+    from opscope.workloads import load_model
+    from opscope.workloads.zoo import ZOO
+
+    if name in ZOO:
+        known = {k for k, _ in ZOO[name].defaults}
+        return load_model(name, **{k: v for k, v in params.items() if k in known})
+    return load_model(name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from opscope.collector import Protocol, collect, select_operators
+    from opscope.store import open_store
+
+    params = _params(args.param)
+    protocol = Protocol(number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
+                        flush_cache=args.flush_cache, cooldown_ms=args.cooldown_ms, noisy_cv=args.noisy_cv)
+    operators = []
+    for name in [m.strip() for m in args.model.split(",") if m.strip()]:
+        if not args.quiet:
+            print(f"loading {name} ...", file=sys.stderr, flush=True)
+        operators += select_operators(_workload(name, params), args.ops, args.max_ops)
+    with open_store(args.store) as store:
+        before = store.count()
+        records = collect(operators, target=args.target, trials=args.trials, threads=args.threads, store=store,
+                          seed=args.seed, timeout_s=args.timeout, protocol=protocol, progress=not args.quiet,
+                          remeasure_noisy=args.remeasure_noisy, pinned=args.pin)
+        total = store.count()
+    by_status: dict[str, int] = {}
+    for r in records:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    noisy = sum(r.noisy for r in records)
+    print(f"{len(operators)} operators, {len(records)} new measurements "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(by_status.items())) or 'none'}), {noisy} noisy; "
+          f"store {args.store} holds {total} (was {before})")
+    return 0

@@ -1,0 +1,131 @@
+"""The collection loop with the fake twins: planning, resume, failures as data, progress."""
+
+from __future__ import annotations
+
+import pytest
+
+from opscope.collector import Protocol, Roles, collect, parse_threads, select_operators
+from opscope.collector.fake import FakeBuilder, FakeRunner, FakeSampler
+from opscope.errors import OpscopeError
+from opscope.store import load_dataframe, open_store
+from opscope.workloads.operator import Operator, TensorInfo
+
+
+def _op(n: int, kind: str = "dense", flops: int | None = None) -> Operator:
+    return Operator(name=f"{kind}_{n}", kind=kind, tensors=(TensorInfo("A", (n,), "float32", "input"),),
+                    flops=flops if flops is not None else 2 * n, models=("m",))
+
+
+def _roles(**runner) -> Roles:
+    return Roles(FakeSampler(), FakeBuilder(), FakeRunner(**runner), None)
+
+
+def test_parse_threads():
+    assert parse_threads("1,2") == (1, 2)
+    assert parse_threads("2, 2,1") == (2, 1)
+    assert parse_threads(3) == (3,)
+    import os
+
+    assert parse_threads("all") == (os.cpu_count(),)
+    for bad in ("0", "x", ""):
+        with pytest.raises(OpscopeError, match="threads"):
+            parse_threads(bad)
+
+
+def test_select_operators_filters_by_kind_and_takes_heaviest_of_each_kind():
+    ops = [_op(1, "conv2d", 10), _op(2, "conv2d", 30), _op(3, "dense", 20), _op(4, "pool", 1)]
+    assert [o.name for o in select_operators(ops, "conv2d")] == ["conv2d_1", "conv2d_2"]
+    picked = select_operators(ops, None, max_ops=3)
+    assert [o.name for o in picked] == ["conv2d_2", "dense_3", "pool_4"]
+    with pytest.raises(OpscopeError, match="no operator"):
+        select_operators(ops, "softmax")
+
+
+def test_collect_writes_every_schedule_and_thread_then_resumes(tmp_path):
+    db = tmp_path / "r.db"
+    ops = [_op(1), _op(2)]
+    recs = collect(ops, trials=3, threads=(1, 2), store=db, roles=_roles(), progress=False)
+    assert len(recs) == 2 * 4 * 2
+    assert {(r.op.key, r.schedule_id, r.threads) for r in recs}.__len__() == 16
+    assert sum(r.schedule_kind == "default" for r in recs) == 4
+    df = load_dataframe(db)
+    assert len(df) == 16 and set(df["status"]) == {"ok"}
+    # the fake latency halves with two threads; the record holds what the runner measured
+    one = df[(df.schedule_id == "default") & (df.threads == 1)]["latency_median_s"].iloc[0]
+    two = df[(df.schedule_id == "default") & (df.threads == 2)]["latency_median_s"].iloc[0]
+    assert one == pytest.approx(2 * two)
+    # same command again: nothing new is measured or written
+    roles = _roles()
+    assert collect(ops, trials=3, threads=(1, 2), store=db, roles=roles, progress=False) == []
+    assert roles.runner.jobs == [] and roles.builder.built == []
+    # more trials: only the new schedules are built and measured
+    roles = _roles()
+    more = collect(ops, trials=5, threads=(1, 2), store=db, roles=roles, progress=False)
+    assert len(more) == 2 * 2 * 2 and len(roles.builder.built) == 4
+    assert len(load_dataframe(db)) == 24
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path):
+    op = _op(1)
+    cands = FakeSampler().candidates(op, 4, 0)
+    s1, s2, s3 = cands[1].schedule_id, cands[2].schedule_id, cands[3].schedule_id
+    roles = Roles(FakeSampler(), FakeBuilder(fail=[s1]), FakeRunner(status={s2: "crash", s3: "timeout"}), None)
+    recs = collect([op], trials=4, threads=(1,), store=tmp_path / "r.db", roles=roles, progress=False,
+                   protocol=Protocol(check_first=False))
+    status = {r.schedule_id: r.status for r in recs}
+    assert status[s1] == "build_error" and status[s2] == "crash" and status[s3] == "timeout"
+    assert status["default"] == "ok" and status[cands[4].schedule_id] == "ok"
+    assert all(r.error for r in recs if r.status != "ok")
+
+
+def test_wrong_result_of_the_checked_schedule_covers_all_its_thread_counts(tmp_path):
+    op = _op(1)
+    first = FakeSampler().candidates(op, 1, 0)[1].schedule_id
+    roles = Roles(FakeSampler(), FakeBuilder(), FakeRunner(status={first: "wrong_result"}), None)
+    recs = collect([op], trials=2, threads=(1, 2), store=tmp_path / "r.db", roles=roles, progress=False)
+    assert [r.status for r in recs if r.schedule_id == first] == ["wrong_result", "wrong_result"]
+    checked = [j for j in roles.runner.jobs if j.reference]
+    assert len(checked) == 1 and checked[0].reference == "fake:default"
+    assert sum(1 for j in roles.runner.jobs if j.artifact == f"fake:{first}") == 1  # not measured again
+
+
+def test_remeasure_noisy_appends_a_new_attempt(tmp_path):
+    db = tmp_path / "r.db"
+    op = _op(1)
+
+    def noisy_runner(cv_high: bool):
+        runner = FakeRunner()
+        if cv_high:
+            runner.run = lambda batch: [
+                __import__("opscope.collector.roles", fromlist=["RunResult"]).RunResult(
+                    "ok", (1e-3, 2e-3, 1e-3), threads=j.threads) for j in batch]
+        return runner
+
+    collect([op], trials=1, threads=(1,), store=db, progress=False,
+            roles=Roles(FakeSampler(), FakeBuilder(), noisy_runner(True), None))
+    df = load_dataframe(db)
+    assert df["noisy"].all()
+    again = collect([op], trials=1, threads=(1,), store=db, progress=False, remeasure_noisy=True,
+                    roles=Roles(FakeSampler(), FakeBuilder(), noisy_runner(False), None))
+    assert len(again) == 2 and all(r.attempt == 1 for r in again)
+    df = load_dataframe(db)
+    assert len(df) == 2 and not df["noisy"].any()
+    with open_store(db) as st:
+        assert st.count() == 4  # append-only: the noisy attempts are still there
+
+
+def test_progress_goes_to_stderr(tmp_path, capsys):
+    collect([_op(1)], trials=2, threads=(1,), store=tmp_path / "r.db", roles=_roles(), progress=True)
+    err = capsys.readouterr().err
+    assert "measured 3" in err and "ETA" in err and "failed 0" in err
+
+
+def test_bad_arguments_are_clear(tmp_path):
+    with pytest.raises(OpscopeError, match="trials"):
+        collect([_op(1)], trials=-1, store=tmp_path / "r.db", roles=_roles())
+    with pytest.raises(OpscopeError, match="timeout"):
+        collect([_op(1)], timeout_s=0, store=tmp_path / "r.db", roles=_roles())
+    with pytest.raises(OpscopeError, match="protocol field 'repeat'"):
+        Protocol(repeat=0)
+    with pytest.raises(OpscopeError, match="eyeriss-like"):
+        collect([_op(1)], target="eyeriss-like", store=tmp_path / "r.db")
