@@ -106,3 +106,13 @@ def test_overflow_gets_no_reuse_credit_and_double_buffer_needs_twice_the_space()
 def test_bad_tilings_are_errors(tiles, what):
     with pytest.raises(OpscopeError, match=what):
         estimate(mm(), spec(), tiles=tiles)
+
+
+def test_analyze_operators_takes_tiles_per_operator():
+    from opscope.predictor.analytical import analyze_operators
+
+    df = analyze_operators([mm()], spec(), tiles={"mm": {"L1": {"m": 32, "n": 32}}})
+    one = estimate(mm(), spec(), tiles={"L1": {"m": 32, "n": 32}})
+    assert df.iloc[0]["bytes_L2"] == one.bytes_moved["L2"] > COMPULSORY
+    with pytest.raises(OpscopeError, match="unknown operator"):
+        analyze_operators([mm()], spec(), tiles={"nope": {"L1": {"m": 2}}})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +27,7 @@ from opscope.errors import OpscopeError
 from opscope.predictor.analytical.attention import apply_attention, is_attention
 from opscope.predictor.analytical.model import Estimate, estimate_with_densities
 from opscope.predictor.analytical.options import AnalysisOptions
+from opscope.predictor.analytical.tiling import Tiles
 from opscope.targets import TargetSpec, load_target
 from opscope.workloads.operator import Operator
 
@@ -37,10 +38,17 @@ UNITS = {
 }
 
 
-def analyze_operators(ops: Sequence[Operator], spec: TargetSpec | str, options: AnalysisOptions | None = None
-                      ) -> pd.DataFrame:
-    """Per-operator analytical estimates of ``ops`` on ``spec`` (a spec, a name or a TOML path)."""
+def analyze_operators(ops: Sequence[Operator], spec: TargetSpec | str, options: AnalysisOptions | None = None,
+                      tiles: Mapping[str, Tiles] | None = None) -> pd.DataFrame:
+    """Per-operator analytical estimates of ``ops`` on ``spec`` (a spec, a name or a TOML path).
+
+    ``tiles`` maps operator names to their tiling (``{level: {loop: tile}}``); the others are untiled.
+    """
     spec = load_target(spec)
+    tiles = dict(tiles or {})
+    unknown = sorted(set(tiles) - {op.name for op in ops})
+    if unknown:
+        raise OpscopeError(f"tiles given for unknown operator(s) {', '.join(unknown)}")
     opts = options or AnalysisOptions()
     ops = list(ops)
     if not ops:
@@ -56,7 +64,7 @@ def analyze_operators(ops: Sequence[Operator], spec: TargetSpec | str, options: 
     for i, op in enumerate(ops):
         dens = opts.layer_densities[i] if opts.layer_densities is not None else opts.densities
         for part in apply_attention([op], opts):
-            rows.append((part, estimate_with_densities(part, spec, opts, dens)))
+            rows.append((part, estimate_with_densities(part, spec, opts, dens, tiles.get(op.name))))
     return _frame(rows, spec)
 
 
