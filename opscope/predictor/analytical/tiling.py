@@ -76,6 +76,10 @@ def _resolve(op: Operator, spec: TargetSpec, tiles: Tiles) -> list[dict[str, int
     if not op.loops:
         raise OpscopeError(f"operator {op.name!r}: has no loop nest, so it cannot be tiled")
     extents = dict(op.loops)
+    needed = ("n", "k", "c", "p", "q", "r", "s") if op.kind in _CONV_KINDS else ("b", "m", "n", "k")
+    missing = [name for name in needed if name not in extents]
+    if missing:
+        raise OpscopeError(f"operator {op.name!r}: loops {list(extents)} lack {missing}, so it cannot be tiled")
     names = [lv.name for lv in spec.memory]
     for level in tiles:
         if level not in names:
