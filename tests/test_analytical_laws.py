@@ -132,3 +132,17 @@ def test_untiled_traffic_is_compulsory_and_latency_is_the_max(op, spec):
     assert all(v == op.bytes for v in e.bytes_moved.values())
     assert e.latency_s == max(e.compute_s, *e.memory_s.values())
     assert 0 < e.pe_utilization <= 1
+
+
+@SETTINGS
+@given(batch=st.integers(1, 4), m=st.floats(0.01, 300), n=st.floats(0.01, 300), k=st.floats(0.01, 300),
+       inst=st.integers(1, 8), extra=st.integers(1, 8), h=st.sampled_from([4, 8, 128]), w=st.sampled_from([4, 14, 128]))
+def test_more_instances_never_lengthen_the_mapped_gemm(batch, m, n, k, inst, extra, h, w):
+    """Cycles = MACs / (utilisation x PEs) must not grow with instances, even for the fractional
+    dimensions FRAME's sparsity scaling produces."""
+    from opscope.predictor.analytical import pe_utilization
+
+    def cycles(i):
+        return batch * m * n * k / (pe_utilization(batch, m, n, k, PEArray(i, h, w)) * i * h * w)
+
+    assert cycles(inst + extra) <= cycles(inst) * (1 + 1e-9)

@@ -10,7 +10,7 @@ utilisation capped at 25%.  Here the independent work is spread over the instanc
 - with at least as many jobs as instances, each instance runs ``ceil(jobs / instances)`` jobs, each
   streaming the smallest dimension ``s``: ``cycles = ceil(jobs / instances) x s``;
 - with fewer jobs than instances, the streaming dimension is split over the idle instances
-  (partial results summed at the end, which is not costed): ``cycles = ceil(s / (instances // jobs))``.
+  (partial results summed at the end, which is not costed): ``cycles = min(s, ceil(s / (instances // jobs)))``.
 
 Utilisation = useful MACs / (cycles x instances x H x W), at most 1.
 """
@@ -33,6 +33,7 @@ def pe_utilization(batch: float, m: float, n: float, k: float, pe: PEArray) -> f
     if jobs >= pe.instances:
         cycles = math.ceil(jobs / pe.instances) * s
     else:
-        cycles = max(math.ceil(s / (pe.instances // jobs)), 1)
+        # never more than not splitting (s may be below 1 after FRAME's density scaling)
+        cycles = min(s, math.ceil(s / (pe.instances // jobs)))
     util = batch * a * b * s / (cycles * pe.instances * h * w)
     return min(1.0, util)
