@@ -69,9 +69,12 @@ def run(args: argparse.Namespace) -> int:
         counts = _counts(name, args.batch, args.dtype)
         if counts == "-" and args.detail:
             print(f"importing {name} ...", file=sys.stderr, flush=True)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             work = load_model(name, args.batch, args.dtype, use_cache=not args.no_cache)
-            print(f"  {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+            print(f"  {name}: {time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu:.1f} s CPU "
+                  f"(torch.export + Relax import "
+                  f"{work.params.get('import_s', 0):.1f} s, fuse + extract {work.params.get('extract_s', 0):.1f} s)",
+                  file=sys.stderr, flush=True)
             counts = f"{len(work.operators)} ops / {work.kernel_count} kernels"
         params = " ".join(f"{k}={v}" for k, v in entry.defaults)
         print(f"{name:13s} {counts:24s} {params:56s} {entry.description}")
