@@ -2,7 +2,10 @@
 
 It learns the slowdown (together / alone) of a task beside its partners, in log space, from rows
 of ``corun_frame`` (one row per member of a co-run), and predicts the co-run latency as
-``alone_s * predicted slowdown``.  Features describe both sides: alone latencies, bytes and
+``alone_s * predicted slowdown``.  By default one booster per group (shared cores or disjoint
+cores: the two behave differently) with a pseudo-Huber loss, because oversubscribed shared runs
+produce rare, huge slowdowns (a tiny kernel starved for a scheduler time slice) that a squared
+loss would chase.  Features describe both sides: alone latencies, bytes and
 intensity, the memory-bandwidth demand each would place alone (bytes / alone latency), thread
 and core counts, and whether the cores are shared.
 
@@ -61,17 +64,21 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
 class InterferenceModel:
     """Predicts co-run latency (seconds) of each ``corun_frame`` row."""
 
-    def __init__(self, learner: str = "xgboost", n_estimators: int = 200, max_depth: int = 3,
-                 learning_rate: float = 0.08, alpha: float = 1.0, seed: int = 0):
+    def __init__(self, learner: str = "xgboost", n_estimators: int = 200, max_depth: int = 2,
+                 learning_rate: float = 0.08, alpha: float = 1.0, huber_slope: float = 0.3,
+                 per_kind: bool = True, seed: int = 0):
         self.learner = learner
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.alpha = alpha
+        self.huber_slope = huber_slope
+        self.per_kind = per_kind
         self.seed = seed
 
     def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in ("learner", "n_estimators", "max_depth", "learning_rate", "alpha", "seed")}
+        return {k: getattr(self, k) for k in ("learner", "n_estimators", "max_depth", "learning_rate", "alpha",
+                                              "huber_slope", "per_kind", "seed")}
 
     def set_params(self, **params) -> InterferenceModel:
         for k, v in params.items():
@@ -84,32 +91,56 @@ class InterferenceModel:
         if self.learner == "xgboost":
             import xgboost as xgb
 
+            extra = ({"objective": "reg:pseudohubererror", "huber_slope": self.huber_slope}
+                     if self.huber_slope > 0 else {})
             return xgb.XGBRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
                                     learning_rate=self.learning_rate, random_state=self.seed, n_jobs=1,
-                                    subsample=0.9)
+                                    subsample=0.9, **extra)
         if self.learner == "linear":
             from sklearn.linear_model import Ridge
 
             return Ridge(alpha=self.alpha)
         raise PredictorError(f"unknown interference learner {self.learner!r}; known: {', '.join(LEARNERS)}")
 
+    def _fit_one(self, rows: pd.DataFrame):
+        model = self._new_model()
+        y = np.log(rows["slowdown"].astype(float).clip(lower=1e-6).to_numpy())
+        if self.learner == "xgboost":
+            # start from the median: XGBoost's own intercept estimate goes astray under the
+            # pseudo-Huber loss when the targets are (nearly) constant
+            model.set_params(base_score=float(np.median(y)))
+        model.fit(features(rows).to_numpy(), y)
+        return model
+
     def fit(self, frame: pd.DataFrame) -> InterferenceModel:
+        """Fit on rows with a finite slowdown; with ``per_kind`` one model per shared/disjoint
+        group (plus one on all rows for a group absent from training)."""
         rows = frame[np.isfinite(frame["slowdown"].astype(float))] if "slowdown" in frame else frame.iloc[0:0]
         if len(rows) < 2:
             raise PredictorError(f"interference model needs at least 2 co-run rows with a slowdown, got {len(rows)}")
-        x = features(rows)
-        y = np.log(rows["slowdown"].astype(float).clip(lower=1e-6).to_numpy())
-        model = self._new_model()
-        model.fit(x.to_numpy(), y)
-        self.model_ = model
+        features(rows)  # names missing columns before any fitting
+        models = {"all": self._fit_one(rows)}
+        if self.per_kind:
+            for group, sub in rows.groupby(rows["shared"].astype(int)):
+                if len(sub) >= 2:
+                    models[str(group)] = self._fit_one(sub)
+        self.models_ = models
         self.feature_names_ = list(FEATURES)
         self.n_train_ = int(len(rows))
         return self
 
     def predict_slowdown(self, frame: pd.DataFrame) -> np.ndarray:
-        if not hasattr(self, "model_"):
+        if not hasattr(self, "models_"):
             raise PredictorError("interference model is not fitted")
-        return np.exp(self.model_.predict(features(frame).to_numpy()))
+        x = features(frame).to_numpy()
+        out = self.models_["all"].predict(x).astype(float)
+        if self.per_kind:
+            groups = frame["shared"].astype(int).astype(str).to_numpy()
+            for g, model in self.models_.items():
+                mask = groups == g
+                if g != "all" and mask.any():
+                    out[mask] = model.predict(x[mask])
+        return np.exp(out)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Predicted co-run latency, seconds: alone latency x predicted slowdown."""
@@ -117,17 +148,18 @@ class InterferenceModel:
 
     # -- persistence: JSON + the learner's native format, never pickle --------------------------
     def save(self, directory: str | Path) -> Path:
-        if not hasattr(self, "model_"):
+        if not hasattr(self, "models_"):
             raise PredictorError("cannot save an unfitted interference model")
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         meta = {"kind": "opscope.corun.InterferenceModel", "format": 1, "params": self.get_params(),
-                "features": self.feature_names_, "n_train": self.n_train_}
-        if self.learner == "xgboost":
-            self.model_.save_model(str(d / "model.json"))
-        else:
-            meta["coef"] = [float(c) for c in self.model_.coef_]
-            meta["intercept"] = float(self.model_.intercept_)
+                "features": self.feature_names_, "n_train": self.n_train_, "groups": sorted(self.models_),
+                "linear": {}}
+        for g, model in self.models_.items():
+            if self.learner == "xgboost":
+                model.save_model(str(d / f"model_{g}.json"))
+            else:
+                meta["linear"][g] = {"coef": [float(c) for c in model.coef_], "intercept": float(model.intercept_)}
         (d / "metadata.json").write_text(json.dumps(meta, indent=2))
         return d
 
@@ -143,14 +175,17 @@ class InterferenceModel:
         if meta.get("features") != list(FEATURES):
             raise PredictorError(f"{d}: saved with features {meta.get('features')}, this opscope uses {list(FEATURES)}")
         self = cls(**meta["params"])
-        model = self._new_model()
-        if self.learner == "xgboost":
-            model.load_model(str(d / "model.json"))
-        else:
-            model.coef_ = np.array(meta["coef"])
-            model.intercept_ = meta["intercept"]
-            model.n_features_in_ = len(FEATURES)
-        self.model_ = model
+        models = {}
+        for g in meta["groups"]:
+            model = self._new_model()
+            if self.learner == "xgboost":
+                model.load_model(str(d / f"model_{g}.json"))
+            else:
+                model.coef_ = np.array(meta["linear"][g]["coef"])
+                model.intercept_ = meta["linear"][g]["intercept"]
+                model.n_features_in_ = len(FEATURES)
+            models[g] = model
+        self.models_ = models
         self.feature_names_ = list(FEATURES)
         self.n_train_ = int(meta["n_train"])
         return self
@@ -187,7 +222,8 @@ def _errors(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 def evaluate_interference(frame: pd.DataFrame, model: InterferenceModel | None = None, test_fraction: float = 0.25,
                           seeds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> pd.DataFrame:
-    """Error on held-out pairs for the model and two baselines, one row per (seed, method).
+    """Error on held-out pairs for the model and two baselines, one row per (seed, method, kind),
+    ``kind`` being ``all`` or an arrangement kind (``disjoint``, ``shared``).
 
     Baselines: ``no_interference`` (co-run latency = alone latency) and ``median_slowdown`` (the
     training rows' median slowdown per arrangement kind).  Errors are on co-run latency: MAPE (%),
@@ -208,7 +244,11 @@ def evaluate_interference(frame: pd.DataFrame, model: InterferenceModel | None =
             "no_interference": test["alone_s"].to_numpy(dtype=float),
             "median_slowdown": test["alone_s"].to_numpy(dtype=float) * base,
         }
+        kinds = test["kind"].to_numpy()
         for name, p in preds.items():
-            rows.append({"seed": seed, "method": name, "train_rows": len(train), "test_rows": len(test),
-                         "test_pairs": int(test["pair_id"].nunique()), **_errors(measured, p)})
+            for kind in ("all", *sorted(set(kinds))):
+                mask = np.ones(len(test), bool) if kind == "all" else kinds == kind
+                rows.append({"seed": seed, "method": name, "kind": kind, "train_rows": len(train),
+                             "test_rows": int(mask.sum()), "test_pairs": int(test["pair_id"][mask].nunique()),
+                             **_errors(measured[mask], p[mask])})
     return pd.DataFrame(rows)
