@@ -230,3 +230,19 @@ def test_bad_inputs():
         load_model("mlp", batch_size=0)
     with pytest.raises(OpscopeError, match="cannot load a model from int"):
         load_model(3)
+
+
+@pytest.mark.slow
+def test_layer_table_agrees_with_the_imported_model(resnet18):
+    from pathlib import Path
+
+    import opscope.workloads
+
+    table = Path(opscope.workloads.__file__).parent / "tables" / "resnet18_convs.csv"
+    work = load_model(str(table))
+    assert work.ir_module is None and work.name == "resnet18_convs"
+    assert len({op.key for op in work.operators}) == len(work.operators)  # deduplicated
+    for kind in ("conv2d", "dense"):
+        from_table = sum(op.flops * op.count for op in work.operators if op.kind == kind)
+        imported = sum(op.flops * op.count for op in resnet18.operators if op.kind == kind)
+        assert from_table == imported, kind

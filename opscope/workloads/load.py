@@ -153,8 +153,17 @@ def _load_table(path: Path, batch_size: int, dtype: str, label: str | None) -> W
         from opscope.workloads.layer_table import load_layer_table
     except ImportError as exc:
         raise OpscopeError(f"{path}: layer tables are not supported in this build ({exc})") from None
-    ops = tuple(load_layer_table(path, batch_size, dtype))
+    ops = _dedup(load_layer_table(path, batch_size, dtype))
     return Workload(label or path.stem, ops, None, {"batch_size": batch_size, "dtype": dtype, "path": str(path)})
+
+
+def _dedup(ops: Any) -> tuple[Operator, ...]:
+    """Merge operators with the same key (a table's repeated layers), summing their counts."""
+    merged: dict[str, Operator] = {}
+    for op in ops:
+        first = merged.get(op.key)
+        merged[op.key] = op if first is None else first.with_count(first.count + op.count)
+    return tuple(merged.values())
 
 
 def _cached(key: str, label: str, meta: dict[str, Any], build: Any, batch_size: int, use_cache: bool) -> Workload:
