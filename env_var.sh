@@ -4,6 +4,10 @@
 # Where `opscope collect/compare/train` keep measurements when --store is not given.
 export OPSCOPE_STORE="${OPSCOPE_STORE:-runs.db}"
 
+# Where user target specs live; `opscope probe` writes host-measured.toml here and every
+# command that takes --target finds specs in it by name.
+export OPSCOPE_SPEC_DIR="${OPSCOPE_SPEC_DIR:-$HOME/.config/opscope/specs}"
+
 # Thread counts to sweep when --threads is not given (comma list, or "all" for every core).
 export OPSCOPE_THREADS="${OPSCOPE_THREADS:-1,2}"
 
