@@ -239,8 +239,8 @@ class WorkerPool:
                 except (BrokenPipeError, OSError):
                     pass
         for p in self._procs:
-            p.join(timeout=5)
-            if p.is_alive():
+            p.join(timeout=2)
+            if p.is_alive():  # acknowledged the stop but is slow to tear TVM down
                 p.terminate()
                 p.join(timeout=5)
         self._procs = []
