@@ -1,0 +1,54 @@
+"""Operators side by side: co-run measurement, interference model and core partitioning.
+
+Modules (each small, imported on use so that ``import opscope.corun`` stays cheap):
+
+- ``partition``: latency curves, exact and equilibrium core splits, arrangements and the choice;
+- ``kernels``: PrimFuncs / Operators compiled to shared libraries a worker can load;
+- ``worker``: long-lived measuring processes placed on core sets (affinity + TVM thread pool);
+- ``measure``: alone / together / makespan measurement of tasks under an arrangement;
+- ``table``: co-run tables (own schema version) in the store's SQLite file, and the frame;
+- ``interference``: the learned interference model and its held-out-pairs evaluation;
+- ``branches``: fork-join regions (independent branches) of a fused Relax graph;
+- ``plan``: the model-level flow behind ``opscope corun``.
+
+See docs/corun.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {
+    "LatencyCurve": "opscope.corun.partition",
+    "Arrangement": "opscope.corun.partition",
+    "Slot": "opscope.corun.partition",
+    "best_split": "opscope.corun.partition",
+    "equilibria": "opscope.corun.partition",
+    "equilibrium_search": "opscope.corun.partition",
+    "shared_makespan": "opscope.corun.partition",
+    "choose_arrangement": "opscope.corun.partition",
+    "all_arrangements": "opscope.corun.partition",
+    "build_kernel": "opscope.corun.kernels",
+    "WorkerPool": "opscope.corun.worker",
+    "CorunProtocol": "opscope.corun.measure",
+    "Task": "opscope.corun.measure",
+    "measure_corun": "opscope.corun.measure",
+    "measure_curve": "opscope.corun.measure",
+    "save_corun": "opscope.corun.table",
+    "load_corun": "opscope.corun.table",
+    "corun_frame": "opscope.corun.table",
+    "InterferenceModel": "opscope.corun.interference",
+    "pair_split": "opscope.corun.interference",
+    "evaluate_interference": "opscope.corun.interference",
+    "find_regions": "opscope.corun.branches",
+    "corun_model": "opscope.corun.plan",
+}
+
+__all__ = list(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'opscope.corun' has no attribute {name!r}")
