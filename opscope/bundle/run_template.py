@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""Measure the kernels of an opscope bundle on this device:  python run.py --out results.json
+
+Needs only Python 3 and numpy: the bundle carries TVM's runtime (imported with
+TVM_USE_RUNTIME_LIB=1) and the compiled kernels.  Before measuring it checks that this device can
+run them (CPU architecture and instruction-set flags from /proc/cpuinfo, or a CUDA GPU of the
+right compute capability) and refuses with one line saying what is missing.
+
+Each thread count is measured in its own worker process (TVM_NUM_THREADS is read when TVM's thread
+pool starts).  Every result is appended to the results file and flushed to disk at once, so a
+crash loses nothing already measured; a kernel that kills its worker is recorded as a crash, one
+that runs past --timeout as a timeout, and measuring goes on.  Running again with the same --out
+resumes: what the file already holds is not measured again.
+
+Bring results.json back and load it with:  opscope import-results results.json --store runs.db
+
+This file is written by `opscope bundle` and is not imported by opscope itself.
+"""
+
+import argparse
+import json
+import os
+import platform
+import select
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS_FORMAT = "opscope-bundle-results"
+RESULTS_VERSION = 1
+#: LLVM feature name -> the flag /proc/cpuinfo shows for it (x86 "flags", Arm "Features")
+CPUINFO_NAME = {
+    "sse3": "pni", "ssse3": "ssse3", "sse4.1": "sse4_1", "sse4.2": "sse4_2", "popcnt": "popcnt",
+    "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c", "bmi": "bmi1", "bmi2": "bmi2",
+    "lzcnt": "abm", "movbe": "movbe", "avx512f": "avx512f", "avx512bw": "avx512bw",
+    "avx512cd": "avx512cd", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
+    "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16", "avx512fp16": "avx512_fp16",
+    "avx512vbmi": "avx512vbmi", "avx512ifma": "avx512ifma", "avxvnni": "avx_vnni",
+    "amx-tile": "amx_tile", "amx-int8": "amx_int8", "amx-bf16": "amx_bf16",
+    "neon": "asimd", "dotprod": "asimddp", "fullfp16": "asimdhp", "i8mm": "i8mm", "sve": "sve",
+    "sve2": "sve2", "bf16": "bf16", "vfp3": "vfpv3", "vfp4": "vfpv4",
+}
+ARM32 = ("armv7l", "armv7", "armv8l")
+
+
+def fail(msg):
+    print("run.py: " + msg, file=sys.stderr)
+    sys.exit(3)
+
+
+def load_manifest():
+    path = os.path.join(HERE, "manifest.json")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read {path}: {exc}")
+
+
+# -- the device check ------------------------------------------------------------------------------
+def cpu_flags(cpuinfo_text):
+    """The CPU feature flags listed in /proc/cpuinfo text (x86 'flags', Arm 'Features')."""
+    flags = set()
+    for line in cpuinfo_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return flags
+
+
+def read_cpuinfo():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def cpu_problems(requires, machine, cpuinfo_text):
+    """Why this CPU cannot run kernels built for ``requires`` (an empty list when it can)."""
+    problems = []
+    want = requires.get("machine")
+    same_arm32 = want in ARM32 and machine in ARM32
+    if want and want != machine and not same_arm32:
+        problems.append(f"the kernels are built for {want}, this machine is {machine}")
+        return problems
+    have = cpu_flags(cpuinfo_text)
+    if not have:
+        return problems  # no /proc/cpuinfo (not Linux): nothing to check against
+    names = dict(CPUINFO_NAME, neon="neon") if machine in ARM32 else CPUINFO_NAME
+    missing = [f"{f} ({names[f]})" for f in requires.get("cpu_features", ())
+               if f in names and names[f] not in have]
+    if missing:
+        problems.append("the kernels are built for {} (mcpu {}) but this CPU lacks {}".format(want, requires.get("mcpu"), ", ".join(missing)))
+    return problems
+
+
+def setup_runtime(manifest):
+    """Put the bundled runtime first on sys.path and load TVM's runtime (and its CUDA part)."""
+    runtime = os.path.join(HERE, "runtime")
+    tag = "cp{}{}".format(*sys.version_info[:2])
+    ffi = os.path.join(runtime, tag)
+    if not os.path.isdir(ffi):
+        have = sorted(d for d in os.listdir(runtime) if d.startswith("cp")) if os.path.isdir(runtime) else []
+        version = "{}.{}".format(*sys.version_info[:2])
+        fail(f"this bundle has no tvm_ffi for Python {version} (it has {', '.join(have) or 'none'}); "
+             f"rebuild it with `opscope bundle ... --python {version}`")
+    sys.path[:0] = [os.path.join(runtime, "common"), ffi]
+    os.environ["TVM_USE_RUNTIME_LIB"] = "1"
+    if manifest["device"] == "cuda":
+        import ctypes
+
+        libdir = os.path.join(runtime, "common", "tvm", "lib")
+        try:
+            for name in manifest.get("preload", []):
+                ctypes.CDLL(os.path.join(runtime, name), ctypes.RTLD_GLOBAL)
+            import tvm  # noqa: F401  (loads libtvm_runtime.so, which the CUDA part links to)
+
+            ctypes.CDLL(os.path.join(libdir, "libtvm_runtime_cuda.so"), ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            fail(f"cannot load the CUDA runtime (is an NVIDIA driver installed?): {exc}")
+    import tvm
+
+    return tvm
+
+
+def gpu_problems(requires, tvm):
+    dev = tvm.cuda(0)
+    if not dev.exist:
+        return ["the kernels are built for a CUDA GPU ({}) and no GPU is visible".format(requires.get("arch"))]
+    arch = requires.get("arch", "")
+    have = str(dev.compute_version)
+    digits = "".join(c for c in arch if c.isdigit())
+    if len(digits) >= 2:
+        want_major, want_minor = int(digits[:-1]), int(digits[-1])
+        major, minor = (int(x) for x in have.split(".")[:2])
+        if major != want_major or minor < want_minor:
+            return [f"the kernels are built for {arch}, this GPU is compute capability {have}"]
+    return []
+
+
+# -- the measuring worker --------------------------------------------------------------------------
+def random_args(np, tvm, dev, specs, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape, dtype in specs:
+        if dtype.startswith("float") or dtype == "bfloat16":
+            arr = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+        elif dtype == "bool":
+            arr = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            arr = rng.integers(0, 8, size=shape).astype(dtype)
+        out.append(tvm.runtime.tensor(arr, dev))
+    return out
+
+
+def check_against(np, tvm, dev, mod, ref, specs):
+    got = random_args(np, tvm, dev, specs, 1234)
+    want = random_args(np, tvm, dev, specs, 1234)
+    mod["main"](*got)
+    ref["main"](*want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        a, b = g.numpy(), w.numpy()
+        ok = np.allclose(a, b, rtol=1e-3, atol=1e-4, equal_nan=True) if a.dtype.kind == "f" else np.array_equal(a, b)
+        if not ok:
+            diff = float(np.max(np.abs(a.astype("float64") - b.astype("float64"))))
+            return f"argument {i} differs from the reference (max abs diff {diff:.3g})"
+    return ""
+
+
+def measure(np, tvm, dev, manifest, entry):
+    proto = manifest["protocol"]
+    specs = [(tuple(s), d) for s, d in entry["args"]]
+    mod = tvm.runtime.load_module(os.path.join(HERE, entry["artifact"]))
+    if entry.get("reference") is not None:
+        ref_entry = manifest["entries"][entry["reference"]]
+        ref = tvm.runtime.load_module(os.path.join(HERE, ref_entry["artifact"]))
+        why = check_against(np, tvm, dev, mod, ref, specs)
+        if why:
+            return {"status": "wrong_result", "error": why}
+    args = random_args(np, tvm, dev, specs, 0)
+    for _ in range(proto["warmup"]):
+        mod["main"](*args)
+    flush = proto.get("flush_cache") and manifest["device"] == "cpu"
+    evaluator = mod.time_evaluator(
+        "main", dev, number=proto["number"], repeat=proto["repeat"], min_repeat_ms=proto["min_repeat_ms"],
+        cooldown_interval_ms=proto.get("cooldown_ms", 0),
+        f_preproc="cache_flush_cpu_non_first_arg" if flush else "")
+    return {"status": "ok", "latencies_s": [float(x) for x in evaluator(*args).results]}
+
+
+def worker_main():
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # whatever TVM or a kernel prints goes to stderr, not into the reply stream
+    manifest = load_manifest()
+    tvm = setup_runtime(manifest)
+    import numpy as np
+
+    dev = tvm.cuda(0) if manifest["device"] == "cuda" else tvm.cpu(0)
+    if manifest["device"] == "cuda":
+        threads = 1
+    else:
+        threads = int(tvm.get_global_func("runtime.NumThreads")())
+    out.write(json.dumps({"ready": True, "threads": threads, "tvm_version": tvm.__version__}) + "\n")
+    for line in sys.stdin:
+        entry = manifest["entries"][json.loads(line)["entry"]]
+        try:
+            reply = measure(np, tvm, dev, manifest, entry)
+        except Exception as exc:  # a kernel's runtime error is a result, the worker keeps serving
+            reply = {"status": "run_error", "error": (f"{type(exc).__name__}: {exc}").strip()[:500]}
+        reply["threads"] = threads
+        out.write(json.dumps(reply) + "\n")
+    return 0
+
+
+# -- the parent: plan, run workers, write results ----------------------------------------------------
+class Worker:
+    def __init__(self, threads, pin, startup_s):
+        env = dict(os.environ, TVM_NUM_THREADS=str(threads))
+        if pin:
+            env["TVM_BIND_THREADS"] = "1"
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.buf = b""
+        hello = self.read(startup_s)
+        if hello is None or not hello.get("ready"):
+            self.kill()
+            fail(f"the measuring worker did not start (threads={threads}); see the messages above")
+        self.threads = hello["threads"]
+
+    def read(self, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def ask(self, entry_id, timeout_s):
+        try:
+            self.proc.stdin.write((json.dumps({"entry": entry_id}) + "\n").encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return {"status": "crash", "error": "the measuring worker had exited"}
+        reply = self.read(timeout_s)
+        if reply is not None:
+            return reply
+        if self.proc.poll() is None:
+            return {"status": "timeout", "error": f"no result after {timeout_s:.1f} s; worker killed"}
+        return {"status": "crash", "error": f"the measuring worker died (exit status {self.proc.poll()})"}
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def read_text(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def bundled_tvm_version():
+    for line in read_text(os.path.join(HERE, "runtime", "common", "tvm", "_version.py")).splitlines():
+        if line.startswith("__version__") and ("'" in line or '"' in line):
+            quote = "'" if "'" in line else '"'
+            return line.split(quote)[1]
+    return None
+
+
+def fingerprint(manifest, tvm_version):
+    caches = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    for idx in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        level = read_text(os.path.join(base, idx, "level"))
+        kind = read_text(os.path.join(base, idx, "type"))
+        size = read_text(os.path.join(base, idx, "size"))
+        if level and size:
+            caches["L{}{}".format(level, {"Data": "d", "Instruction": "i"}.get(kind, ""))] = size
+    model = ""
+    for line in read_cpuinfo().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu_model": model or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "caches": caches,
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "tvm_version": tvm_version,
+        "opscope_version": manifest.get("opscope_version"),
+        "llvm_cpu": None,  # the runtime has no LLVM; the CPU model above identifies the machine
+        "governor": read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or None,
+        "cur_freq_khz": read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "measured_by": "bundle " + manifest["bundle_id"],
+    }
+
+
+def open_results(path, manifest):
+    """The set of (entry, threads) already in ``path`` (resume), or None when it is new."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    done = set()
+    with open(path) as fh:
+        lines = fh.read().split("\n")
+    try:
+        header = json.loads(lines[0])
+    except ValueError:
+        fail(f"{path} exists and is not an opscope results file; choose another --out")
+    if header.get("format") != RESULTS_FORMAT or header.get("bundle_id") != manifest["bundle_id"]:
+        fail(f"{path} holds results of another bundle; choose another --out")
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if line is lines[-1]:
+                continue  # an incomplete last line from a crash; that job runs again
+            fail(f"{path}: a damaged line in the middle; choose another --out")
+        if "entry" in row:
+            done.add((row["entry"], row["threads_requested"]))
+    if lines[-1].strip():
+        # the last line was being written when the run stopped: cut it off (that job runs again)
+        with open(path, "r+b") as fh:
+            fh.truncate(len("\n".join(lines[:-1]).encode()) + 1)
+    return done
+
+
+def append(fh, row):
+    fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def now_utc():
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Measure this bundle's kernels on this device.")
+    parser.add_argument("--out", default="results.json", help="results file (appended to; resumes)")
+    parser.add_argument("--threads", default="", help="comma list overriding the manifest's thread counts")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per measurement (default: manifest)")
+    parser.add_argument("--pin", action="store_true", help="pin worker threads to cores (TVM_BIND_THREADS=1)")
+    parser.add_argument("--check", action="store_true", help="only check that this device can run the bundle")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker_main()
+    manifest = load_manifest()
+    requires = manifest["requires"]
+    problems = cpu_problems(requires, platform.machine(), read_cpuinfo()) if manifest["device"] == "cpu" else []
+    if problems:
+        fail("this device cannot run the bundle: " + "; ".join(problems))
+    if manifest["device"] == "cuda":
+        problems = gpu_problems(requires, setup_runtime(manifest))
+        if problems:
+            fail("this device cannot run the bundle: " + "; ".join(problems))
+    if args.check:
+        tvm = setup_runtime(manifest) if manifest["device"] == "cpu" else sys.modules["tvm"]
+        print("run.py: this device can run the bundle")
+        print("run.py: tvm runtime {} (libraries: {})".format(
+            os.path.dirname(tvm.__file__), ", ".join(sorted(tvm.base._LOADED_LIBS))))
+        return 0
+    threads = [int(t) for t in args.threads.split(",") if t.strip()] or manifest["threads"]
+    timeout = args.timeout if args.timeout is not None else manifest["timeout_s"]
+    proto = manifest["protocol"]
+    limit = timeout + proto["repeat"] * (proto["min_repeat_ms"] + proto.get("cooldown_ms", 0)) / 1000.0
+    done = open_results(args.out, manifest)
+    fh = open(args.out, "a")
+    if done is None:
+        done = set()
+        append(fh, {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "bundle_id": manifest["bundle_id"],
+                    "pinned": bool(args.pin), "manifest": manifest})
+    entries = manifest["entries"]
+    todo = [(e["id"], t) for t in threads for e in entries if (e["id"], t) not in done]
+    total, count, t0 = len(todo), 0, time.monotonic()
+    append(fh, {"fingerprint": fingerprint(manifest, bundled_tvm_version())})
+    for t in threads:
+        jobs = [eid for eid, tt in todo if tt == t]
+        worker = None
+        for eid in jobs:
+            entry = entries[eid]
+            if entry.get("build_error"):
+                reply = {"status": "build_error", "error": entry["build_error"], "threads": t}
+            else:
+                if worker is None:
+                    worker = Worker(t, args.pin, 300.0)
+                reply = worker.ask(eid, limit)
+                if reply["status"] in ("crash", "timeout"):
+                    worker.kill()
+                    worker = None
+                    reply["threads"] = t
+            append(fh, {"entry": eid, "threads_requested": t, "threads": reply.get("threads", t),
+                        "status": reply["status"], "error": reply.get("error", ""),
+                        "latencies_s": reply.get("latencies_s", []), "pinned": bool(args.pin),
+                        "created_at": now_utc()})
+            count += 1
+            print("\r[{}/{}] threads {}  {:40s} {}   {:.0f}s".format(
+                count, total, t, entry["op_name"][:40], reply["status"], time.monotonic() - t0),
+                end="", file=sys.stderr, flush=True)
+        if worker is not None:
+            worker.proc.stdin.close()
+            worker.kill()
+    fh.close()
+    print(f"\nrun.py: {count} measurements written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
