@@ -34,6 +34,18 @@ def test_bad_options_are_one_line_errors(capsys):
     assert "is a gpu" in capsys.readouterr().err
 
 
+def test_interference_from_an_empty_store_is_refused(tmp_path, capsys):
+    from opscope.corun.table import save_corun
+
+    missing = tmp_path / "none.db"
+    assert main(["corun", "--model", "resnet18", "--interference", "store", "--store", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty.db"
+    save_corun(empty, [])
+    assert main(["corun", "--model", "resnet18", "--interference", "store", "--store", str(empty)]) == 2
+    assert "has 0 co-run rows" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_corun_command_on_a_small_resnet(tmp_path, capsys):
     if len(os.sched_getaffinity(0)) < 2:

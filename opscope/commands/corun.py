@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-store", action="store_true", help="do not write records")
     parser.add_argument("--max-regions", type=int, default=3, help="regions to measure (default: 3)")
     parser.add_argument("--cores", default=None, help="cores to use, e.g. 0-3 or 0,2 (default: all allowed)")
-    parser.add_argument("--interference", default=None, metavar="DIR",
-                        help="saved interference model used to predict co-run latencies")
+    parser.add_argument("--interference", default=None, metavar="DIR|store",
+                        help="interference model used to predict co-run latencies: a saved model directory, "
+                             "or 'store' to fit one on the co-run records already in --store")
     parser.add_argument("--window-ms", type=float, default=300.0, help="measuring window per phase (default: 300)")
     parser.add_argument("--repeats", type=int, default=7, help="makespans measured per record (default: 7)")
     parser.add_argument("--rounds", type=int, default=3,
@@ -63,6 +64,21 @@ def parse_params(items: list[str]) -> dict[str, int]:
     return params
 
 
+def _fit_on_store(store: str):
+    """An interference model fitted on the co-run records of ``store``."""
+    from pathlib import Path
+
+    from opscope.corun.interference import InterferenceModel
+    from opscope.corun.table import corun_frame
+
+    if not Path(store).exists():
+        raise OpscopeError(f"--interference store: {store} does not exist (run benchmarks/corun.py --store {store})")
+    frame = corun_frame(store)
+    if len(frame) < 20:
+        raise OpscopeError(f"--interference store: {store} has {len(frame)} co-run rows, at least 20 are needed")
+    return InterferenceModel().fit(frame)
+
+
 def run(args: argparse.Namespace) -> int:
     from opscope.corun.interference import InterferenceModel
     from opscope.corun.measure import CorunProtocol
@@ -71,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.rounds < 1 or args.window_ms <= 0:
         raise OpscopeError("--repeats and --rounds must be >= 1 and --window-ms > 0")
     protocol = CorunProtocol(window_s=args.window_ms / 1e3, makespan_repeats=args.repeats)
-    model = InterferenceModel.load(args.interference) if args.interference else None
+    model = None
+    if args.interference == "store":
+        model = _fit_on_store(args.store)
+    elif args.interference:
+        model = InterferenceModel.load(args.interference)
     cores = parse_cores(args.cores) if args.cores else None
     show = (lambda _msg: None) if args.quiet else None
     kwargs = {} if show is None else {"show": show}
