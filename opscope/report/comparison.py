@@ -212,7 +212,7 @@ def compare(
     html_path = None
     if out is not None:
         figures, html_path = _write_outputs(Path(out), workload.name, target_name, spec, spec_m, table,
-                                            scaling, turns, summary, wm_result, say)
+                                            scaling, turns, summary, wm_result, dtype, say)
     return ComparisonResult(frame=table, figures=figures, html_path=html_path, whole_model=wm_result,
                             scaling=scaling, turnarounds=turns, summary=summary)
 
@@ -226,7 +226,7 @@ def _load_workload(model, batch_size: int, dtype: str):
 
 
 def _write_outputs(out: Path, model: str, target: str, spec, spec_m, table, scaling, turns, summary,
-                   wm_result, say) -> tuple[dict[str, tuple[Path, ...]], Path]:
+                   wm_result, dtype: str, say) -> tuple[dict[str, tuple[Path, ...]], Path]:
     from opscope.report import figures as figs
     from opscope.report.html import write_html
     from opscope.report.roofline import plot_roofline
@@ -235,6 +235,7 @@ def _write_outputs(out: Path, model: str, target: str, spec, spec_m, table, scal
     say(f"writing figures and report to {out}/")
     ceiling_spec = spec_m if spec_m is not None else spec
     ana, meas = figs.roofline_points(table, measured_ceilings=spec_m is not None)
+    ana.attrs["dtype"] = dtype  # plot_roofline draws the peak of this dtype
     drawn: dict[str, tuple[Path, ...]] = {}
     if len(ana):
         drawn["roofline"] = tuple(plot_roofline(ceiling_spec, ana, out / "roofline.png",

@@ -139,7 +139,9 @@ def plot_thread_scaling(scaling: pd.DataFrame, path: Path, title: str | None = N
 
 
 def _short(name: str, n: int = 28) -> str:
-    return name if len(name) <= n else name[: n - 1] + "~"
+    from opscope.report.terminal import short_name
+
+    return short_name(name, n)
 
 
 def roofline_points(table: pd.DataFrame, measured_ceilings: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from opscope.report.scaling import Turnaround
 from opscope.report.table import TOTAL
-from opscope.report.terminal import fmt_flops, fmt_pct, fmt_time, sort_slowest_first
+from opscope.report.terminal import fmt_flops, fmt_pct, fmt_share, fmt_time, sort_slowest_first
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -71,7 +71,7 @@ _TABLE = (
     ("best_threads", "threads", lambda v: f"{int(v)}"), ("predicted_s", "predicted", fmt_time),
     ("analytical_err", "err analytical", fmt_pct), ("predicted_err", "err predicted", fmt_pct),
     ("bound", "bound", str), ("achieved_flops", "achieved FLOP/s", fmt_flops),
-    ("roofline_share", "of roofline", lambda v: f"{100 * v:.0f}%"),
+    ("roofline_share", "of roofline", fmt_share),
 )
 
 

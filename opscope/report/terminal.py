@@ -35,6 +35,21 @@ def fmt_flops(x: float) -> str:
     return f"{x:.3g} "
 
 
+def fmt_share(x: float) -> str:
+    """A share as a percentage with two significant digits ('0.41%', '23%')."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:.2g}%"
+
+
+def short_name(name: str, width: int = 32) -> str:
+    """Shorten a long kernel name in the middle, so names that differ only at the end stay apart."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[: width - 1 - tail] + "~" + name[-tail:]
+
+
 def sort_slowest_first(table: pd.DataFrame) -> pd.DataFrame:
     """Operators by count-weighted time, slowest first (measured time, else analytical); TOTAL last."""
     ops = table[table["op"] != TOTAL].copy()
@@ -54,9 +69,7 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
     """The table as aligned text, slowest first; unmeasured operators say so."""
     rows = [list(_HEADER)]
     for _, r in sort_slowest_first(table).iterrows():
-        name = str(r["op"])
-        if len(name) > max_name:
-            name = name[: max_name - 1] + "~"
+        name = short_name(str(r["op"]), max_name)
         measured = bool(r["measured"])
         thr = r["best_threads"]
         rows.append([
@@ -72,7 +85,7 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
             fmt_pct(r["predicted_err"]),
             str(r["bound"] or ""),
             fmt_flops(r["achieved_flops"]),
-            "-" if pd.isna(r["roofline_share"]) else f"{100 * r['roofline_share']:.0f}%",
+            fmt_share(r["roofline_share"]),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
     left = {0, 1, 10}
