@@ -76,3 +76,8 @@ def test_bad_arguments_are_one_line_errors(model_and_store, capsys):
     assert "--threads must be >= 1" in capsys.readouterr().err
     assert main(["compare", "--model", str(csv), "--store", str(db) + ".missing", "--out", ""]) == 2
     assert "no such file" in capsys.readouterr().err
+    assert main(["compare", "--model", str(csv), "--store", str(db), "--param", "image_size"]) == 2
+    assert "--param 'image_size': expected KEY=INT" in capsys.readouterr().err
+    # a layer table takes no zoo parameters: one clear line, no traceback
+    assert main(["compare", "--model", str(csv), "--store", str(db), "--param", "image_size=64", "--out", ""]) == 2
+    assert "apply only to zoo models" in capsys.readouterr().err

@@ -240,3 +240,11 @@ class _Const:
 
     def predict(self, frame):
         return np.full(len(frame), self.v)
+
+
+def test_collect_command_repeats_the_model_parameters():
+    from opscope.report.comparison import collect_command
+
+    assert (collect_command("resnet18", "host", "my runs.db", ["conv_a"], {"image_size": 64})
+            == "opscope collect --model resnet18 --param image_size=64 --target host "
+               "--store 'my runs.db' --ops conv_a")

@@ -10,6 +10,8 @@ from opscope.errors import OpscopeError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="zoo name, .onnx file or layer-table .csv")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=INT",
+                        help="zoo model parameter as given to collect, e.g. image_size=64 (repeatable)")
     parser.add_argument("--target", default="host", help="target spec name or TOML path (default: host)")
     parser.add_argument("--store", default=os.environ.get("OPSCOPE_STORE", "runs.db"),
                         help="measurement store (default: $OPSCOPE_STORE or runs.db)")
@@ -35,10 +37,16 @@ def run(args: argparse.Namespace) -> int:
         raise OpscopeError(f"--threads must be >= 1, got {args.threads}")
     if args.repeat < 1:
         raise OpscopeError(f"--repeat must be >= 1, got {args.repeat}")
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip().isdigit():
+            raise OpscopeError(f"--param {item!r}: expected KEY=INT")
+        params[key.strip()] = int(value)
     result = compare(
         args.model, target=args.target, store=args.store, predictor=args.predictor, out=args.out or None,
         allow_other_machine=args.allow_other_machine, whole_model=not args.no_whole_model,
-        threads=args.threads, batch_size=args.batch_size, dtype=args.dtype,
+        threads=args.threads, batch_size=args.batch_size, dtype=args.dtype, params=params,
         protocol=VMProtocol(repeat=args.repeat), progress=not args.quiet,
     )
     print(result.table_text())

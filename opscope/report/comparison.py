@@ -99,12 +99,15 @@ def _rows_for(frame: pd.DataFrame, keys: set[str], target: str) -> pd.DataFrame:
     return rows[rows["target"].astype(str).isin({device, f"{device}-measured"})]
 
 
-def collect_command(model: str, target: str, store: str, op_names: Sequence[str]) -> str:
+def collect_command(model: str, target: str, store: str, op_names: Sequence[str],
+                    params: Mapping[str, int] | None = None) -> str:
     """The command line that would measure the given operators of a model."""
-    return " ".join([
-        "opscope collect", "--model", shlex.quote(model), "--target", shlex.quote(target),
-        "--store", shlex.quote(store), "--ops", shlex.quote(",".join(op_names)),
-    ])
+    words = ["opscope collect", "--model", shlex.quote(model)]
+    for key, value in sorted((params or {}).items()):
+        words += ["--param", shlex.quote(f"{key}={value}")]
+    words += ["--target", shlex.quote(target), "--store", shlex.quote(store),
+              "--ops", shlex.quote(",".join(op_names))]
+    return " ".join(words)
 
 
 def _predict(predictor, ops, rows: pd.DataFrame, measured: Mapping, target: str, threads: int) -> np.ndarray:
@@ -144,6 +147,7 @@ def compare(
     threads: int | None = None,
     batch_size: int = 1,
     dtype: str = "float32",
+    params: Mapping[str, int] | None = None,
     protocol: VMProtocol | None = None,
     progress: bool = True,
 ) -> ComparisonResult:
@@ -153,7 +157,7 @@ def compare(
     an open ``Store`` or a store frame; ``predictor`` a saved predictor directory or a fitted
     predictor.  With ``out``, figures (PNG + SVG), ``report.html`` and ``comparison.csv`` are written
     there.  ``threads`` is the thread count of the whole-model run (default: the largest count
-    measured).  A store measured on another machine is refused unless ``allow_other_machine``.
+    measured).  ``params`` are zoo model parameters (``{"image_size": 64}``), as given to collect.  A store measured on another machine is refused unless ``allow_other_machine``.
     """
     from opscope.predictor.analytical import estimate
     from opscope.report.machine import check_machine, this_machine
@@ -166,7 +170,7 @@ def compare(
     target_name = spec.name
     target_label = str(target) if isinstance(target, (str, os.PathLike)) else spec.name
     spec_m = _measured_spec(target_name, spec)
-    workload = _load_workload(model, batch_size, dtype)
+    workload = _load_workload(model, batch_size, dtype, dict(params or {}))
     ops = list(workload.operators)
     model_label = model if isinstance(model, str) else workload.name
     say(f"{workload.name}: {len(ops)} operators; target {target_name}"
@@ -189,7 +193,7 @@ def compare(
     pred_obj = _load_predictor(predictor)
     predicted = _predict(pred_obj, ops, rows, measured, target_name, threads) if pred_obj is not None else None
     store_label = str(store) if isinstance(store, (str, os.PathLike)) else "runs.db"
-    cmds = {op.key: collect_command(model_label, target_label, store_label, [op.name])
+    cmds = {op.key: collect_command(model_label, target_label, store_label, [op.name], params)
             for op in ops if op.key not in measured}
     table = with_total(operator_rows(ops, measured, estimates, estimates_m, predicted, cmds))
 
@@ -217,12 +221,12 @@ def compare(
                             scaling=scaling, turnarounds=turns, summary=summary)
 
 
-def _load_workload(model, batch_size: int, dtype: str):
+def _load_workload(model, batch_size: int, dtype: str, params: dict[str, int]):
     if hasattr(model, "operators"):
         return model
     from opscope.workloads import load_model
 
-    return load_model(model, batch_size=batch_size, dtype=dtype)
+    return load_model(model, batch_size=batch_size, dtype=dtype, **params)
 
 
 def _write_outputs(out: Path, model: str, target: str, spec, spec_m, table, scaling, turns, summary,
