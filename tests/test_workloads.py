@@ -246,3 +246,19 @@ def test_layer_table_agrees_with_the_imported_model(resnet18):
         from_table = sum(op.flops * op.count for op in work.operators if op.kind == kind)
         imported = sum(op.flops * op.count for op in resnet18.operators if op.kind == kind)
         assert from_table == imported, kind
+
+
+def test_half_precision_zoo_model():
+    work = load_model("mlp", dtype="float16", hidden=64)
+    assert [op.kind for op in work.operators] == ["dense", "dense", "dense"]
+    first = work.operators[0]
+    assert {t.dtype for t in first.tensors} == {"float16"}
+    # x[1,784], W[784,64], b[64], y[1,64], 2 bytes each
+    assert first.bytes == 2 * (784 + 784 * 64 + 64 + 64)
+    assert first.flops == 2 * 784 * 64
+
+
+def test_tvm_lowering_failure_is_one_clear_error():
+    # TVM 0.27 legalises layer_norm for float32/float16 only
+    with pytest.raises(OpscopeError, match="TVM could not lower.*layer_norm"):
+        load_model("bert", dtype="bfloat16", seq_len=4, layers=1, hidden=8, heads=2, ff=8)

@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_operators(work) -> None:
-    print(f"{'operator':52s} {'kind':16s} {'count':>5s} {'MFLOP':>10s}  tensors (role shape)")
+    print(f"{'operator':52s} {'kind':22s} {'count':>5s} {'MFLOP':>10s}  tensors (role shape)")
     for op in work.operators:
         shapes = " ".join(f"{t.role[0]}{list(t.shape)}" for t in op.tensors)
         tag = f" [{op.attr('attention')}]" if op.attr("attention") else ""
-        print(f"{op.name[:52]:52s} {op.kind + tag:16s} {op.count:5d} {op.flops / 1e6:10.3f}  {shapes}")
+        print(f"{op.name[:52]:52s} {op.kind + tag:22s} {op.count:5d} {op.flops / 1e6:10.3f}  {shapes}")

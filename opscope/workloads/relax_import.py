@@ -47,11 +47,74 @@ def import_torch(module: Any, example_inputs: tuple[Any, ...], name: str = "mode
     except Exception as exc:  # torch raises many unrelated types here; all mean "cannot trace"
         raise WorkloadError(f"{name}: torch.export failed: {type(exc).__name__}: {_first_line(exc)}") from None
     try:
-        mod = from_exported_program(program, keep_params_as_input=True)
+        mod = from_exported_program(program, keep_params_as_input=True, custom_convert_map=_dtype_fixes(module))
     except Exception as exc:  # the frontend raises bare AssertionError/KeyError/ValueError
         raise WorkloadError(f"{name}: TVM's torch importer failed: {type(exc).__name__}: {_first_line(exc)}") from None
     mod, _ = relax.frontend.detach_params(mod)
     return mod
+
+
+#: torch ops whose TVM 0.27 converter produces float32 whatever its inputs (-> importer method)
+_FLOAT32_CONVS = {
+    "conv1d.default": "_conv1d", "conv2d.default": "_conv2d", "conv3d.default": "_conv3d",
+    "convolution.default": "_convolution", "conv_transpose1d.default": "_conv_transpose1d",
+    "conv_transpose2d.input": "_conv_transpose2d",
+}
+_FLOAT32_MATMULS = ("matmul.default", "mm.default", "bmm.default")
+
+
+def _dtype_fixes(module: Any) -> dict[str, Any] | None:
+    """Converters that keep a float16/bfloat16 model in its dtype (None for float32 models).
+
+    TVM 0.27's torch frontend gives convolutions and matmuls a float32 result whatever their
+    inputs, so the next op of a half-precision model (a bias add, a batch norm) fails on mixed
+    dtypes.  These converters keep the float32 accumulation and cast the result back to the
+    dtype torch says the op has, which is what half-precision kernels do.
+    """
+    dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    if not dtypes or {str(d) for d in dtypes} == {"torch.float32"}:
+        return None
+    fixes: dict[str, Any] = {name: _cast_back(method) for name, method in _FLOAT32_CONVS.items()}
+    fixes.update({name: _cast_back(None) for name in _FLOAT32_MATMULS})
+    fixes["addmm.default"] = _addmm_keeping_dtype
+    return fixes
+
+
+def _cast_back(method: str | None) -> Any:
+    def convert(node: Any, importer: Any) -> Any:
+        import operator
+        from functools import partial
+
+        from tvm import relax
+
+        if method is None:
+            out = importer._binary_op(partial(relax.op.matmul, out_dtype="float32"), operator.matmul)(node)
+        else:
+            out = getattr(importer, method)(node)
+        want = str(node.meta["val"].dtype).replace("torch.", "")
+        if str(out.ty.dtype) != want:
+            out = importer.block_builder.emit(relax.op.astype(out, want))
+        return out
+
+    return convert
+
+
+def _addmm_keeping_dtype(node: Any, importer: Any) -> Any:
+    """``addmm`` (a 2-D ``nn.Linear``) in the operands' dtype (see ``_dtype_fixes``)."""
+    from tvm import relax
+
+    bias, a, b = (importer.env[arg] for arg in node.args[:3])
+    alpha, beta = node.kwargs.get("alpha", 1), node.kwargs.get("beta", 1)
+    dtype = str(a.ty.dtype)
+    bb = importer.block_builder
+    out = bb.emit(relax.op.matmul(a, b, out_dtype=dtype))
+    if alpha != 1:
+        out = bb.emit(relax.op.multiply(out, relax.const(alpha, dtype)))
+    if beta == 0:
+        return out
+    if beta != 1:
+        bias = bb.emit(relax.op.multiply(bias, relax.const(beta, dtype)))
+    return bb.emit(relax.op.add(bias, out))
 
 
 def _buffers_to_parameters(module: Any) -> None:
@@ -147,8 +210,14 @@ def fuse(mod: Any) -> Any:
     ]
     try:
         return tvm.transform.Sequential(passes)(mod)
-    except tvm.error.TVMError as exc:
-        raise WorkloadError(f"TVM could not lower the model to fused operators: {_first_line(exc)}") from None
+    except (RuntimeError, ValueError, TypeError) as exc:  # TVM's InternalError is a RuntimeError
+        raise WorkloadError(f"TVM could not lower the model to fused operators: {_last_line(exc)}") from None
+
+
+def _last_line(exc: BaseException) -> str:
+    """The message of a TVM error: its last line (the lines before are TVM's traceback)."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:
