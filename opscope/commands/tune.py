@@ -1,6 +1,7 @@
 """``opscope tune``: predictor-guided schedule search for one operator of a model.
 
-Samples ``--pool`` schedules from MetaSchedule's design space, ranks them all with the predictor,
+Samples ``--pool`` schedules from MetaSchedule's design space (``ReplaySampler``: one design space,
+decisions re-drawn per sample), ranks them all with the predictor,
 builds and measures only the best ``--budget`` (the default schedule among them, as the baseline),
 and reports the best found, its speed-up over the default, and after how many trials the search
 came within 5 % of its best.
@@ -47,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
     from opscope.collector.local_builder import LocalBuilder
     from opscope.collector.local_runner import LocalRunner
-    from opscope.collector.ms_sampler import MetaScheduleSampler
     from opscope.collector.protocol import Protocol
     from opscope.collector.roles import RunJob, arg_specs
     from opscope.predictor.persist import load_predictor
+    from opscope.predictor.sampling import ReplaySampler, load_tensor_intrinsics
     from opscope.predictor.search import guided_search
     from opscope.targets import load_target, tvm_target, tvm_target_dict
     from opscope.workloads import load_model
@@ -59,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
         raise PredictorError(f"need 1 <= --budget <= --pool, got budget {args.budget}, pool {args.pool}")
     pred = load_predictor(args.predictor)
     spec = load_target(args.target)
+    print("loading TVM's schedule rules (a one-off cost per process)...", file=sys.stderr, flush=True)
+    load_tensor_intrinsics()  # before the model import loads torch: fewer modules, faster
     op = pick_operator(list(load_model(args.model).operators), args.op)
     if op.prim_func is None:
         raise OpscopeError(f"operator {op.name!r} has no TIR function to schedule")
     print(f"sampling {args.pool} schedules of {op.name} ({op.kind})...", file=sys.stderr, flush=True)
-    candidates = MetaScheduleSampler(tvm_target(spec)).candidates(op, args.pool, args.seed)
+    candidates = ReplaySampler(tvm_target(spec)).candidates(op, args.pool, args.seed)
     args_spec = arg_specs(op.prim_func)
     protocol = Protocol()
     builder, runner = LocalBuilder(tvm_target_dict(spec)), LocalRunner()
