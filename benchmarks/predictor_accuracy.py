@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from opscope.predictor.evaluate import evaluate  # noqa: E402
-from opscope.predictor.frames import read_frame  # noqa: E402
+from opscope.predictor.frames import labels, read_frame  # noqa: E402
 from opscope.predictor.persist import make_predictor  # noqa: E402
 from opscope.predictor.splits import SPLITS  # noqa: E402
 
@@ -50,11 +50,11 @@ def measurement_rate(frame: pd.DataFrame) -> str:
     return "; ".join(parts) or "unknown"
 
 
-def throughput(frame: pd.DataFrame, name: str, n: int) -> dict[str, float]:
+def throughput(frame: pd.DataFrame, name: str, n: int, label: str) -> dict[str, float]:
     """Predictions per second from store rows (features + model) and for the model alone, per
     wall-clock second and per CPU second of this process (the machine is shared: CPU time is what
     the work itself costs)."""
-    pred = make_predictor(name).fit(frame)
+    pred = make_predictor(name).fit(frame, labels(frame, label))
     big = frame.iloc[np.resize(np.arange(len(frame)), n)].reset_index(drop=True)
     w0, c0 = time.perf_counter(), time.process_time()
     pred.predict(big)
@@ -71,11 +71,12 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--splits", default=",".join(SPLITS))
     ap.add_argument("--predictors", default="analytical,xgboost,calibrated")
+    ap.add_argument("--label", default="latency_median_s", help="or latency_min_s on a busy machine")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--throughput-rows", type=int, default=200_000)
     args = ap.parse_args()
     path = args.data or default_dataset()
-    frame = read_frame(path)
+    frame = read_frame(path, label=args.label)
     print(f"dataset {path}: {len(frame)} ok rows, {frame['workload_key'].nunique()} workloads, "
           f"kinds {dict(frame['kind'].value_counts())}, threads {sorted(frame['threads'].unique().tolist())}")
     names = [n.strip() for n in args.predictors.split(",") if n.strip()]
@@ -83,7 +84,7 @@ def main() -> int:
     tables, models = [], []
     for split in args.splits.split(","):
         t0 = time.perf_counter()
-        ev = evaluate(factories, frame, split, seed=args.seed, progress=sys.stderr)
+        ev = evaluate(factories, frame, split, seed=args.seed, progress=sys.stderr, label=args.label)
         tables.append(ev.table.assign(split=split))
         if not ev.models.empty:
             models.append(ev.models)
@@ -99,12 +100,12 @@ def main() -> int:
         print(m.pivot_table(index=["model", "threads"], columns="predictor", values="error")
               .to_string(float_format=lambda v: f"{v:+.1%}"))
     if "calibrated" in names:
-        cal = make_predictor("calibrated").fit(frame)
+        cal = make_predictor("calibrated").fit(frame, labels(frame, args.label))
         print("\nwhat the calibrated model's correction learned (whole dataset):")
         print(cal.correction_report(frame).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print("\nprediction throughput (this machine, shared):")
     for name in [n for n in names if n != "analytical"]:
-        r = throughput(frame, name, args.throughput_rows)
+        r = throughput(frame, name, args.throughput_rows, args.label)
         print(f"  {name} ({args.throughput_rows:,} rows): from store rows {r['wall']:,.0f}/s wall, "
               f"{r['cpu']:,.0f}/s per CPU-second; model alone {r['model_wall']:,.0f}/s wall, "
               f"{r['model_cpu']:,.0f}/s per CPU-second")

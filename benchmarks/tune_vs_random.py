@@ -34,6 +34,7 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--min-schedules", type=int, default=16)
     ap.add_argument("--tol", type=float, default=0.05)
+    ap.add_argument("--label", default="latency_median_s", help="or latency_min_s on a busy machine")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.data is None:
@@ -41,8 +42,8 @@ def main() -> int:
         if not found:
             sys.exit("no dataset under datasets/*/ (pass --data)")
         args.data = found[0]
-    frame = read_frame(args.data)
-    y = labels(frame)
+    frame = read_frame(args.data, label=args.label)
+    y = labels(frame, args.label)
     keys = np.array(sorted(frame["workload_key"].unique()))
     group = dict(zip(np.random.default_rng(args.seed).permutation(keys), np.arange(len(keys)) % args.folds))
     fold = frame["workload_key"].map(group).to_numpy()
@@ -51,7 +52,7 @@ def main() -> int:
         test = fold == f
         print(f"fold {f + 1}/{args.folds}: training {args.predictor} on {int((~test).sum())} rows",
               file=sys.stderr, flush=True)
-        pred[test] = make_predictor(args.predictor).fit(frame[~test]).predict(frame[test])
+        pred[test] = make_predictor(args.predictor).fit(frame[~test], y[~test]).predict(frame[test])
     rows = []
     for (_key, threads), g in frame.groupby(["workload_key", "threads"]):
         if len(g) < args.min_schedules:

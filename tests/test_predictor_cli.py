@@ -55,3 +55,11 @@ def test_pick_operator():
     assert pick_operator(ops, "2") is ops[2]
     with pytest.raises(OpscopeError, match="matches no operator"):
         pick_operator(ops, "nothing-like-this")
+
+
+def test_label_choice_is_recorded_and_checked(data, tmp_path, capsys):
+    out = tmp_path / "pmin"
+    assert main(["train", "--store", str(data), "--model", "linear", "--label", "latency_min_s", "--out", str(out)]) == 0
+    assert json.loads((out / "metadata.json").read_text())["label"] == "latency_min_s"
+    assert main(["train", "--store", str(data), "--label", "latency_p99", "--out", str(out)]) == 2
+    assert "not a latency column" in capsys.readouterr().err

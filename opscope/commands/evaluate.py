@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="unseen-shapes",
                         help="random, unseen-shapes, unseen-kinds, leave-one-model-out, unseen-threads, or all")
     parser.add_argument("--as-is", action="store_true", help="score the saved --predictor without refitting")
+    parser.add_argument("--label", default="latency_median_s",
+                        help="latency statistic to learn and score: latency_median_s, latency_min_s, latency_mean_s")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the per-fold table (and model totals) as CSV with this prefix")
 
@@ -36,12 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from opscope.predictor.persist import PREDICTORS, load_predictor, make_predictor, read_metadata
     from opscope.predictor.splits import SPLITS
 
-    frame = read_frame(args.data)
+    frame = read_frame(args.data, label=args.label)
     if args.as_is:
         if not args.predictor:
             raise PredictorError("--as-is needs --predictor")
         pred = load_predictor(args.predictor)
-        row = accuracy_table(frame, pred.predict(frame), labels(frame))
+        row = accuracy_table(frame, pred.predict(frame), labels(frame, args.label))
         print(pd.DataFrame([row]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         return 0
     factories = {}
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise PredictorError(f"unknown --split {args.split!r}; known: {', '.join(SPLITS)}, all")
     tables, folds, models = [], [], []
     for split in splits:
-        ev = evaluate(factories, frame, split, seed=args.seed, progress=sys.stderr)
+        ev = evaluate(factories, frame, split, seed=args.seed, progress=sys.stderr, label=args.label)
         tables.append(ev.table.assign(split=split))
         folds.append(ev.folds.assign(split=split))
         if not ev.models.empty:

@@ -17,16 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory to write the predictor to")
     parser.add_argument("--no-analytical-features", action="store_true",
                         help="leave the analytical model's estimates out of the features (learned models)")
+    parser.add_argument("--label", default="latency_median_s",
+                        help="latency statistic to learn: latency_median_s (default), latency_min_s, latency_mean_s")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
-    from opscope.predictor.frames import read_frame
+    from opscope.predictor.frames import labels, read_frame
     from opscope.predictor.persist import PREDICTORS, make_predictor, save_predictor
 
     if args.model not in PREDICTORS:
         raise PredictorError(f"unknown --model {args.model!r}; known: {', '.join(sorted(PREDICTORS))}")
-    frame = read_frame(args.data)
+    frame = read_frame(args.data, label=args.label)
     if frame.empty:
         raise PredictorError(f"{args.data}: no successful measurements to train on")
     params = {}
@@ -38,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"training {args.model} on {len(frame)} rows ({frame['workload_key'].nunique()} workloads)...",
           file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    pred.fit(frame)
+    pred.fit(frame, labels(frame, args.label))
     secs = time.perf_counter() - t0
-    out = save_predictor(pred, args.out, training=frame)
+    out = save_predictor(pred, args.out, training=frame, label=args.label)
     print(f"trained {args.model} in {secs:.1f} s -> {out}")
     if args.model == "calibrated":
         print("what the correction learned (per kind and thread count; rates are the best the model predicts):")

@@ -55,6 +55,8 @@ class FramePredictor(BaseEstimator, RegressorMixin):
             y = np.asarray(y, dtype=float)
             if len(y) != len(frame):
                 raise PredictorError(f"fit: {len(y)} labels for {len(frame)} rows")
+            if not np.all(np.isfinite(y) & (y > 0)):
+                raise PredictorError("fit: labels must be positive finite latencies in seconds")
             return frame.reset_index(drop=True), y
         frame = ok_rows(frame)
         if frame.empty:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from opscope.predictor.base import FramePredictor
-from opscope.predictor.frames import labels, ok_rows
+from opscope.predictor.frames import LABEL, labels, ok_rows
 from opscope.predictor.metrics import accuracy_table, model_totals
 from opscope.predictor.splits import make_splits
 
@@ -35,16 +35,17 @@ class Evaluation:
 
 
 def evaluate(predictors: Mapping[str, Factory], frame: pd.DataFrame, split: str, seed: int = 0,
-             test_size: float = 0.2, progress: TextIO | None = sys.stderr) -> Evaluation:
-    frame = ok_rows(frame)
-    y = labels(frame)
+             test_size: float = 0.2, progress: TextIO | None = sys.stderr, label: str = LABEL) -> Evaluation:
+    """Fit and score every predictor on every fold of ``split``; ``label`` is the latency learned."""
+    frame = ok_rows(frame, label)
+    y = labels(frame, label)
     folds = make_splits(frame, split, seed=seed, test_size=test_size)
     fold_rows, model_rows, pred_parts = [], [], []
     for i, fold in enumerate(folds):
         train, test = frame.iloc[fold.train], frame.iloc[fold.test]
         for name, factory in predictors.items():
             t0 = time.perf_counter()
-            pred = factory().fit(train).predict(test)
+            pred = factory().fit(train, y[fold.train]).predict(test)
             secs = time.perf_counter() - t0
             if progress is not None:
                 print(f"[{split} {i + 1}/{len(folds)}] {fold.held_out}: {name} "

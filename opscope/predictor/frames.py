@@ -22,12 +22,14 @@ from opscope.workloads.operator import Operator
 #: Columns every predictor reads; the label is ``latency_median_s``.
 REQUIRED_COLUMNS = ("workload_key", "kind", "operator_json", "threads", "target")
 LABEL = "latency_median_s"
+#: the latency statistics a predictor may learn (the minimum is the least disturbed on a busy machine)
+LABELS = ("latency_median_s", "latency_min_s", "latency_mean_s")
 
 
-def read_frame(source: str | Path | pd.DataFrame, *, ok_only: bool = True) -> pd.DataFrame:
+def read_frame(source: str | Path | pd.DataFrame, *, ok_only: bool = True, label: str = LABEL) -> pd.DataFrame:
     """Load measurements from a ``.db`` store, ``.parquet`` or ``.csv`` file (or pass a frame).
 
-    With ``ok_only`` only rows with status ``ok`` and a positive finite median latency are kept.
+    With ``ok_only`` only rows with status ``ok`` and a positive finite ``label`` are kept.
     """
     if isinstance(source, pd.DataFrame):
         frame, where = source, "the frame"
@@ -51,38 +53,40 @@ def read_frame(source: str | Path | pd.DataFrame, *, ok_only: bool = True) -> pd
         except (OSError, ValueError, ImportError) as exc:
             raise PredictorError(f"{path}: cannot read measurements ({exc})") from exc
     check_columns(frame, where)
+    if label not in LABELS:
+        raise PredictorError(f"label {label!r} is not a latency column; use one of {', '.join(LABELS)}")
     if ok_only:
-        frame = ok_rows(frame)
+        frame = ok_rows(frame, label)
     return frame.reset_index(drop=True)
 
 
-def check_columns(frame: pd.DataFrame, where: str = "the frame", label: bool = False) -> None:
-    need = list(REQUIRED_COLUMNS) + ([LABEL] if label else [])
+def check_columns(frame: pd.DataFrame, where: str = "the frame", label: str | None = None) -> None:
+    need = list(REQUIRED_COLUMNS) + ([label] if label else [])
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise PredictorError(f"{where}: missing column(s) {', '.join(missing)} (store format, docs/contracts.md)")
 
 
-def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def ok_rows(frame: pd.DataFrame, label: str = LABEL) -> pd.DataFrame:
     """Rows that measured successfully with a usable latency."""
     keep = pd.Series(True, index=frame.index)
     if "status" in frame.columns:
         keep &= frame["status"] == "ok"
-    if LABEL in frame.columns:
-        lat = pd.to_numeric(frame[LABEL], errors="coerce")
+    if label in frame.columns:
+        lat = pd.to_numeric(frame[label], errors="coerce")
         keep &= np.isfinite(lat) & (lat > 0)
     return frame[keep].reset_index(drop=True)
 
 
-def labels(frame: pd.DataFrame) -> np.ndarray:
-    """Measured median latency in seconds; a clear error when the frame has none."""
-    check_columns(frame, label=True)
-    y = pd.to_numeric(frame[LABEL], errors="coerce").to_numpy(dtype=float)
+def labels(frame: pd.DataFrame, label: str = LABEL) -> np.ndarray:
+    """Measured latency in seconds (``label``: median by default); a clear error when absent."""
+    check_columns(frame, label=label)
+    y = pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype=float)
     bad = ~(np.isfinite(y) & (y > 0))
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise PredictorError(
-            f"row {first}: {LABEL}={frame[LABEL].iloc[first]!r} is not a positive latency "
+            f"row {first}: {label}={frame[label].iloc[first]!r} is not a positive latency "
             f"({int(bad.sum())} such rows; keep status 'ok' rows only)"
         )
     return y

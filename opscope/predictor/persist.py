@@ -71,7 +71,9 @@ def training_summary(frame: pd.DataFrame) -> dict[str, Any]:
             "models": models}
 
 
-def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.DataFrame | None = None) -> Path:
+def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.DataFrame | None = None,
+                   label: str = "latency_median_s") -> Path:
+    """Write ``pred`` to ``directory``; ``training`` (the fitted frame) and ``label`` are summarised."""
     directory = Path(directory)
     if type(pred).name not in PREDICTORS:
         raise PredictorError(f"cannot save a {type(pred).__name__}: not an opscope predictor")
@@ -85,6 +87,7 @@ def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.Dat
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
         "training": training_summary(training) if training is not None else None,
+        "label": label,
         "schema": None,
         "engine": None,
     }
