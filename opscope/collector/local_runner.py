@@ -25,6 +25,9 @@ from opscope.errors import OpscopeError
 #: how long a fresh worker may take to import TVM (the machine may be busy)
 STARTUP_TIMEOUT_S = 180.0
 
+#: what ``_Worker.read`` returns when the worker closed its output (it died)
+EOF: dict = {"eof": True}
+
 
 class _Worker:
     def __init__(self, threads: int, pinned: bool):
@@ -42,14 +45,14 @@ class _Worker:
         )
         self._buf = b""
         hello = self.read(STARTUP_TIMEOUT_S)
-        if hello is None or not hello.get("ready"):
+        if hello is None or hello is EOF or not hello.get("ready"):
             tail = self.stderr_tail()
             self.kill()
             raise OpscopeError(f"the measuring worker did not start: {tail or 'no output'}")
         self.threads = int(hello["threads"])
 
     def read(self, timeout_s: float) -> dict | None:
-        """The next JSON line, or None on end-of-file or when ``timeout_s`` passes."""
+        """The next JSON line; None when ``timeout_s`` passes; ``EOF`` when the worker is gone."""
         deadline = time.monotonic() + timeout_s
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._buf:
@@ -61,7 +64,7 @@ class _Worker:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
-                return None
+                return EOF
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return json.loads(line)
@@ -129,12 +132,14 @@ class LocalRunner(Runner):
         reply = w.read(limit)
         wall = time.perf_counter() - t0
         if reply is None:
-            exited = w.proc.poll()
-            if exited is None:
-                self._drop(job.threads, job.pinned)
-                return RunResult("timeout", error=f"no result after {limit:.1f} s; worker killed",
-                                 threads=w.threads, wall_s=wall)
-            w.proc.wait()
+            self._drop(job.threads, job.pinned)
+            return RunResult("timeout", error=f"no result after {limit:.1f} s; worker killed",
+                             threads=w.threads, wall_s=wall)
+        if reply is EOF:
+            try:
+                exited = w.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                exited = None
             tail = w.stderr_tail()
             self._drop(job.threads, job.pinned)
             return RunResult("crash", error=f"worker died (exit status {exited}): {tail}"[:600],

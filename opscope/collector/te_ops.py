@@ -9,6 +9,12 @@ from __future__ import annotations
 from opscope.workloads.operator import GemmView, Operator, TensorInfo
 
 
+def _key(func) -> str:
+    from opscope.workloads.extract import structural_key
+
+    return structural_key(func)
+
+
 def dense_operator(m: int, n: int, k: int, dtype: str = "float32", name: str = "") -> Operator:
     """``Y[m, n] = sum_k X[m, k] * W[n, k]`` (an FC layer)."""
     from tvm import te
@@ -23,7 +29,7 @@ def dense_operator(m: int, n: int, k: int, dtype: str = "float32", name: str = "
         tensors=(TensorInfo("X", (m, k), dtype, "input"), TensorInfo("W", (n, k), dtype, "weight"),
                  TensorInfo("Y", (m, n), dtype, "output")),
         flops=2 * m * n * k, gemm=GemmView(1, m, n, k), loops=(("b", 1), ("m", m), ("n", n), ("k", k)),
-        prim_func=func,
+        key=_key(func), prim_func=func,
     )
 
 
@@ -33,8 +39,9 @@ def add_operator(n: int, dtype: str = "float32", name: str = "") -> Operator:
 
     a = te.placeholder((n,), dtype, name="A")
     b = te.compute((n,), lambda i: a[i] + 1, name="B")
+    func = te.create_prim_func([a, b])
     return Operator(
         name=name or f"add_{n}", kind="elementwise",
         tensors=(TensorInfo("A", (n,), dtype, "input"), TensorInfo("B", (n,), dtype, "output")),
-        flops=n, loops=(("i", n),), prim_func=te.create_prim_func([a, b]),
+        flops=n, loops=(("i", n),), key=_key(func), prim_func=func,
     )
