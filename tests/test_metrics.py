@@ -58,3 +58,15 @@ def test_model_totals_weights_by_count_and_uses_default_rows():
     assert row["predicted_s"] == pytest.approx(2 * 1.5 + 3 * 2.0)
     assert row["error"] == pytest.approx(9 / 8 - 1)
     assert row["operators"] == 2
+
+
+def test_top1_with_tied_predictions_is_the_expectation():
+    # a schedule-blind predictor: all four schedules tie; expected top-1 = mean(best / each)
+    tasks = np.zeros(4, int)
+    true = np.array([1.0, 2.0, 4.0, 4.0])
+    score, _ = metrics.top_k_peak_score(tasks, np.ones(4), true, 1)
+    assert score == pytest.approx((1 + 0.5 + 0.25 + 0.25) / 4)
+    # top-2 over tie orders: P(the 1 s schedule is among 2 of 4 picks) = 1/2, else the best of the
+    # others is 2 s with P(2 s picked | 1 s not) = 2/3, else 4 s: 1/2 + 1/2 (2/3 x 1/2 + 1/3 x 1/4)
+    score2, _ = metrics.top_k_peak_score(tasks, np.ones(4), true, 2)
+    assert score2 == pytest.approx(0.5 + 0.5 * (2 / 3 * 0.5 + 1 / 3 * 0.25), abs=0.05)  # 64 draws

@@ -6,7 +6,9 @@ thread count, over its schedules.  ``spearman_within`` averages Spearman's rank 
 tasks with at least three schedules of distinct latency.  TenSet's top-k peak score, per task, is the
 best measured throughput among the k schedules the predictor ranks fastest divided by the best
 measured throughput in the task (throughput = 1 / latency), averaged over tasks with more than k
-schedules (with k or fewer the score is trivially 1).
+schedules (with k or fewer the score is trivially 1).  When predictions tie at the cut (a model
+that does not see the schedule predicts one latency for all of them), the score is averaged over
+random orders of the tied schedules, so ties neither help nor hurt.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 TASK_COLUMNS = ("workload_key", "target", "threads")
+#: random tie orders averaged when a predictor gives several schedules the same latency
+TIE_DRAWS = 64
 
 
 def ape(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -62,12 +66,21 @@ def spearman_within(tasks: np.ndarray, pred: np.ndarray, true: np.ndarray) -> tu
 def top_k_peak_score(tasks: np.ndarray, pred: np.ndarray, true: np.ndarray, k: int) -> tuple[float, int]:
     """(TenSet top-k peak score averaged over tasks with more than k schedules, number of tasks)."""
     scores = []
+    rng = np.random.default_rng(0)
     for t in np.unique(tasks):
         m = np.flatnonzero(tasks == t)
         if m.size <= k:
             continue
-        picks = m[np.argsort(pred[m], kind="stable")[:k]]
-        scores.append(true[m].min() / true[picks].min())
+        p = pred[m]
+        cut = np.sort(p)[k - 1]
+        if np.sum(p <= cut) == k:  # no tie at the cut: the picks are determined
+            picks = m[np.argsort(p, kind="stable")[:k]]
+            scores.append(true[m].min() / true[picks].min())
+        elif k == 1:  # tied fastest predictions: each is equally likely to be the pick
+            scores.append(float(np.mean(true[m].min() / true[m[p == cut]])))
+        else:  # ties at the cut (e.g. a schedule-blind model): expected score over tie orders
+            draws = [m[np.lexsort((rng.random(m.size), p))[:k]] for _ in range(TIE_DRAWS)]
+            scores.append(float(np.mean([true[m].min() / true[d].min() for d in draws])))
     return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
 
