@@ -262,3 +262,14 @@ def test_tvm_lowering_failure_is_one_clear_error():
     # TVM 0.27 legalises layer_norm for float32/float16 only
     with pytest.raises(OpscopeError, match="TVM could not lower.*layer_norm"):
         load_model("bert", dtype="bfloat16", seq_len=4, layers=1, hidden=8, heads=2, ff=8)
+
+
+def test_conv1d_is_other_with_its_macs_and_the_reason():
+    import torch
+
+    net = torch.nn.Conv1d(4, 6, 3, bias=False)  # length 10 -> 8 outputs
+    work = load_model(net, example_inputs=(torch.randn(1, 4, 10),))
+    (op,) = work.operators
+    assert op.kind == "other" and op.gemm is None
+    assert op.flops == 2 * 6 * 8 * 4 * 3
+    assert op.attr("unmapped") == "1-D convolution"

@@ -88,7 +88,7 @@ def load(key: str) -> tuple[dict[str, Any], tuple[Operator, ...], Any] | None:
                 raise ValueError(f"PrimFunc {entry['prim_func']} no longer hashes to {op.key}")
             ops.append(_with_prim_func(op, func))
         return meta, tuple(ops), mod
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # TVM raises RuntimeError
         print(f"opscope: ignoring unreadable workload cache entry {meta_path}: {exc}", file=sys.stderr)
         return None
 

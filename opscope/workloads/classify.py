@@ -134,7 +134,7 @@ def classify(func: Any, tensors: tuple[TensorInfo, ...], conv_attrs: dict[str, A
 
 
 def _conv(anchor: Block, tensors: tuple[TensorInfo, ...], conv_attrs: dict[str, Any], fused: tuple) -> Classified:
-    ins = [t for t in tensors if t.role != "output" and len(t.shape) == 4]
+    ins = [t for t in tensors if t.role != "output" and len(t.shape) >= 3]
     outs = [t for t in tensors if t.role == "output"]
     weights = [t for t in ins if t.role == "weight"]
     datas = [t for t in ins if t.role == "input"]
@@ -144,7 +144,11 @@ def _conv(anchor: Block, tensors: tuple[TensorInfo, ...], conv_attrs: dict[str, 
     elif weights and datas:
         weight_shape, data_shape = weights[0].shape, datas[0].shape
     else:
-        raise WorkloadError(f"conv block {anchor.name}: cannot tell the data tensor from the kernel")
+        return _opaque_conv(anchor, fused, "cannot tell the data tensor from the kernel")
+    if len(data_shape) != 4 or len(weight_shape) != 4 or len(outs[0].shape) != 4:
+        return _opaque_conv(anchor, fused, f"{len(data_shape) - 2}-D convolution", kind="other")
+    if conv_attrs.get("layout", "NCHW") != "NCHW":
+        return _opaque_conv(anchor, fused, f"layout {conv_attrs['layout']} is not NCHW")
     n, c, _, _ = data_shape
     k, c_per_group, r, s = weight_shape
     out = outs[0].shape
@@ -152,10 +156,8 @@ def _conv(anchor: Block, tensors: tuple[TensorInfo, ...], conv_attrs: dict[str, 
     groups = c // c_per_group if c_per_group else 1
     macs = n * k * c_per_group * p * q * r * s
     if macs != anchor.domain:
-        raise WorkloadError(
-            f"conv block {anchor.name}: iteration domain {anchor.domain} does not match the NCHW/OIHW "
-            f"shapes data {data_shape} x kernel {weight_shape} -> {out}"
-        )
+        return _opaque_conv(anchor, fused, f"shapes data {data_shape} x kernel {weight_shape} -> {out} "
+                                           f"do not match the block's {anchor.domain} iterations")
     depthwise = groups > 1 and groups == c
     kind = "depthwise_conv2d" if depthwise else "conv2d"
     gemm = GemmView(batch=groups, m=n * p * q, n=k // groups, k=c_per_group * r * s)
@@ -166,6 +168,17 @@ def _conv(anchor: Block, tensors: tuple[TensorInfo, ...], conv_attrs: dict[str, 
         if key in conv_attrs:
             attrs[key] = tuple(conv_attrs[key])
     return Classified(kind, 2 * macs, gemm, loops, tuple(sorted(attrs.items())))
+
+
+def _opaque_conv(anchor: Block, fused: tuple, why: str, kind: str = "conv2d") -> Classified:
+    """A conv whose shapes cannot be read as NCHW/OIHW: FLOPs from the block, no GEMM view.
+
+    The reason is kept in the ``unmapped`` attribute, so that the analytical model can say why
+    it has no PE-array mapping for this operator instead of guessing one.
+    """
+    attrs = dict(fused)
+    attrs["unmapped"] = why
+    return Classified(kind, 2 * anchor.domain, None, (), tuple(sorted(attrs.items())))
 
 
 def _gemm(anchor: Block, tensors: tuple[TensorInfo, ...], fused: tuple) -> Classified:
