@@ -170,3 +170,16 @@ def test_read_frame_parquet_keeps_ok_rows(frame, tmp_path):
     f.to_parquet(path)
     back = read_frame(path)
     assert len(back) == len(frame) - 1
+
+
+def test_operator_the_analytical_model_cannot_estimate_falls_back_to_roofline():
+    from opscope.predictor.estimates import analytical_terms, roofline_bound
+    from opscope.workloads.operator import Operator, TensorInfo
+
+    op = Operator(name="odd", kind="other", flops=1000,
+                  tensors=(TensorInfo("x", (1000,), "float32", "input"), TensorInfo("y", (1000,), "float32", "output")))
+    spec = synthetic_spec()
+    terms = analytical_terms(op, spec, {"L1": {"zz": 4}})
+    assert terms["a_latency_s"] >= roofline_bound(op, spec) * (1 - 1e-12)
+    # roofline by hand: 8000 bytes / 20 GB/s = 4e-7 s beats 1000 FLOP / 192 GFLOP/s
+    assert roofline_bound(op, spec) == pytest.approx(max(8000 / 20e9, 1000 / 192e9))

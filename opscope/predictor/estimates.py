@@ -91,12 +91,16 @@ def machine_features(spec: TargetSpec, dtype: str, measured: TargetSpec | None) 
     return out
 
 
+def _peak(op: Operator, spec: TargetSpec) -> float:
+    try:
+        return spec.peak_for(op.dtype)
+    except KeyError:
+        return spec.peak_for("float32")
+
+
 def roofline_bound(op: Operator, spec: TargetSpec) -> float:
     """max(FLOPs / peak, compulsory bytes / off-chip bandwidth): the fastest any schedule can be."""
-    try:
-        peak = spec.peak_for(op.dtype)
-    except KeyError:
-        peak = spec.peak_for("float32")
+    peak = _peak(op, spec)
     return max(op.flops / peak if peak else 0.0, op.bytes / spec.offchip.bandwidth_Bps)
 
 
@@ -105,22 +109,25 @@ def analytical_terms(op: Operator, spec: TargetSpec, tiles: Mapping[str, int] | 
     try:
         from opscope.predictor.analytical import estimate
     except ImportError:
-        estimate = None
-    if estimate is None:
-        # The analytical room is absent from this build: fall back to the plain roofline.
-        compute = op.flops / spec.peak_for(op.dtype) if op.flops else 0.0
+        estimate = None  # the analytical room is absent from this build
+    est = None
+    if estimate is not None:
+        try:
+            est = estimate(op, spec, None, dict(tiles) if tiles else None)
+        except (ValueError, KeyError, ZeroDivisionError, OpscopeError):
+            try:  # tiles that do not fit this operator: the untiled estimate
+                est = estimate(op, spec, None, None) if tiles else None
+            except (ValueError, KeyError, ZeroDivisionError, OpscopeError):
+                est = None
+    if est is None:
+        # no analytical estimate for this operator: the plain roofline stands in (a_fallback = 1)
+        compute = op.flops / _peak(op, spec) if op.flops else 0.0
         memory = {lvl.name: 0.0 for lvl in spec.memory}
         memory[spec.offchip.name] = op.bytes / spec.offchip.bandwidth_Bps
         latency = max(compute, memory[spec.offchip.name])
         bound = "compute" if compute >= memory[spec.offchip.name] else spec.offchip.name
         pe_util = math.nan
     else:
-        try:
-            est = estimate(op, spec, None, dict(tiles) if tiles else None)
-        except (ValueError, KeyError, OpscopeError):
-            if not tiles:
-                raise
-            est = estimate(op, spec, None, None)  # tiles that do not fit: the untiled estimate
         compute, memory, latency = float(est.compute_s), dict(est.memory_s), float(est.latency_s)
         bound, pe_util = str(est.bound), float(est.pe_utilization or math.nan)
     names = [lvl.name for lvl in spec.memory]
@@ -132,4 +139,5 @@ def analytical_terms(op: Operator, spec: TargetSpec, tiles: Mapping[str, int] | 
     out["a_bound_level"] = float(names.index(bound)) if bound in names else math.nan
     out["a_roofline_s"] = roofline_bound(op, spec)
     out["dtype_bytes"] = float(dtype_bytes(op.dtype))
+    out["a_fallback"] = 1.0 if est is None else 0.0
     return out

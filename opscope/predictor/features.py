@@ -143,7 +143,7 @@ def _fixed_columns(analytical: bool) -> list[str]:
     if analytical:
         cols += ["a_compute_log2", "a_compute_threads_log2", "a_latency_log2", "a_pe_util"]
         cols += [f"a_l{i}_log2" for i in range(MAX_LEVELS)]
-        cols += ["a_offchip_log2", "a_bound_compute", "a_bound_level", "a_roofline_log2"]
+        cols += ["a_offchip_log2", "a_bound_compute", "a_bound_level", "a_roofline_log2", "a_fallback"]
     return cols
 
 
@@ -306,7 +306,7 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
             X[:, cols["a_roofline_log2"]] = lg["a_roofline_s"]
             for i in range(MAX_LEVELS):
                 X[:, cols[f"a_l{i}_log2"]] = lg[f"a_l{i}_s"]
-            for c in ("a_pe_util", "a_bound_compute", "a_bound_level"):
+            for c in ("a_pe_util", "a_bound_compute", "a_bound_level", "a_fallback"):
                 X[:, cols[c]] = terms[c].to_numpy(dtype=float)[key_codes]
 
     for c, values in _tile_features(frame, op_codes, ops).items():
