@@ -2,9 +2,12 @@
 
 Part 1, interference data: a set of small operators of different character (compute-bound
 matmuls and a conv, memory-bound elementwise adds, a reduction, a softmax), every unordered pair
-(and each operator with itself) co-run on disjoint cores (one each) and sharing all cores.
+(and each operator with itself) run sequentially, co-run on disjoint cores (one each) and sharing
+all cores.
 Part 2, the interference model: error of the co-run latency predicted on held-out pairs (5 seeds),
-against two baselines (no interference; median slowdown per arrangement kind).
+against two baselines (no interference; median slowdown per arrangement kind); then, per pair,
+the arrangement chosen from the curves alone and from the curves plus the interference model
+(fitted without that pair) vs sequential and vs the measured best.
 Part 3, model branches: for each model's fork-join regions, the arrangement chosen from the
 latency curves and the interference model (trained on all of part 1) vs the sequential run and vs
 the best arrangement measured.
@@ -93,11 +96,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
 
+    from opscope.corun.branches import Branch, Region
     from opscope.corun.interference import InterferenceModel, evaluate_interference
     from opscope.corun.kernels import build_kernel
     from opscope.corun.measure import CorunProtocol, Task, measure_corun
-    from opscope.corun.partition import Arrangement, Slot
-    from opscope.corun.plan import corun_model, format_region
+    from opscope.corun.partition import all_arrangements, choose_arrangement
+    from opscope.corun.plan import (
+        RegionResult,
+        corun_model,
+        curves_from_records,
+        format_region,
+        interference_predictor,
+    )
     from opscope.corun.table import corun_frame, save_corun
     from opscope.corun.worker import WorkerPool
     from opscope.targets import load_target, tvm_target
@@ -117,15 +127,15 @@ def main(argv=None) -> int:
     with WorkerPool(2) as pool:
         cores = pool.cores[:2]
         results["cores"] = list(cores)
-        arrangements = [Arrangement("disjoint", (Slot((cores[0],), 1), Slot((cores[1],), 1))),
-                        Arrangement("shared", (Slot(cores, 2, False), Slot(cores, 2, False)))]
+        arrangements = all_arrangements(2, cores)  # sequential, split(1+1), shared
         pairs = list(itertools.combinations_with_replacement(range(len(kernels)), 2))
-        records = []
+        records, pair_records = [], []
         t1 = time.time()
         for n_done, (i, j) in enumerate(pairs, 1):
-            tasks = [Task(kernels[i].name, (kernels[i],)), Task(kernels[j].name + ("'" if i == j else ""), (kernels[j],))]
-            for arr in arrangements:
-                records.append(measure_corun(tasks, arr, pool, protocol, label="bench:pairs"))
+            tasks = (Task(kernels[i].name, (kernels[i],)), Task(kernels[j].name + ("'" if i == j else ""), (kernels[j],)))
+            recs = [measure_corun(tasks, arr, pool, protocol, label="bench:pairs") for arr in arrangements]
+            records += recs
+            pair_records.append((tasks, recs))
             log(f"pair {n_done}/{len(pairs)} {kernels[i].name}+{kernels[j].name} ({time.time() - t1:.0f} s)")
     save_corun(store, records)
     frame = corun_frame(records)
@@ -154,6 +164,33 @@ def main(argv=None) -> int:
     results["interference"] = {f"{k}/{m}": {c: round(float(v), 2) for c, v in row.items()}
                                for (k, m), row in summary.iterrows()}
     model = InterferenceModel().fit(frame)
+
+    print("== arrangement choice for each operator pair vs measured (interference model: leave-one-pair-out)")
+    decisions = {"curves only": [], "curves + interference": []}
+    for tasks, recs in pair_records:
+        curves = curves_from_records(tasks, recs)
+        if any(not c.points for c in curves) or any(r.status != "ok" for r in recs):
+            continue
+        region = Region("pair", "pair", tuple(Branch((t.name,), (t.name,)) for t in tasks))
+        pid = "|".join(sorted(",".join(t.keys) for t in tasks))
+        held_out = InterferenceModel().fit(frame[frame["pair_id"] != pid])
+        for name, predict in (("curves only", None),
+                              ("curves + interference", interference_predictor(held_out)(tasks))):
+            choice = choose_arrangement(curves, cores, predict_corun=predict)
+            decisions[name].append(RegionResult(region, tasks, curves, choice, tuple(recs)))
+    results["pair_choice"] = {}
+    for name, res in decisions.items():
+        if not res:
+            continue
+        sp = geomean([r.sequential_s / r.chosen_measured_s for r in res])
+        gap = geomean([r.chosen_measured_s / r.best[1] for r in res])
+        oracle = geomean([r.sequential_s / r.best[1] for r in res])
+        hits = sum(r.choice.chosen == r.best[0] for r in res)
+        kinds = {k: sum(r.choice.chosen.kind == k for r in res) for k in ("sequential", "disjoint", "shared")}
+        print(f"   {name:<22} sequential/chosen {sp:.2f}x, chosen/best {gap:.2f}x, sequential/best {oracle:.2f}x, "
+              f"chosen = measured best {hits}/{len(res)}, chosen kinds {kinds}")
+        results["pair_choice"][name] = {"pairs": len(res), "sequential_over_chosen": sp, "chosen_over_best": gap,
+                                        "sequential_over_best": oracle, "chosen_is_best": hits, "chosen_kinds": kinds}
 
     results["models"] = []
     specs = [s for s in args.models.split(",") if s.strip()]
