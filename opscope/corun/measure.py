@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -139,8 +140,6 @@ def machine_id() -> str:
                     break
     except OSError:
         pass
-    import os
-
     blob = f"{platform.node()}|{cpu}|{os.cpu_count()}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -1,0 +1,78 @@
+"""Co-run tables in an SQLite file: round trip, failures kept, versioning, the training frame."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from opscope.corun.measure import CorunProtocol, CorunRecord, MemberResult
+from opscope.corun.partition import Arrangement, Slot
+from opscope.corun.table import CORUN_SCHEMA_VERSION, corun_frame, corun_version, load_corun, save_corun
+from opscope.errors import OpscopeError, StoreError
+
+SPLIT = Arrangement("disjoint", (Slot((0,), 1), Slot((1,), 1)))
+SEQ = Arrangement("sequential", (Slot((0, 1), 2),))
+
+
+def member(name, cores, alone, together=(), nbytes=1000.0, flops=2000.0):
+    return MemberResult(name, (f"k{name}",), (name,), cores, len(cores), True, flops, nbytes, alone, together)
+
+
+def records():
+    ok = CorunRecord(SPLIT, (member("a", (0,), (1e-3, 1.2e-3, 1.1e-3), (1.5e-3, 1.4e-3)),
+                             member("b", (1,), (2e-3, 2e-3), (2.2e-3,), nbytes=4000.0)),
+                     (2.3e-3, 2.4e-3), CorunProtocol(), label="t", machine_id="m1", created_at=1_700_000_000.5)
+    seq = CorunRecord(SEQ, (member("a", (0, 1), (0.6e-3,)), member("b", (0, 1), (1.1e-3,))), (1.8e-3,),
+                      CorunProtocol(makespan_repeats=1), label="t")
+    failed = CorunRecord(SPLIT, (member("a", (0,), ()), member("b", (1,), ())), (), CorunProtocol(),
+                         status="run_error", error="worker 1: cannot load", label="t")
+    return [ok, seq, failed]
+
+
+def test_round_trip_keeps_everything_including_failures(tmp_path):
+    db = tmp_path / "runs.db"
+    recs = records()
+    assert save_corun(db, recs) == [1, 2, 3]
+    back = load_corun(db)
+    assert [r.status for r in back] == ["ok", "ok", "run_error"]
+    assert back[0].members == recs[0].members
+    assert back[0].makespan_s == recs[0].makespan_s and back[0].arrangement == SPLIT
+    assert back[0].created_at == pytest.approx(recs[0].created_at)
+    assert back[2].error == "worker 1: cannot load" and back[2].makespan_s == ()
+    # derived statistics are stored for SQL users too
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT slowdown FROM corun_members WHERE run_id=1 AND slot=0").fetchone()
+    assert row[0] == pytest.approx(1.45e-3 / 1.1e-3)  # median together / median alone
+
+
+def test_frame_rows_and_partner_features(tmp_path):
+    frame = corun_frame(records())
+    # only the ok co-run record contributes (sequential has no co-run, the failed one no data)
+    assert len(frame) == 2
+    a = frame[frame["task"] == "a"].iloc[0]
+    assert a["partner_bytes"] == 4000.0 and a["partner_alone_s"] == pytest.approx(2e-3)
+    assert a["intensity"] == pytest.approx(2000.0 / 1000.0)
+    assert a["shared"] == 0 and a["total_cores"] == 2
+    assert a["pair_id"] == "ka|kb"
+
+
+def test_versioning(tmp_path):
+    db = tmp_path / "runs.db"
+    save_corun(db, [])
+    with sqlite3.connect(db) as conn:
+        assert corun_version(conn) == CORUN_SCHEMA_VERSION
+        conn.execute("UPDATE corun_meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(StoreError, match="newer than this opscope"):
+        load_corun(db)
+
+
+def test_bad_paths_and_records(tmp_path):
+    with pytest.raises(StoreError, match="no such file"):
+        load_corun(tmp_path / "missing.db")
+    with pytest.raises(StoreError, match="is a directory"):
+        save_corun(tmp_path, [])
+    with pytest.raises(OpscopeError, match="status ok but no makespan"):
+        CorunRecord(SPLIT, (), (), CorunProtocol())
+    with pytest.raises(OpscopeError, match="disjoint arrangement reuses cores"):
+        Arrangement("disjoint", (Slot((0,), 1), Slot((0,), 1)))
