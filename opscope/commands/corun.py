@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SQLite store the co-run records are added to (default: $OPSCOPE_STORE or runs.db)")
     parser.add_argument("--no-store", action="store_true", help="do not write records")
     parser.add_argument("--max-regions", type=int, default=3, help="regions to measure (default: 3)")
-    parser.add_argument("--cores", default=None, help="cores to use, e.g. 0-3 or 0,2 (default: all allowed)")
+    parser.add_argument("--cores", default=os.environ.get("OPSCOPE_CPUSET") or None,
+                        help="cores to use, e.g. 0-3 or 0,2 (default: $OPSCOPE_CPUSET, else all allowed)")
     parser.add_argument("--interference", default=None, metavar="DIR|store",
                         help="interference model used to predict co-run latencies: a saved model directory, "
                              "or 'store' to fit one on the co-run records already in --store")
