@@ -63,3 +63,25 @@ def test_label_choice_is_recorded_and_checked(data, tmp_path, capsys):
     assert json.loads((out / "metadata.json").read_text())["label"] == "latency_min_s"
     assert main(["train", "--store", str(data), "--label", "latency_p99", "--out", str(out)]) == 2
     assert "not a latency column" in capsys.readouterr().err
+
+
+def test_predict_a_layer_table_model(data, tmp_path, capsys):
+    from pathlib import Path
+
+    import opscope.workloads as workloads
+
+    table = Path(workloads.__file__).parent / "tables" / "resnet18_convs.csv"
+    out = tmp_path / "pred"
+    assert main(["train", "--store", str(data), "--model", "calibrated", "--out", str(out)]) == 0
+    capsys.readouterr()
+    rc = main(["predict", "--predictor", str(out), "--model", str(table), "--target", "synthetic-cpu",
+               "--threads", "2", "--out", str(tmp_path / "p.csv")])
+    assert rc == 0
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "p.csv")
+    body = df[df["op"] != "TOTAL"]
+    assert len(body) >= 5 and (body["predicted_us"] > 0).all()
+    # the total is the count-weighted sum of the per-operator predictions
+    total = df.loc[df["op"] == "TOTAL", "total_us"].item()
+    assert total == pytest.approx((body["predicted_us"] * body["count"]).sum(), rel=1e-9)
