@@ -104,3 +104,23 @@ def test_onnx_dtype_and_params_errors(tmp_path):
         load_model(str(path), image_size=32)
     with pytest.raises(OpscopeError, match="float32, not float16"):
         load_model(str(path), dtype="float16")
+
+
+@pytest.mark.slow
+def test_torch_exported_onnx_matches_the_torch_import(tmp_path):
+    import torch
+
+    from opscope.workloads.zoo import build
+
+    module, inputs = build("resnet18", 1, "float32", {"image_size": 32})
+    path = tmp_path / "resnet18.onnx"
+    # the TorchScript-based exporter works offline; it folds batch norm into the convs
+    torch.onnx.export(module, inputs, str(path), dynamo=False)
+    from_onnx = load_model(str(path))
+    from_torch = load_model("resnet18", image_size=32)
+    for kind in ("conv2d", "dense"):
+        totals = [sum(op.flops * op.count for op in w.operators if op.kind == kind) for w in (from_onnx, from_torch)]
+        assert totals[0] == totals[1] > 0, kind
+    assert sum(op.count for op in from_onnx.operators if op.kind == "conv2d") == 20
+    stem = next(op for op in from_onnx.operators if op.kind == "conv2d" and op.attr("kernel") == (7, 7))
+    assert stem.attr("stride") == (2, 2) and stem.attr("padding") == (3, 3, 3, 3)
