@@ -111,6 +111,8 @@ def test_table_numbers_match_store_and_analytical_model(setup):
     assert rows["fc2"]["best_s"] == pytest.approx(6.0e-4) and rows["fc2"]["best_threads"] == 1
     assert rows["fc2"]["n_measurements"] == 2  # the h100 row is left out
     assert not rows["conv"]["measured"] and math.isnan(rows["conv"]["best_s"])
+    # noisy flag of the best measurement: stdev/mean above the protocol's 5%
+    assert statistics.stdev((1.7, 1.6, 1.5)) / 1.6 > 0.05 and rows["fc1"]["best_noisy"]
 
     # analytical columns: the model's own estimate under each spec
     for name, op in (("fc1", fc1), ("fc2", fc2), ("conv", conv)):
@@ -230,7 +232,8 @@ def test_outputs_written(setup, tmp_path):
     assert "--ops conv" in html
     # the terminal table is slowest first among measured operators, TOTAL last
     lines = res.table_text().splitlines()
-    assert lines[2].startswith("fc1") and lines[-1].startswith("TOTAL")
+    assert lines[2].startswith("fc1") and lines[-2].startswith("TOTAL")
+    assert "1.6 ms*" in lines[2] and lines[-1].startswith("* noisy")
     assert json.dumps(res.summary)  # plain strings
 
 

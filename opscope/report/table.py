@@ -28,7 +28,7 @@ from opscope.workloads.operator import Operator
 COLUMNS = (
     "op", "kind", "key", "count", "flops", "bytes", "intensity",
     "analytical_s", "bound", "analytical_measured_s", "bound_measured", "attainable_flops",
-    "default_s", "default_threads", "best_s", "best_threads", "best_schedule_id", "n_measurements",
+    "default_s", "default_threads", "best_s", "best_threads", "best_schedule_id", "best_noisy", "n_measurements",
     "predicted_s", "analytical_err", "analytical_measured_err", "predicted_err",
     "achieved_flops", "roofline_share", "measured", "collect_cmd",
 )
@@ -49,6 +49,8 @@ class MeasuredOp:
     n_measurements: int
     #: index label of the best row in the store frame (for prediction on that exact row)
     best_row: object = None
+    #: the best measurement's repeats varied more than the protocol's noisy_cv
+    best_noisy: bool = False
 
 
 def ok_measurements(frame: pd.DataFrame) -> pd.DataFrame:
@@ -86,6 +88,7 @@ def summarize_measurements(frame: pd.DataFrame, threads: int | None = None) -> d
             best_schedule_id=str(best["schedule_id"]),
             n_measurements=len(rows),
             best_row=best_label,
+            best_noisy=bool(best["noisy"]) if "noisy" in best.index and not pd.isna(best["noisy"]) else False,
         )
     return out
 
@@ -145,6 +148,7 @@ def operator_rows(
             "best_s": best_s,
             "best_threads": m.best_threads if m else None,
             "best_schedule_id": m.best_schedule_id if m else None,
+            "best_noisy": m.best_noisy if m else False,
             "n_measurements": m.n_measurements if m else 0,
             "predicted_s": pred,
             "analytical_err": _rel(float(est.latency_s), best_s),
@@ -167,7 +171,7 @@ def total_row(table: pd.DataFrame) -> dict[str, object]:
     meas = table[table["measured"]]
     w = meas["count"]
     row: dict[str, object] = {c: math.nan for c in COLUMNS}
-    row.update(op=TOTAL, kind="", key="", bound="", bound_measured="", best_schedule_id=None,
+    row.update(op=TOTAL, kind="", key="", bound="", bound_measured="", best_schedule_id=None, best_noisy=False,
                default_threads=None, best_threads=None, collect_cmd="", measured=bool(len(meas)))
     row["count"] = int(w.sum())
     row["flops"] = int((meas["flops"] * w).sum())

@@ -78,7 +78,7 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
             str(int(r["count"])) if not pd.isna(r["count"]) else "-",
             fmt_time(r["analytical_s"]),
             fmt_time(r["default_s"]) if measured else "unmeasured",
-            fmt_time(r["best_s"]) if measured else "",
+            (fmt_time(r["best_s"]) + ("*" if r["best_noisy"] else "")) if measured else "",
             str(int(thr)) if thr is not None and not pd.isna(thr) else "",
             fmt_time(r["predicted_s"]),
             fmt_pct(r["analytical_err"]),
@@ -94,6 +94,8 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
         cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "-" * len(lines[0]))
+    if bool(table["best_noisy"].fillna(False).astype(bool).any()):
+        lines.append("* noisy: the repeats of that measurement vary more than the protocol allows")
     return "\n".join(lines)
 
 
