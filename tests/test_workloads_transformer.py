@@ -84,3 +84,19 @@ def test_gpt2_causal_block():
     kinds = [op.kind for op in work.operators]
     assert kinds.count("softmax") == 1 and kinds.count("layernorm") == 1
     assert sum(op.count for op in work.operators if op.kind == "layernorm") == 2
+
+
+def test_torch_attention_module_takes_its_batch_from_the_inputs():
+    import torch
+
+    from opscope.errors import OpscopeError
+    from opscope.workloads.zoo.transformer import SelfAttention
+
+    attn = SelfAttention(hidden=16, heads=4, causal=False, seq_len=6).eval()
+    x = torch.randn(2, 6, 16)
+    work = load_model(attn, example_inputs=(x,))
+    assert work.params["batch_size"] == 2
+    logit = _attention(work, "logit")
+    assert (logit.attr("heads"), logit.attr("seq_len"), logit.attr("head_dim")) == (4, 6, 4)
+    with pytest.raises(OpscopeError, match="batch_size=3 does not match"):
+        load_model(attn, batch_size=3, example_inputs=(x,))

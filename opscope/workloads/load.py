@@ -59,7 +59,8 @@ def load_model(
     ``model`` is a zoo name (``list_models()``; ``params`` set its parameters, e.g.
     ``image_size=112`` or ``seq_len=64``), a path to an ``.onnx`` file, a path to a layer-table
     ``.csv`` file, or a ``torch.nn.Module`` (then ``example_inputs``, a tuple of tensors, is
-    required; its dtype is the module's own).  ``name`` overrides the workload's name.
+    required; its batch size and dtype are those of the inputs and module).  ``name`` overrides
+    the workload's name.
     Zoo models and ONNX files are cached on disk (see ``opscope.workloads.cache``).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -83,11 +84,23 @@ def load_model(
         if example_inputs is None:
             raise OpscopeError("a torch.nn.Module needs example_inputs=(tensor, ...)")
         label = name or type(model).__name__.lower()
+        batch_size = _example_batch(example_inputs, batch_size)
         start = time.perf_counter()
         mod = _relax_import().import_torch(model, tuple(example_inputs), label)
         meta = {"batch_size": batch_size, "source": "torch", "import_s": round(time.perf_counter() - start, 3)}
         return _finish(label, mod, batch_size, meta)
     raise OpscopeError(f"cannot load a model from {type(model).__name__}: give a zoo name, a path or a torch.nn.Module")
+
+
+def _example_batch(example_inputs: Any, batch_size: int) -> int:
+    """The batch size of a torch module's example inputs (their leading dimension)."""
+    first = example_inputs[0] if isinstance(example_inputs, (tuple, list)) and example_inputs else None
+    shape = tuple(getattr(first, "shape", ()))
+    if not shape:
+        return batch_size
+    if batch_size not in (1, shape[0]):
+        raise OpscopeError(f"batch_size={batch_size} does not match the example inputs' leading dimension {shape[0]}")
+    return int(shape[0])
 
 
 def _relax_import() -> Any:
