@@ -30,11 +30,18 @@ def test_split_partitions_rows(frame, split):
 
 
 def test_unseen_shapes_shares_no_workload(frame):
-    (fold,) = make_splits(frame, "unseen-shapes", seed=2)
-    train = set(frame["workload_key"].iloc[fold.train])
-    test = set(frame["workload_key"].iloc[fold.test])
-    assert train and test and not (train & test)
-    assert len(fold.train) + len(fold.test) == len(frame)
+    folds = make_splits(frame, "unseen-shapes", seed=2)
+    assert len(folds) == 5
+    for fold in folds:
+        train = set(frame["workload_key"].iloc[fold.train])
+        test = set(frame["workload_key"].iloc[fold.test])
+        assert train and test and not (train & test)
+        assert len(fold.train) + len(fold.test) == len(frame)
+    # every workload is held out exactly once over the folds
+    held = np.concatenate([f.test for f in folds])
+    assert sorted(held.tolist()) == list(range(len(frame)))
+    (single,) = make_splits(frame, "unseen-shapes", seed=2, folds=1, test_size=0.25)
+    assert frame["workload_key"].iloc[single.test].nunique() == round(frame["workload_key"].nunique() * 0.25)
 
 
 def test_unseen_kinds_one_fold_per_kind(frame):
@@ -70,10 +77,12 @@ def test_unseen_threads(frame):
 
 
 def test_random_is_reproducible_and_sized(frame):
-    a, = make_splits(frame, "random", seed=5, test_size=0.25)
-    b, = make_splits(frame, "random", seed=5, test_size=0.25)
+    a, = make_splits(frame, "random", seed=5, test_size=0.25, folds=1)
+    b, = make_splits(frame, "random", seed=5, test_size=0.25, folds=1)
     assert np.array_equal(a.test, b.test)
     assert len(a.test) == round(len(frame) * 0.25)
+    five = make_splits(frame, "random", seed=5)
+    assert sorted(np.concatenate([f.test for f in five]).tolist()) == list(range(len(frame)))
 
 
 def test_check_fold_catches_leaks(frame):

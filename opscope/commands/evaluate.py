@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma list of predictor kinds to compare (default {DEFAULT_MODELS})")
     parser.add_argument("--split", default="unseen-shapes",
                         help="random, unseen-shapes, unseen-kinds, leave-one-model-out, unseen-threads, or all")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for random / unseen-shapes")
     parser.add_argument("--as-is", action="store_true", help="score the saved --predictor without refitting")
     parser.add_argument("--label", default="latency_median_s",
                         help="latency statistic to learn and score: latency_median_s, latency_min_s, latency_mean_s")
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise PredictorError(f"unknown --split {args.split!r}; known: {', '.join(SPLITS)}, all")
     tables, folds, models = [], [], []
     for split in splits:
-        ev = evaluate(factories, frame, split, seed=args.seed, progress=sys.stderr, label=args.label)
+        ev = evaluate(factories, frame, split, seed=args.seed, progress=sys.stderr, label=args.label,
+                      folds=args.folds)
         tables.append(ev.table.assign(split=split))
         folds.append(ev.folds.assign(split=split))
         if not ev.models.empty:

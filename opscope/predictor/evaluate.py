@@ -35,11 +35,12 @@ class Evaluation:
 
 
 def evaluate(predictors: Mapping[str, Factory], frame: pd.DataFrame, split: str, seed: int = 0,
-             test_size: float = 0.2, progress: TextIO | None = sys.stderr, label: str = LABEL) -> Evaluation:
+             test_size: float = 0.2, progress: TextIO | None = sys.stderr, label: str = LABEL,
+             folds: int = 5) -> Evaluation:
     """Fit and score every predictor on every fold of ``split``; ``label`` is the latency learned."""
     frame = ok_rows(frame, label)
     y = labels(frame, label)
-    folds = make_splits(frame, split, seed=seed, test_size=test_size)
+    folds = make_splits(frame, split, seed=seed, test_size=test_size, folds=folds)
     fold_rows, model_rows, pred_parts = [], [], []
     for i, fold in enumerate(folds):
         train, test = frame.iloc[fold.train], frame.iloc[fold.test]

@@ -1,9 +1,9 @@
 """Held-out splits that each hold out exactly what they name.
 
-- ``random``: a share of rows, at random (the optimistic baseline: the same operator's other
+- ``random``: rows at random, 5-fold (the optimistic baseline: the same operator's other
   schedules are in training);
 - ``unseen-shapes``: whole workloads (one workload = one operator shape; all its schedules and
-  thread counts) are held out, grouped by ``workload_key``;
+  thread counts) are held out, grouped by ``workload_key``, 5-fold;
 - ``unseen-kinds``: one fold per operator kind, holding out every row of that kind;
 - ``leave-one-model-out``: one fold per model; the test set is every operator of that model and
   the training set has no operator that occurs in it, even when other models share the operator
@@ -35,8 +35,13 @@ class Fold:
 
 
 def make_splits(frame: pd.DataFrame, split: str, seed: int = 0, test_size: float = 0.2,
-                min_test_rows: int = 1) -> list[Fold]:
-    """The folds of ``split`` over ``frame`` (row positions); folds with an empty side are dropped."""
+                min_test_rows: int = 1, folds: int = 5) -> list[Fold]:
+    """The folds of ``split`` over ``frame`` (row positions); folds with an empty side are dropped.
+
+    ``random`` and ``unseen-shapes`` are ``folds``-fold cross-validation (rows, resp. workloads,
+    dealt into ``folds`` groups at random, each group held out once); with ``folds=1`` a single
+    fold holds out ``test_size`` of them.
+    """
     if split not in SPLITS:
         raise PredictorError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     if not 0.0 < test_size < 1.0:
@@ -45,37 +50,48 @@ def make_splits(frame: pd.DataFrame, split: str, seed: int = 0, test_size: float
     n = len(frame)
     rng = np.random.default_rng(seed)
     rows = np.arange(n)
-    folds: list[Fold] = []
+    if folds < 1:
+        raise PredictorError(f"folds must be >= 1, got {folds}")
+    n_folds = folds
+    out: list[Fold] = []
     if split == "random":
-        test = np.sort(rng.permutation(n)[: max(1, int(round(n * test_size)))])
-        folds.append(Fold(split, f"{test_size:.0%} of rows", np.setdiff1d(rows, test), test))
+        order = rng.permutation(n)
+        if n_folds == 1:
+            test = np.sort(order[: max(1, int(round(n * test_size)))])
+            out.append(Fold(split, f"{test_size:.0%} of rows", np.setdiff1d(rows, test), test))
+        for i in range(n_folds if n_folds > 1 else 0):
+            test = np.sort(order[i::n_folds])
+            out.append(Fold(split, f"rows fold {i + 1}/{n_folds}", np.setdiff1d(rows, test), test))
     elif split == "unseen-shapes":
         keys = frame["workload_key"].astype(str)
-        unique = np.array(sorted(keys.unique()))
-        chosen = rng.permutation(unique)[: max(1, int(round(len(unique) * test_size)))]
-        mask = keys.isin(set(chosen)).to_numpy()
-        folds.append(Fold(split, f"{len(chosen)} of {len(unique)} workloads", rows[~mask], rows[mask]))
+        unique = rng.permutation(np.array(sorted(keys.unique())))
+        groups = [unique[: max(1, int(round(len(unique) * test_size)))]] if n_folds == 1 else \
+            [unique[i::n_folds] for i in range(min(n_folds, len(unique)))]
+        for i, chosen in enumerate(groups):
+            mask = keys.isin(set(chosen)).to_numpy()
+            out.append(Fold(split, f"workloads fold {i + 1}/{len(groups)} ({len(chosen)} of {len(unique)})",
+                              rows[~mask], rows[mask]))
     elif split == "unseen-kinds":
         kinds = frame["kind"].astype(str).to_numpy()
         for kind in sorted(set(kinds)):
             mask = kinds == kind
-            folds.append(Fold(split, f"kind={kind}", rows[~mask], rows[mask]))
+            out.append(Fold(split, f"kind={kind}", rows[~mask], rows[mask]))
     elif split == "leave-one-model-out":
         models = _models_per_workload(frame)
         for model in sorted({m for ms in models for m in ms}):
             mask = models.map(lambda ms, m=model: m in ms).to_numpy()
-            folds.append(Fold(split, f"model={model}", rows[~mask], rows[mask]))
+            out.append(Fold(split, f"model={model}", rows[~mask], rows[mask]))
     elif split == "unseen-threads":
         threads = pd.to_numeric(frame["threads"]).to_numpy()
         for t in sorted(set(threads.tolist())):
             mask = threads == t
-            folds.append(Fold(split, f"threads={int(t)}", rows[~mask], rows[mask]))
-    folds = [f for f in folds if len(f.train) and len(f.test) >= min_test_rows]
-    if not folds:
+            out.append(Fold(split, f"threads={int(t)}", rows[~mask], rows[mask]))
+    out = [f for f in out if len(f.train) and len(f.test) >= min_test_rows]
+    if not out:
         raise PredictorError(f"split {split!r}: the data has nothing to hold out (one model/kind/thread count only?)")
-    for f in folds:
+    for f in out:
         check_fold(frame, f)
-    return folds
+    return out
 
 
 def _models_per_workload(frame: pd.DataFrame) -> pd.Series:
