@@ -136,6 +136,11 @@ def test_whole_model_against_the_sum_of_operators(workload):
     assert res.scheduled_ops == 1 and res.measured_ops == res.total_ops == len(workload.operators)
     assert res.unmatched_functions == 0
     assert "gap" in res.summary_line()
+    # each kernel's time inside the model, from instrumented runs: every operator is seen
+    assert {k for k, _ in res.op_in_model_s} == {o.key for o in workload.operators}
+    assert all(t > 0 for _, t in res.kernel_s) and res.kernels_sum_s > 0
+    assert res.kernels_sum_s == pytest.approx(sum(o.count * dict(res.op_in_model_s)[o.key]
+                                                  for o in workload.operators))
 
 
 def test_model_without_relax_module_is_refused():
@@ -159,3 +164,7 @@ def test_compare_reports_the_whole_model(workload, monkeypatch):
     total = res.frame[res.frame["op"] == "TOTAL"].iloc[0]
     assert total["best_s"] == pytest.approx(res.whole_model.sum_best_s)
     assert not math.isnan(res.whole_model.gap)
+    # the table's in-model column comes from the whole-model run; TOTAL sums count x time
+    assert res.frame["in_model_s"].notna().all()
+    assert total["in_model_s"] == pytest.approx(res.whole_model.kernels_sum_s)
+    assert "in model" in res.table_text().splitlines()[0]

@@ -195,7 +195,7 @@ def compare(
     store_label = str(store) if isinstance(store, (str, os.PathLike)) else "runs.db"
     cmds = {op.key: collect_command(model_label, target_label, store_label, [op.name], params)
             for op in ops if op.key not in measured}
-    table = with_total(operator_rows(ops, measured, estimates, estimates_m, predicted, cmds))
+    op_table = operator_rows(ops, measured, estimates, estimates_m, predicted, cmds)
 
     scaling = scaling_frame(rows)
     turns = tuple(turnarounds(scaling))
@@ -211,6 +211,9 @@ def compare(
                                _predict(pred_obj, ops, rows, at_t, target_name, threads)))
         wm_result = measure_whole_model(workload, spec, rows, threads, pred_at, protocol or VMProtocol(), say)
 
+    if wm_result is not None and wm_result.op_in_model_s:
+        op_table["in_model_s"] = op_table["key"].map(dict(wm_result.op_in_model_s)).astype(float)
+    table = with_total(op_table)
     summary = tuple(summary_lines(table, wm_result))
     figures: dict[str, tuple[Path, ...]] = {}
     html_path = None

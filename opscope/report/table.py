@@ -29,11 +29,12 @@ COLUMNS = (
     "op", "kind", "key", "count", "flops", "bytes", "intensity",
     "analytical_s", "bound", "analytical_measured_s", "bound_measured", "attainable_flops",
     "default_s", "default_threads", "best_s", "best_threads", "best_schedule_id", "best_noisy", "n_measurements",
+    "in_model_s",
     "predicted_s", "analytical_err", "analytical_measured_err", "predicted_err",
     "achieved_flops", "roofline_share", "measured", "collect_cmd",
 )
 #: Latency columns summed (weighted by count) into the TOTAL row.
-LATENCY_COLUMNS = ("analytical_s", "analytical_measured_s", "default_s", "best_s", "predicted_s")
+LATENCY_COLUMNS = ("analytical_s", "analytical_measured_s", "default_s", "best_s", "predicted_s", "in_model_s")
 TOTAL = "TOTAL"
 
 
@@ -150,6 +151,8 @@ def operator_rows(
             "best_schedule_id": m.best_schedule_id if m else None,
             "best_noisy": m.best_noisy if m else False,
             "n_measurements": m.n_measurements if m else 0,
+            # filled in by the whole-model run: the operator's time per call inside the built model
+            "in_model_s": math.nan,
             "predicted_s": pred,
             "analytical_err": _rel(float(est.latency_s), best_s),
             "analytical_measured_err": _rel(ana_m, best_s),

@@ -61,7 +61,7 @@ def sort_slowest_first(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([ops, table[table["op"] == TOTAL]], ignore_index=True)
 
 
-_HEADER = ("operator", "kind", "n", "analytic", "default", "best", "thr", "predicted",
+_HEADER = ("operator", "kind", "n", "analytic", "default", "best", "thr", "in model", "predicted",
            "err ana", "err pred", "bound", "FLOP/s", "roofline")
 
 
@@ -80,6 +80,7 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
             fmt_time(r["default_s"]) if measured else "unmeasured",
             (fmt_time(r["best_s"]) + ("*" if r["best_noisy"] else "")) if measured else "",
             str(int(thr)) if thr is not None and not pd.isna(thr) else "",
+            fmt_time(r["in_model_s"]),
             fmt_time(r["predicted_s"]),
             fmt_pct(r["analytical_err"]),
             fmt_pct(r["predicted_err"]),
@@ -88,7 +89,7 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
             fmt_share(r["roofline_share"]),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
-    left = {0, 1, 10}
+    left = {0, 1, 11}
     lines = []
     for row in rows:
         cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]

@@ -36,11 +36,40 @@ def time_library(request: dict) -> dict:
     timer = vm.time_evaluator("invoke_stateful", dev, number=int(request["number"]),
                               repeat=int(request["repeat"]), min_repeat_ms=int(request["min_repeat_ms"]))
     res = timer("main")
+    kernels = _kernel_times(vm, int(request.get("profile_runs", 0)))
     threads = int(tvm.runtime.num_threads())
     wanted = os.environ.get("TVM_NUM_THREADS")
     if wanted is not None and int(wanted) != threads:
         raise RuntimeError(f"TVM runs {threads} threads, {wanted} were requested")
-    return {"raw_latencies_s": [float(x) for x in res.results], "threads": threads}
+    return {"raw_latencies_s": [float(x) for x in res.results], "threads": threads, "kernels_s": kernels}
+
+
+def _kernel_times(vm, runs: int) -> dict[str, float]:
+    """Seconds per inference spent in each called function, from ``runs`` instrumented runs.
+
+    The VM calls the instrument before and after every call instruction; the time between the two
+    is the call's wall time (the Python callback adds microseconds, so this is for kernels, not
+    for the VM's own bookkeeping).
+    """
+    if runs <= 0:
+        return {}
+    import time
+
+    totals: dict[str, float] = {}
+    started: list[float] = []
+
+    def instrument(_func, symbol, before_run, _ret, *_args):
+        now = time.perf_counter()
+        if before_run:
+            started.append(now)
+        elif started:
+            totals[str(symbol)] = totals.get(str(symbol), 0.0) + now - started.pop()
+        return 0
+
+    vm.set_instrument(instrument)
+    for _ in range(runs):
+        vm.invoke_stateful("main")
+    return {name: t / runs for name, t in totals.items()}
 
 
 def main(path: str) -> int:

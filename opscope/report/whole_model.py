@@ -31,9 +31,12 @@ class VMProtocol:
     repeat: int = 5
     min_repeat_ms: int = 100
     timeout_s: float = 300.0
+    #: instrumented runs after the timing, to see each kernel's time inside the model (0: none)
+    profile_runs: int = 2
 
     def __post_init__(self) -> None:
-        if self.number < 1 or self.repeat < 1 or self.min_repeat_ms < 0 or self.timeout_s <= 0:
+        if (self.number < 1 or self.repeat < 1 or self.min_repeat_ms < 0 or self.timeout_s <= 0
+                or self.profile_runs < 0):
             raise OpscopeError(f"invalid whole-model protocol {self}")
 
 
@@ -55,6 +58,10 @@ class WholeModelResult:
     scheduled_ops: int
     #: kernels called by ``main`` that no operator of the workload matched
     unmatched_functions: int = 0
+    #: seconds per inference spent in each kernel of the built model (instrumented runs)
+    kernel_s: tuple[tuple[str, float], ...] = ()
+    #: per operator key, seconds per call inside the model (kernel time / count)
+    op_in_model_s: tuple[tuple[str, float], ...] = ()
 
     @property
     def latency_s(self) -> float:
@@ -70,6 +77,11 @@ class WholeModelResult:
         return self.latency_s / self.sum_best_s - 1.0
 
     @property
+    def kernels_sum_s(self) -> float:
+        """Time per inference inside the model's kernels (nan when not profiled)."""
+        return sum(t for _, t in self.kernel_s) if self.kernel_s else math.nan
+
+    @property
     def predicted_gap(self) -> float:
         if not self.sum_predicted_s or math.isnan(self.sum_predicted_s):
             return math.nan
@@ -78,10 +90,11 @@ class WholeModelResult:
     def summary_line(self) -> str:
         from opscope.report.terminal import fmt_pct, fmt_time
 
+        inside = (f"; its kernels take {fmt_time(self.kernels_sum_s)}" if self.kernel_s else "")
         return (f"whole model ({self.threads} thr): end-to-end {fmt_time(self.latency_s)} vs sum of "
                 f"operators {fmt_time(self.sum_best_s)} ({self.measured_ops}/{self.total_ops} measured, "
                 f"gap {fmt_pct(self.gap)}), sum of predictions {fmt_time(self.sum_predicted_s)} "
-                f"(gap {fmt_pct(self.predicted_gap)})")
+                f"(gap {fmt_pct(self.predicted_gap)}){inside}")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -90,6 +103,7 @@ class WholeModelResult:
             "sum_predicted_s": self.sum_predicted_s, "gap": self.gap, "predicted_gap": self.predicted_gap,
             "measured_ops": self.measured_ops, "total_ops": self.total_ops,
             "scheduled_ops": self.scheduled_ops, "unmatched_functions": self.unmatched_functions,
+            "kernels_sum_s": self.kernels_sum_s,
         }
 
 
@@ -190,8 +204,13 @@ def build(mod, target):
 
 
 def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threads: int,
-                   protocol: VMProtocol | None = None, seed: int = 0) -> tuple[float, ...]:
-    """Export ``ex`` and time its ``main`` in a fresh process with ``TVM_NUM_THREADS=threads``."""
+                   protocol: VMProtocol | None = None, seed: int = 0,
+                   profile_runs: int = 0) -> tuple[tuple[float, ...], dict[str, float]]:
+    """Export ``ex`` and time its ``main`` in a fresh process with ``TVM_NUM_THREADS=threads``.
+
+    Returns the raw per-repeat latencies and, after ``profile_runs`` instrumented runs, the
+    seconds per inference spent in each called function.
+    """
     protocol = protocol or VMProtocol()
     with tempfile.TemporaryDirectory(prefix="opscope-vm-") as tmp:
         lib = Path(tmp) / "model.so"
@@ -200,7 +219,7 @@ def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threa
             "library": str(lib),
             "inputs": [[n, list(s), d] for n, s, d in inputs],
             "number": protocol.number, "repeat": protocol.repeat,
-            "min_repeat_ms": protocol.min_repeat_ms, "seed": seed,
+            "min_repeat_ms": protocol.min_repeat_ms, "seed": seed, "profile_runs": profile_runs,
         }
         req_path = Path(tmp) / "request.json"
         req_path.write_text(json.dumps(req))
@@ -217,7 +236,9 @@ def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threa
         raise OpscopeError(f"whole model: the timing worker failed: {tail[0]}")
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        return tuple(float(x) for x in result["raw_latencies_s"])
+        raw = tuple(float(x) for x in result["raw_latencies_s"])
+        kernels = {str(k): float(v) for k, v in result.get("kernels_s", {}).items()}
+        return raw, kernels
     except (ValueError, KeyError, IndexError):
         raise OpscopeError(f"whole model: unreadable worker output {proc.stdout[-200:]!r}") from None
 
@@ -256,7 +277,13 @@ def measure_whole_model(workload, spec, measurements, threads: int,
     say(f"whole model: replaying {len(traces)} stored schedules, building with TVM")
     built = build(apply_traces(mod, traces), tvm_target(spec))
     say(f"whole model: timing end to end with {threads} thread(s)")
-    raw = time_in_worker(built, input_specs(mod), threads, protocol)
+    raw, called = time_in_worker(built, input_specs(mod), threads, protocol, profile_runs=protocol.profile_runs)
+    kernel_s = {name: t for name, t in called.items() if name in kernels}
+    in_model = {}
+    for op in ops:
+        parts = [kernel_s[n] for n in names.get(op.key, ()) if n in kernel_s]
+        if parts:
+            in_model[op.key] = sum(parts) / op.count
     measured = [op for op in ops if op.key in best]
     sum_best = sum(op.count * best[op.key].best_s for op in measured) if measured else math.nan
     defaults = [op for op in measured if not math.isnan(best[op.key].default_s)]
@@ -271,4 +298,5 @@ def measure_whole_model(workload, spec, measurements, threads: int,
         measured_ops=len(measured), total_ops=len(ops),
         scheduled_ops=sum(1 for op in ops if any(n in traces for n in names.get(op.key, ()))),
         unmatched_functions=len(kernels - {n for ns in names.values() for n in ns}),
+        kernel_s=tuple(sorted(kernel_s.items())), op_in_model_s=tuple(sorted(in_model.items())),
     )
