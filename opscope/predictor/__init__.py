@@ -26,7 +26,6 @@ _API = {
     "build_features": "opscope.predictor.features",
     "make_splits": "opscope.predictor.splits",
     "SPLITS": "opscope.predictor.splits",
-    "evaluate": "opscope.predictor.evaluate",
 }
 
 __all__ = sorted(_API)
