@@ -193,6 +193,7 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             prog.op = op.name
             prog.show()
             cands = roles.sampler.candidates(op, trials, seed)
+            st.note_models(op.key, op.models)
             done = st.measured(op.key, spec.name, ctx["machine_id"], protocol.protocol_id, pinned)
             jobs = _plan(cands, thread_counts, done, protocol.noisy_cv if remeasure_noisy else None)
             prog.skipped += len(cands) * len(thread_counts) - len(jobs)

@@ -105,6 +105,16 @@ class Store:
             raise StoreError(f"store {self.path}: cannot write a record: {exc}") from None
         return cur.lastrowid if cur.rowcount == 1 else None
 
+    def note_models(self, workload_key: str, models: tuple[str, ...]) -> None:
+        """Add ``models`` to a known workload's model list (an operator shared by several models)."""
+        row = self._conn.execute("SELECT models FROM workloads WHERE workload_key=?", (workload_key,)).fetchone()
+        if row is None:
+            return
+        known = [m for m in row[0].split(",") if m]
+        merged = known + [m for m in models if m not in known]
+        if merged != known:
+            self._conn.execute("UPDATE workloads SET models=? WHERE workload_key=?", (",".join(merged), workload_key))
+
     # -- reading --------------------------------------------------------------------------------
     def measured(self, workload_key: str, target: str, machine_id: str, protocol_id: str,
                  pinned: bool = False) -> dict[tuple[str, int], tuple[str, str, int]]:
