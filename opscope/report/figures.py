@@ -121,6 +121,7 @@ def plot_thread_scaling(scaling: pd.DataFrame, path: Path, title: str | None = N
     firsts = scaling.sort_values("threads").groupby("workload_key").first()
     keys = list(firsts.sort_values("best_s", ascending=False).index[:max_ops])
     tmax = 1
+    ax.set_prop_cycle(color=plt.cm.tab20(np.linspace(0, 1, 20)) if len(keys) > 10 else plt.cm.tab10.colors)
     for key in keys:
         rows = scaling[scaling["workload_key"] == key].sort_values("threads")
         t = rows["threads"].to_numpy()
