@@ -94,6 +94,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-regions", type=int, default=3)
     ap.add_argument("--store", default=None, help="SQLite file for the co-run records (default: a temp file)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--spin-count", type=int, default=None,
+                    help="TVM_THREAD_POOL_SPIN_COUNT in the workers (default: TVM's)")
     args = ap.parse_args(argv)
 
     from opscope.corun.branches import Branch, Region
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="opscope-corun-bench-"))
     store = args.store or str(tmp / "corun.db")
     protocol = CorunProtocol(window_s=0.08 if args.quick else 0.15, window_factor=6.0,
-                             makespan_repeats=7 if args.quick else 11)
+                             makespan_repeats=7 if args.quick else 11, spin_count=args.spin_count)
     target = tvm_target(load_target("host"))
     t0 = time.time()
     ops = micro_ops(args.quick)
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
     log(f"built {len(kernels)} operators in {time.time() - t0:.1f} s")
 
     results: dict = {"protocol": protocol.to_dict(), "operators": [k.name for k in kernels]}
-    with WorkerPool(2) as pool:
+    with WorkerPool(2, spin_count=args.spin_count) as pool:
         cores = pool.cores[:2]
         results["cores"] = list(cores)
         arrangements = all_arrangements(2, cores)  # sequential, split(1+1), shared

@@ -134,3 +134,12 @@ def test_plan_region_rounds_curves_and_choice(setup):
     assert res.best is not None and res.best[1] == min(res.measured(a) for a, _ in res.choice.predicted)
     text = format_region(1, res)
     assert "chosen" in text and "measured best" in text and "split(1+1)" in text
+
+
+def test_protocol_and_pool_must_agree_on_spinning(setup):
+    from opscope.errors import OpscopeError
+
+    pool, (mm, add), _ = setup
+    arr = Arrangement("disjoint", (Slot((CORES[0],), 1), Slot((CORES[1],), 1)))
+    with pytest.raises(OpscopeError, match="spin_count 0 differs"):
+        measure_corun([Task("a", (mm,)), Task("b", (add,))], arr, pool, CorunProtocol(spin_count=0))

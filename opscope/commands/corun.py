@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=7, help="makespans measured per record (default: 7)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds over all arrangements (default: 3)")
+    parser.add_argument("--spin-count", type=int, default=None,
+                        help="TVM_THREAD_POOL_SPIN_COUNT of the measuring workers (default: TVM's, 300000; "
+                             "0 makes idle TVM threads sleep at once, which matters when tasks share cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -87,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.rounds < 1 or args.window_ms <= 0:
         raise OpscopeError("--repeats and --rounds must be >= 1 and --window-ms > 0")
-    protocol = CorunProtocol(window_s=args.window_ms / 1e3, makespan_repeats=args.repeats)
+    if args.spin_count is not None and args.spin_count < 0:
+        raise OpscopeError(f"--spin-count must be >= 0, got {args.spin_count}")
+    protocol = CorunProtocol(window_s=args.window_ms / 1e3, makespan_repeats=args.repeats,
+                             spin_count=args.spin_count)
     model = None
     if args.interference == "store":
         model = _fit_on_store(args.store)

@@ -48,6 +48,8 @@ class CorunProtocol:
     window_factor: float = 8.0
     min_iters: int = 3
     makespan_repeats: int = 15
+    #: the workers' TVM_THREAD_POOL_SPIN_COUNT (None: TVM's default); must match the pool's
+    spin_count: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("warmup", "min_iters", "makespan_repeats"):
@@ -57,7 +59,8 @@ class CorunProtocol:
             raise OpscopeError("co-run protocol: window_s and window_factor must be positive")
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("warmup", "window_s", "window_factor", "min_iters", "makespan_repeats")}
+        return {k: getattr(self, k) for k in ("warmup", "window_s", "window_factor", "min_iters", "makespan_repeats",
+                                              "spin_count")}
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,9 @@ def measure_corun(tasks: list[Task] | tuple[Task, ...], arrangement: Arrangement
             raise OpscopeError("a sequential arrangement has exactly one slot")
     elif len(arrangement.slots) != len(tasks):
         raise OpscopeError(f"{len(tasks)} tasks but {len(arrangement.slots)} slots in {arrangement.label}")
+    if protocol.spin_count != pool.spin_count:
+        raise OpscopeError(f"protocol spin_count {protocol.spin_count} differs from the worker pool's "
+                           f"{pool.spin_count} (start the pool with the protocol's value)")
     if arrangement.kind != "sequential" and pool.n < len(tasks):
         raise OpscopeError(f"{len(tasks)} tasks need {len(tasks)} workers, the pool has {pool.n}")
     try:

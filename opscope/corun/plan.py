@@ -190,7 +190,7 @@ def corun_model(model: str, target: str = "host", store: str | Path | None = Non
     n_workers = max(len(t) for t in tasks_per_region)
     show(f"starting {n_workers} measuring workers ...")
     results = []
-    with WorkerPool(n_workers, cores) as pool:
+    with WorkerPool(n_workers, cores, spin_count=protocol.spin_count) as pool:
         if len(pool.cores) < 2:
             raise OpscopeError("co-running needs at least two cores")
         for i, (region, tasks) in enumerate(zip(regions, tasks_per_region)):

@@ -38,9 +38,11 @@ class LoopResult:
     stamps: tuple[tuple[float, float], ...]
 
 
-def _worker_main(conn, barriers, all_cores: tuple[int, ...]) -> None:
+def _worker_main(conn, barriers, all_cores: tuple[int, ...], spin_count: int | None = None) -> None:
     os.environ["TVM_NUM_THREADS"] = str(len(all_cores))
     os.environ["TVM_BIND_THREADS"] = "1"
+    if spin_count is not None:  # read once by TVM's thread pool when it starts
+        os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = str(spin_count)
     try:
         import numpy as np
         import tvm
@@ -157,12 +159,20 @@ class WorkerError(OpscopeError):
 
 
 class WorkerPool:
-    """``n`` measuring workers on the cores ``cores`` (default: this process's allowed cores)."""
+    """``n`` measuring workers on the cores ``cores`` (default: this process's allowed cores).
+
+    ``spin_count`` sets ``TVM_THREAD_POOL_SPIN_COUNT`` in the workers: how long an idle TVM
+    thread spins before it sleeps (None: TVM's default, 300000 iterations).  Spinning threads of
+    one task steal the cores of another when they share cores; 0 makes them sleep at once.
+    """
 
     def __init__(self, n: int, cores: tuple[int, ...] | None = None, start_timeout_s: float = 180.0,
-                 command_timeout_s: float = 300.0):
+                 command_timeout_s: float = 300.0, spin_count: int | None = None):
         if n < 1:
             raise OpscopeError(f"a worker pool needs at least one worker, got {n}")
+        if spin_count is not None and spin_count < 0:
+            raise OpscopeError(f"spin_count must be >= 0, got {spin_count}")
+        self.spin_count = spin_count
         self.cores = tuple(sorted(cores if cores is not None else os.sched_getaffinity(0)))
         self.n = n
         self.command_timeout_s = command_timeout_s
@@ -172,7 +182,8 @@ class WorkerPool:
         self._procs = []
         for _ in range(n):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(child, self._barriers, self.cores), daemon=True)
+            p = ctx.Process(target=_worker_main, args=(child, self._barriers, self.cores, spin_count),
+                            daemon=True)
             p.start()
             child.close()
             self._conns.append(parent)
