@@ -80,3 +80,21 @@ def test_cache_off(monkeypatch):
     assert cache_dir() is None
     work = load_model("mlp", hidden=16)
     assert len(work.operators) == 3
+
+
+def test_cached_model_without_tir_needs_no_tvm(tmp_path, monkeypatch):
+    cache_root = tmp_path / "shared"
+    monkeypatch.setenv("OPSCOPE_CACHE_DIR", str(cache_root))
+    full = load_model("mlp", hidden=16)
+    code = (
+        "import sys, json\n"
+        "from opscope.workloads import load_model\n"
+        "w = load_model('mlp', hidden=16, with_tir=False)\n"
+        "assert 'tvm' not in sys.modules and 'torch' not in sys.modules\n"
+        "assert w.ir_module is None and all(op.prim_func is None for op in w.operators)\n"
+        "print(json.dumps([op.to_dict() for op in w.operators]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"OPSCOPE_CACHE_DIR": str(cache_root), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [op.to_dict() for op in full.operators]

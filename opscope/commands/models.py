@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.show:
         start = time.perf_counter()
-        work = load_model(args.show, args.batch, args.dtype, use_cache=not args.no_cache, **parse_params(args.params))
+        work = load_model(args.show, args.batch, args.dtype, use_cache=not args.no_cache, with_tir=False,
+                          **parse_params(args.params))
         print_operators(work)
         print(f"# {work.name}: {len(work.operators)} distinct operators, {work.kernel_count} kernels, "
               f"{work.total_flops / 1e9:.3f} GFLOP, loaded in {time.perf_counter() - start:.2f} s", file=sys.stderr)

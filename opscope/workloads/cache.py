@@ -65,14 +65,25 @@ def cache_key(identity: dict[str, Any], batch_size: int, dtype: str) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def load(key: str) -> tuple[dict[str, Any], tuple[Operator, ...], Any] | None:
-    """(meta, operators with PrimFuncs, fused module) of a cache entry, or None."""
+def load(key: str, with_tir: bool = True) -> tuple[dict[str, Any], tuple[Operator, ...], Any] | None:
+    """(meta, operators with PrimFuncs, fused module) of a cache entry, or None.
+
+    With ``with_tir=False`` neither TVM nor the module is loaded: the operators come without
+    PrimFuncs and the module is None (importing TVM alone takes seconds).
+    """
     root = cache_dir()
     if root is None:
         return None
     meta_path, mod_path = root / f"{key}.json", root / f"{key}.tvm.json"
     if not (meta_path.is_file() and mod_path.is_file()):
         return None
+    if not with_tir:
+        meta = peek(key)
+        try:
+            return meta, tuple(Operator.from_dict(e["operator"]) for e in meta["operators"]), None
+        except (KeyError, TypeError, ValueError) as exc:
+            print(f"opscope: ignoring unreadable workload cache entry {meta_path}: {exc}", file=sys.stderr)
+            return None
     try:
         import tvm
 

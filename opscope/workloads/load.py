@@ -52,6 +52,7 @@ def load_model(
     example_inputs: tuple[Any, ...] | None = None,
     name: str | None = None,
     use_cache: bool = True,
+    with_tir: bool = True,
     **params: int,
 ) -> Workload:
     """Turn a model into a ``Workload``.
@@ -62,6 +63,8 @@ def load_model(
     required; its batch size and dtype are those of the inputs and module).  ``name`` overrides
     the workload's name.
     Zoo models and ONNX files are cached on disk (see ``opscope.workloads.cache``).
+    ``with_tir=False`` allows a cached model to come back without PrimFuncs and Relax module and
+    without importing TVM (fast; for analytical use); on a cache miss they are there anyway.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise OpscopeError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -70,12 +73,12 @@ def load_model(
         suffix = Path(text).suffix.lower()
         if suffix == ".onnx":
             _no_params(text, params)
-            return _load_onnx(Path(text), batch_size, dtype, name, use_cache)
+            return _load_onnx(Path(text), batch_size, dtype, name, use_cache, with_tir)
         if suffix == ".csv":
             _no_params(text, params)
             return _load_table(Path(text), batch_size, dtype, name)
         if text in zoo.ZOO:
-            return _load_zoo(text, batch_size, dtype, params, name, use_cache)
+            return _load_zoo(text, batch_size, dtype, params, name, use_cache, with_tir)
         raise OpscopeError(
             f"unknown model {text!r}: not a zoo model ({', '.join(zoo.list_models())}), .onnx or .csv file"
         )
@@ -122,7 +125,8 @@ def _no_params(what: str, params: dict[str, Any]) -> None:
         raise OpscopeError(f"{what}: model parameters {', '.join(sorted(params))} apply only to zoo models")
 
 
-def _load_zoo(name: str, batch_size: int, dtype: str, params: dict[str, Any], label: str | None, use_cache: bool) -> Workload:
+def _load_zoo(name: str, batch_size: int, dtype: str, params: dict[str, Any], label: str | None, use_cache: bool,
+              with_tir: bool) -> Workload:
     entry = zoo.zoo_model(name)
     full = entry.resolve(params)
     if dtype not in zoo.ZOO_DTYPES:
@@ -134,10 +138,11 @@ def _load_zoo(name: str, batch_size: int, dtype: str, params: dict[str, Any], la
         module, inputs = zoo.build(name, batch_size, dtype, full)
         return _relax_import().import_torch(module, inputs, name, copy_module=False)
 
-    return _cached(key, label or name, meta, build, batch_size, use_cache)
+    return _cached(key, label or name, meta, build, batch_size, use_cache, with_tir)
 
 
-def _load_onnx(path: Path, batch_size: int, dtype: str, label: str | None, use_cache: bool) -> Workload:
+def _load_onnx(path: Path, batch_size: int, dtype: str, label: str | None, use_cache: bool,
+               with_tir: bool) -> Workload:
     if not path.is_file():
         raise WorkloadError(f"{path}: no such file")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -149,7 +154,7 @@ def _load_onnx(path: Path, batch_size: int, dtype: str, label: str | None, use_c
         _check_dtype(path, mod, dtype)
         return mod
 
-    return _cached(key, label or path.stem, meta, build, batch_size, use_cache)
+    return _cached(key, label or path.stem, meta, build, batch_size, use_cache, with_tir)
 
 
 def _check_dtype(path: Path, mod: Any, dtype: str) -> None:
@@ -179,8 +184,9 @@ def _dedup(ops: Any) -> tuple[Operator, ...]:
     return tuple(merged.values())
 
 
-def _cached(key: str, label: str, meta: dict[str, Any], build: Any, batch_size: int, use_cache: bool) -> Workload:
-    hit = cache.load(key) if use_cache else None
+def _cached(key: str, label: str, meta: dict[str, Any], build: Any, batch_size: int, use_cache: bool,
+            with_tir: bool) -> Workload:
+    hit = cache.load(key, with_tir) if use_cache else None
     if hit is not None:
         stored, ops, mod = hit
         if stored.get("name") != label:
