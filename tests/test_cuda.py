@@ -124,3 +124,30 @@ def test_measure_on_gpu(roles):
         res = roles.runner.run([RunJob(b.artifact, arg_specs(op.prim_func), 1, Protocol(), 10.0, ref)])[0]
         assert res.status == "ok", res.error
         assert all(0 < x < 0.1 for x in res.latencies_s)
+
+
+@pytest.mark.slow
+def test_cuda_bundle_carries_the_cuda_runtime_and_refuses_without_a_gpu(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from opscope.bundle import write_bundle
+    from opscope.collector.cuda import have_gpu
+    from opscope.collector.te_ops import dense_operator
+
+    info = write_bundle([dense_operator(64, 64, 64)], "cuda", 1, tmp_path / "b", progress=False)
+    manifest = json.loads((info.path / "manifest.json").read_text())
+    assert manifest["device"] == "cuda" and manifest["threads"] == [1]
+    assert manifest["requires"] == {"gpu": "cuda", "arch": "sm_90"}
+    assert manifest["entries"][0]["trace_json"] == '["dlight"]'
+    assert info.kernels == 2 and info.build_errors == 0
+    assert all((info.path / "runtime" / p).is_file() for p in manifest["preload"])
+    assert any("libcudart" in p for p in manifest["preload"])
+    if have_gpu():
+        pytest.skip("a GPU is present: the refusal below is for machines without one")
+    proc = subprocess.run([sys.executable, str(info.path / "run.py"), "--out", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3
+    assert "cannot load the CUDA runtime" in proc.stderr or "no GPU is visible" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
