@@ -65,6 +65,18 @@ def test_collect_writes_every_schedule_and_thread_then_resumes(tmp_path):
     assert len(load_dataframe(db)) == 24
 
 
+def test_overlapped_builds_give_the_same_records(tmp_path):
+    ops = [_op(1), _op(2)]
+    plain = collect(ops, trials=9, threads=(1, 2), store=tmp_path / "a.db", roles=_roles(), progress=False,
+                    batch_size=4)
+    roles = _roles()
+    over = collect(ops, trials=9, threads=(1, 2), store=tmp_path / "b.db", roles=roles, progress=False,
+                   batch_size=4, overlap=True)
+    key = lambda r: (r.op.key, r.schedule_id, r.threads, r.status, r.raw_latencies_s)  # noqa: E731
+    assert sorted(map(key, plain)) == sorted(map(key, over)) and len(over) == 2 * 10 * 2
+    assert len(roles.builder.built) == 20
+
+
 def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path):
     op = _op(1)
     cands = FakeSampler().candidates(op, 4, 0)

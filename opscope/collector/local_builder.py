@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opscope.collector.roles import Builder, Built, Candidate
@@ -127,11 +127,6 @@ class LocalBuilder(Builder):
                 p.job = None
                 busy.remove(p)
         return [r for r in results if r is not None]
-
-    def submit(self, batch: Sequence[Candidate]) -> Callable[[], list[Built]]:
-        """Build ``batch``; the result is returned by the callable (synchronous here)."""
-        built = self.build(batch)
-        return lambda: built
 
     def discard(self, built: Sequence[Built]) -> None:
         """Delete the artifacts of ``built`` (they are measured)."""

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,13 +230,13 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
     written: list[Record] = []
     reference = ""
     builder = roles.builder
-    submit = getattr(builder, "submit", None)
-    pending = submit(batches[0]) if (overlap and submit) else None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="opscope-build") if overlap else None
     kept: list[Built] = []
+    ahead = None
     for i, batch in enumerate(batches):
-        if pending is not None:
-            built = pending()
-            pending = submit(batches[i + 1]) if i + 1 < len(batches) else None
+        if pool is not None:
+            built = (ahead or pool.submit(builder.build, batch)).result()
+            ahead = pool.submit(builder.build, batches[i + 1]) if i + 1 < len(batches) else None
         else:
             built = builder.build(batch)
         for b in built:
@@ -267,4 +268,6 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
     discard = getattr(builder, "discard", None)
     if discard is not None:
         discard(kept)
+    if pool is not None:
+        pool.shutdown()
     return written

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noisy-cv", type=float, default=0.05, help="CV above which a measurement is noisy")
     parser.add_argument("--remeasure-noisy", action="store_true", help="measure again what was noisy")
     parser.add_argument("--pin", action="store_true", help="pin worker threads to cores (TVM_BIND_THREADS)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="build the next batch while measuring (faster; the compiler then shares the CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         before = store.count()
         records = collect(operators, target=args.target, trials=args.trials, threads=args.threads, store=store,
                           seed=args.seed, timeout_s=args.timeout, protocol=protocol, progress=not args.quiet,
-                          remeasure_noisy=args.remeasure_noisy, pinned=args.pin)
+                          remeasure_noisy=args.remeasure_noisy, pinned=args.pin,
+                          overlap=args.overlap)
         total = store.count()
     by_status: dict[str, int] = {}
     for r in records:
