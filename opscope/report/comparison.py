@@ -201,7 +201,15 @@ def compare(
     turns = tuple(turnarounds(scaling))
 
     wm_result = None
-    if whole_model and getattr(workload, "ir_module", None) is not None and spec.tvm_target:
+    if not whole_model:
+        why_not = "not measured (whole_model=False / --no-whole-model)"
+    elif getattr(workload, "ir_module", None) is None:
+        why_not = "not measured: the model has no Relax module (a layer table cannot be built)"
+    elif not spec.tvm_target:
+        why_not = f"not measured: target {spec.name!r} is analytical only (no [tvm_target])"
+    else:
+        why_not = ""
+    if not why_not:
         from opscope.report.whole_model import measure_whole_model
 
         pred_at = None
@@ -214,7 +222,7 @@ def compare(
     if wm_result is not None and wm_result.op_in_model_s:
         op_table["in_model_s"] = op_table["key"].map(dict(wm_result.op_in_model_s)).astype(float)
     table = with_total(op_table)
-    summary = tuple(summary_lines(table, wm_result))
+    summary = tuple(summary_lines(table, wm_result, why_not))
     figures: dict[str, tuple[Path, ...]] = {}
     html_path = None
     if out is not None:

@@ -100,7 +100,8 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
     return "\n".join(lines)
 
 
-def summary_lines(table: pd.DataFrame, whole_model: object | None = None) -> list[str]:
+def summary_lines(table: pd.DataFrame, whole_model: object | None = None,
+                  no_whole_model_reason: str = "not measured") -> list[str]:
     """Three lines: coverage and totals; error of each estimate; the whole-model gap."""
     s = summary_numbers(table)
     n, nm = int(s["operators"]), int(s["measured_operators"])
@@ -116,7 +117,7 @@ def summary_lines(table: pd.DataFrame, whole_model: object | None = None) -> lis
 
     line2 = f"analytical: {err('analytical_err')}; predicted: {err('predicted_err')}"
     if whole_model is None:
-        line3 = "whole model: not measured (no Relax module, or --no-whole-model)"
+        line3 = f"whole model: {no_whole_model_reason}"
     else:
         line3 = whole_model.summary_line()
     return [line1, line2, line3]

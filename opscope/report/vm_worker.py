@@ -19,7 +19,7 @@ def time_library(request: dict) -> dict:
     import tvm
     from tvm import relax
 
-    dev = tvm.cpu()
+    dev = tvm.device(str(request.get("device", "cpu")))
     lib = tvm.runtime.load_module(request["library"])
     vm = relax.VirtualMachine(lib, dev)
     rng = np.random.default_rng(int(request.get("seed", 0)))

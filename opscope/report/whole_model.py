@@ -204,8 +204,8 @@ def build(mod, target):
 
 
 def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threads: int,
-                   protocol: VMProtocol | None = None, seed: int = 0,
-                   profile_runs: int = 0) -> tuple[tuple[float, ...], dict[str, float]]:
+                   protocol: VMProtocol | None = None, seed: int = 0, profile_runs: int = 0,
+                   device: str = "cpu") -> tuple[tuple[float, ...], dict[str, float]]:
     """Export ``ex`` and time its ``main`` in a fresh process with ``TVM_NUM_THREADS=threads``.
 
     Returns the raw per-repeat latencies and, after ``profile_runs`` instrumented runs, the
@@ -220,6 +220,7 @@ def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threa
             "inputs": [[n, list(s), d] for n, s, d in inputs],
             "number": protocol.number, "repeat": protocol.repeat,
             "min_repeat_ms": protocol.min_repeat_ms, "seed": seed, "profile_runs": profile_runs,
+            "device": device,
         }
         req_path = Path(tmp) / "request.json"
         req_path.write_text(json.dumps(req))
@@ -275,9 +276,12 @@ def measure_whole_model(workload, spec, measurements, threads: int,
             for name in names[op.key]:
                 traces[name] = trace
     say(f"whole model: replaying {len(traces)} stored schedules, building with TVM")
-    built = build(apply_traces(mod, traces), tvm_target(spec))
+    target = tvm_target(spec)
+    built = build(apply_traces(mod, traces), target)
+    device = "cuda" if target.kind.name == "cuda" else "cpu"
     say(f"whole model: timing end to end with {threads} thread(s)")
-    raw, called = time_in_worker(built, input_specs(mod), threads, protocol, profile_runs=protocol.profile_runs)
+    raw, called = time_in_worker(built, input_specs(mod), threads, protocol, profile_runs=protocol.profile_runs,
+                                 device=device)
     kernel_s = {name: t for name, t in called.items() if name in kernels}
     in_model = {}
     for op in ops:
