@@ -93,7 +93,7 @@ def plot_layer_bars(table: pd.DataFrame, path: Path, title: str | None = None, m
     cols = [c for c in cols if ops[c[0]].notna().any()]
     plt = _pyplot()
     n = len(ops)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * n * len(cols) + 2), 4.6))
+    fig, ax = plt.subplots(figsize=(min(12.0, max(6.0, 0.25 * n * len(cols) + 2)), 5.0))
     x = np.arange(n)
     width = 0.8 / len(cols)
     for i, (col, label, color) in enumerate(cols):

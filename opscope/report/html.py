@@ -24,9 +24,9 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;
 h1{font-size:1.5em;margin-bottom:0}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 .sub{color:#666;margin-top:4px}.summary{background:#f6f8fa;padding:10px 14px;border-radius:6px}
 .summary p{margin:4px 0}figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}
-figure img{max-width:640px;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
+figure img{width:620px;max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
 table{border-collapse:collapse;font-size:.82em}th,td{padding:3px 8px;border-bottom:1px solid #eee}
-td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f0f0f0;cursor:pointer;
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}th{background:#f0f0f0;cursor:pointer;
 position:sticky;top:0;white-space:nowrap}th.asc:after{content:" \\25B2"}th.desc:after{content:" \\25BC"}
 tr.total td{font-weight:bold;border-top:2px solid #999}tr.unmeasured td{color:#888}
 code{background:#f3f3f3;padding:1px 4px;border-radius:3px;font-size:.9em}
