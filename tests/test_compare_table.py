@@ -251,3 +251,20 @@ def test_collect_command_repeats_the_model_parameters():
     assert (collect_command("resnet18", "host", "my runs.db", ["conv_a"], {"image_size": 64})
             == "opscope collect --model resnet18 --param image_size=64 --target host "
                "--store 'my runs.db' --ops conv_a")
+
+
+def test_roofline_points_follow_the_ceilings_drawn(setup):
+    from opscope.report.figures import roofline_points
+
+    wl, spec, measured_spec, db = setup
+    res = compare(wl, target=spec, store=db, whole_model=False, progress=False)
+    fc1 = wl.operators[0]
+    ana, meas = roofline_points(res.frame, measured_ceilings=True)
+    a = ana.set_index("op")
+    # analytical point: FLOP over the estimate under the ceilings drawn; measured: FLOP over best
+    assert a.loc["fc1", "flops_per_s"] == pytest.approx(fc1.flops / estimate(fc1, measured_spec).latency_s)
+    assert a.loc["fc1", "intensity"] == pytest.approx(fc1.flops / fc1.bytes)
+    assert meas.set_index("op").loc["fc1", "flops_per_s"] == pytest.approx(fc1.flops / 1.6e-3)
+    assert "conv" not in set(meas["op"]) and "TOTAL" not in set(ana["op"])
+    nominal, _ = roofline_points(res.frame)
+    assert nominal.set_index("op").loc["fc1", "flops_per_s"] == pytest.approx(fc1.flops / estimate(fc1, spec).latency_s)
