@@ -58,7 +58,7 @@ def test_resnet18_stem_conv_by_hand(resnet18):
     assert (stem.gemm.batch, stem.gemm.m, stem.gemm.n, stem.gemm.k) == (1, 112 * 112, 64, 3 * 7 * 7)
     assert stem.loops == (("n", 1), ("k", 64), ("c", 3), ("p", 112), ("q", 112), ("r", 7), ("s", 7))
     assert stem.attr("stride") == (2, 2)
-    assert stem.attr("padding") == (3, 3, 3, 3)
+    assert stem.attr("padding") == (3, 3)
     assert stem.attr("kernel") == (7, 7) and stem.attr("groups") == 1
     assert stem.count == 1 and stem.models == ("resnet18",)
     # the fused batch norm and ReLU are extra element-wise work, kept out of the GEMM FLOPs
@@ -193,7 +193,7 @@ def test_small_cnn_kinds_shapes_and_flops_by_hand():
     assert {"conv2d", "depthwise_conv2d", "pool", "dense", "softmax"} <= kinds
     conv = _one([op for op in work.operators if op.kind == "conv2d"])
     assert conv.flops == 2 * 2 * 8 * 8 * 8 * 3 * 3 * 3  # batch 2, K=8, 8x8 outputs, C=3, 3x3
-    assert conv.attr("stride") == (2, 2) and conv.attr("padding") == (1, 1, 1, 1)
+    assert conv.attr("stride") == (2, 2) and conv.attr("padding") == (1, 1)
     assert (conv.gemm.m, conv.gemm.n, conv.gemm.k) == (2 * 8 * 8, 8, 27)
     dw = _one([op for op in work.operators if op.kind == "depthwise_conv2d"])
     assert dw.flops == 2 * 2 * 8 * 8 * 8 * 3 * 3 and dw.attr("groups") == 8

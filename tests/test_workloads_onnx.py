@@ -50,7 +50,7 @@ def test_onnx_round_trip(tmp_path):
     assert conv.flops == 2 * 2 * 4 * 8 * 8 * 3 * 3 * 3
     assert conv.tensors_of("input")[0].shape == (2, 3, 8, 8)
     assert conv.tensors_of("weight")[0].shape == (4, 3, 3, 3)
-    assert conv.attr("padding") == (1, 1, 1, 1) and conv.attr("stride") == (1, 1)
+    assert conv.attr("padding") == (1, 1) and conv.attr("stride") == (1, 1)
     fc = next(op for op in work.operators if op.kind == "dense")
     assert fc.flops == 2 * 2 * 2 * 4
     # TVM lowers GlobalAveragePool to a mean over H, W: a reduction kernel
@@ -123,4 +123,20 @@ def test_torch_exported_onnx_matches_the_torch_import(tmp_path):
         assert totals[0] == totals[1] > 0, kind
     assert sum(op.count for op in from_onnx.operators if op.kind == "conv2d") == 20
     stem = next(op for op in from_onnx.operators if op.kind == "conv2d" and op.attr("kernel") == (7, 7))
-    assert stem.attr("stride") == (2, 2) and stem.attr("padding") == (3, 3, 3, 3)
+    assert stem.attr("stride") == (2, 2) and stem.attr("padding") == (3, 3)
+
+
+def test_onnx_asymmetric_padding_is_kept_in_full(tmp_path):
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1], name="conv")
+    graph = helper.make_graph(
+        [node], "asym",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [_init("W", (4, 3, 2, 2))],
+    )
+    path = tmp_path / "asym.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    (conv,) = load_model(str(path)).operators
+    assert conv.attr("padding") == (0, 0, 1, 1)  # top, left, bottom, right
+    assert conv.flops == 2 * 4 * 8 * 8 * 3 * 2 * 2
+    assert conv.tensors_of("output")[0].shape == (1, 4, 8, 8)

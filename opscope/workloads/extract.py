@@ -65,7 +65,7 @@ def relax_op_attrs(mod: Any) -> list[dict[str, Any]]:
             "data_shape": _shape(expr.args[0]),
             "out_shape": _shape(expr),
             "stride": tuple(int(v) for v in a.strides),
-            "padding": tuple(int(v) for v in a.padding),
+            "padding": _padding(a.padding),
             "dilation": tuple(int(v) for v in a.dilation),
         }
         if name == "relax.nn.conv2d":
@@ -80,6 +80,14 @@ def relax_op_attrs(mod: Any) -> list[dict[str, Any]]:
         if isinstance(func, relax.Function):
             relax.analysis.post_order_visit(func.body, visit)
     return found
+
+
+def _padding(values: Any) -> tuple[int, ...]:
+    """(pad_h, pad_w) when symmetric, else Relax's (top, left, bottom, right)."""
+    pads = tuple(int(v) for v in values)
+    if len(pads) == 4 and pads[:2] == pads[2:]:
+        return pads[:2]
+    return pads
 
 
 def _op_type() -> type:
