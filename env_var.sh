@@ -8,6 +8,9 @@ export OPSCOPE_STORE="${OPSCOPE_STORE:-runs.db}"
 # command that takes --target finds specs in it by name.
 export OPSCOPE_SPEC_DIR="${OPSCOPE_SPEC_DIR:-$HOME/.config/opscope/specs}"
 
+# Cache of imported models' operators (entries under workloads/); "off" disables it.
+export OPSCOPE_CACHE_DIR="${OPSCOPE_CACHE_DIR:-$HOME/.cache/opscope}"
+
 # Thread counts to sweep when --threads is not given (comma list, or "all" for every core).
 export OPSCOPE_THREADS="${OPSCOPE_THREADS:-1,2}"
 
@@ -16,7 +19,8 @@ export OPSCOPE_THREADS="${OPSCOPE_THREADS:-1,2}"
 # from the thread count being measured, so setting it here has no effect on `collect`.
 export OPSCOPE_PIN_THREADS="${OPSCOPE_PIN_THREADS:-0}"
 
-# Cores the measuring worker may use (taskset-style list, e.g. "0-7"); empty means all.
+# Cores the measuring worker (and `opscope corun`) may use (taskset-style list, e.g. "0-7");
+# empty means all.
 export OPSCOPE_CPUSET="${OPSCOPE_CPUSET:-}"
 
 # TVM RPC tracker for `--target rpc` device farms, and the device key to request.

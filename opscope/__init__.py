@@ -15,6 +15,8 @@ _API = {
     "analyze_model": "opscope.predictor.analytical",
     "load_target": "opscope.targets",
     "load_model": "opscope.workloads",
+    "list_models": "opscope.workloads",
+    "list_targets": "opscope.targets",
     "collect": "opscope.collector",
     "load_dataframe": "opscope.store",
     "compare": "opscope.report",
