@@ -101,7 +101,8 @@ def load_operators(model, batch_size: int = 1, dtype: str = "float32", seq_len: 
     if text is not None and text.lower().endswith(".onnx") and seq_len is not None:
         raise OpscopeError(f"{text}: seq_len cannot change an ONNX model's shapes")
     params = {"seq_len": seq_len} if seq_len is not None else {}
-    workload = load_model(model, batch_size=batch_size, dtype=dtype, **params)
+    # The analytical model needs no TIR: a cached model then loads without importing TVM.
+    workload = load_model(model, batch_size=batch_size, dtype=dtype, with_tir=False, **params)
     return list(workload.operators)
 
 
