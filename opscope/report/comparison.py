@@ -157,12 +157,15 @@ def compare(
     an open ``Store`` or a store frame; ``predictor`` a saved predictor directory or a fitted
     predictor.  With ``out``, figures (PNG + SVG), ``report.html`` and ``comparison.csv`` are written
     there.  ``threads`` is the thread count of the whole-model run (default: the largest count
-    measured).  ``params`` are zoo model parameters (``{"image_size": 64}``), as given to collect.  A store measured on another machine is refused unless ``allow_other_machine``.
+    measured).  ``params`` are zoo model parameters (``{"image_size": 64}``), as given to collect.
+    A store measured on another machine is refused unless ``allow_other_machine``.
     """
     from opscope.predictor.analytical import estimate
     from opscope.report.machine import check_machine, this_machine
     from opscope.targets import load_target
 
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise OpscopeError(f"compare: threads must be a positive int, got {threads!r}")
     say = _progress(progress)
     spec = load_target(target)
     # rows are matched on the spec's name (what the collector records); the command line shown for
