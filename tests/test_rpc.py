@@ -234,3 +234,28 @@ def test_collect_through_the_farm_survives_a_board_dropping_out(farm, kernels, t
     assert (df["status"] == "ok").all(), df[["status", "error"]].to_string()
     assert set(df["target"]) == {"rpc-x86_64"}
     assert "failed" not in " ".join(df["error"].fillna(""))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, elf_machine", [("rpc-aarch64", 183), ("rpc-armv7", 40)])
+def test_board_kernels_are_cross_compiled_for_the_board(name, elf_machine, monkeypatch):
+    """Sampled schedules for an ARM board link with its cross compiler into an ARM shared library."""
+    import shutil
+
+    from opscope.collector.registry import RoleOptions
+    from opscope.collector.rpc import make_roles
+    from opscope.collector.te_ops import dense_operator
+
+    spec = load_target(name)
+    if shutil.which(spec.extra["cross_compiler"]) is None:
+        pytest.skip(f"{spec.extra['cross_compiler']} is not installed")
+    monkeypatch.setenv("OPSCOPE_RPC_KEY", KEY)
+    roles = make_roles(spec, RoleOptions())
+    try:
+        built = roles.builder.build(roles.sampler.candidates(dense_operator(64, 64, 64), 1, seed=0))
+        assert len(built) == 2 and all(b.ok for b in built), [b.error for b in built]
+        headers = [open(b.artifact, "rb").read(20) for b in built]
+    finally:
+        roles.builder.close()
+    for h in headers:
+        assert h[:4] == b"\x7fELF" and int.from_bytes(h[18:20], "little") == elf_machine
