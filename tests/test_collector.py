@@ -141,3 +141,16 @@ def test_bad_arguments_are_clear(tmp_path):
         Protocol(repeat=0)
     with pytest.raises(OpscopeError, match="eyeriss-like"):
         collect([_op(1)], target="eyeriss-like", store=tmp_path / "r.db")
+
+
+def test_model_params_qualified_wins_and_unknown_is_ignored_unless_qualified():
+    from opscope.commands.collect import _params, model_params
+
+    params = _params(["image_size=64", "mobilenet_v2.image_size=96", "layers=1", "mlp.layers=3"])
+    assert model_params("mobilenet_v2", params, {"image_size", "num_classes"}) == {"image_size": 96}
+    assert model_params("resnet18", params, {"image_size", "num_classes"}) == {"image_size": 64}
+    assert model_params("mlp", params, {"in_features", "hidden", "layers"}) == {"layers": 3}
+    with pytest.raises(OpscopeError, match="no parameter 'depth'"):
+        model_params("mlp", _params(["mlp.depth=3"]), {"layers"})
+    with pytest.raises(OpscopeError, match="KEY=INT"):
+        _params(["image_size=big"])

@@ -11,9 +11,10 @@ from opscope.errors import OpscopeError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="zoo model name(s), comma separated, or an .onnx file")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=INT",
-                        help="zoo model parameter, e.g. image_size=64 or seq_len=64 (repeatable; "
-                             "a model without that parameter ignores it)")
+    parser.add_argument("--param", action="append", default=[], metavar="[MODEL.]KEY=INT",
+                        help="zoo model parameter, e.g. image_size=64, seq_len=64 or mobilenet_v2.image_size=96 "
+                             "(repeatable; a model without that parameter ignores it; MODEL. limits it to "
+                             "one model and wins over the unqualified form)")
     parser.add_argument("--target", default="host")
     parser.add_argument("--trials", type=int, default=32, help="sampled schedules per operator (plus the default)")
     parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 or all")
@@ -37,13 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _params(items: list[str]) -> dict[str, int]:
+    """``KEY=INT`` / ``MODEL.KEY=INT`` items -> {"KEY" or "MODEL.KEY": value}."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise OpscopeError(f"--param {item!r}: expected KEY=INT")
+        if not sep or not value.strip().isdigit() or not key.strip():
+            raise OpscopeError(f"--param {item!r}: expected KEY=INT or MODEL.KEY=INT")
         out[key.strip()] = int(value)
     return out
+
+
+def model_params(name: str, params: dict[str, int], known: set[str]) -> dict[str, int]:
+    """The parameters that apply to model ``name``: unqualified ones it knows, then its own."""
+    chosen = {k: v for k, v in params.items() if "." not in k and k in known}
+    for k, v in params.items():
+        model, _, key = k.partition(".")
+        if model == name and key:
+            if key not in known:
+                raise OpscopeError(f"--param {k}: model {name!r} has no parameter {key!r}")
+            chosen[key] = v
+    return chosen
 
 
 def _workload(name: str, params: dict[str, int]):
@@ -51,8 +65,7 @@ def _workload(name: str, params: dict[str, int]):
     from opscope.workloads.zoo import ZOO
 
     if name in ZOO:
-        known = {k for k, _ in ZOO[name].defaults}
-        return load_model(name, **{k: v for k, v in params.items() if k in known})
+        return load_model(name, **model_params(name, params, {k for k, _ in ZOO[name].defaults}))
     return load_model(name)
 
 
