@@ -213,3 +213,37 @@ def test_import_reports_bad_lines_by_number(tmp_path):
     path.write_text("\n".join(json.dumps(x) for x in (header, good)) + "\n")
     with pytest.raises(OpscopeError, match="before any fingerprint"):
         read_results(path)
+
+
+@pytest.mark.slow
+def test_bundle_runs_under_another_python_with_only_numpy(bundle, tmp_path):
+    """A bundle with --python X.Y runs under that interpreter (GPU machines run 3.12, this one 3.11).
+
+    Needs an interpreter with numpy and nothing else: ``OPSCOPE_TEST_PYTHONS`` lists them
+    (e.g. a venv of Python 3.12 with numpy); skipped when none is given.
+    """
+    import shutil
+
+    from opscope.bundle.runtime import add_ffi_wheel
+
+    pythons = [p for p in os.environ.get("OPSCOPE_TEST_PYTHONS", "").split(os.pathsep) if p]
+    if not pythons:
+        pytest.skip("set OPSCOPE_TEST_PYTHONS to interpreters that have numpy (and no tvm)")
+    info, _ = bundle
+    copy = tmp_path / "b"
+    shutil.copytree(info.path, copy)
+    for py in pythons:
+        version = subprocess.run([py, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        has_tvm = subprocess.run([py, "-c", "import tvm"], capture_output=True).returncode == 0
+        assert not has_tvm, f"{py} has its own tvm: it would not test the bundled runtime"
+        if not (copy / "runtime" / f"cp{version.replace('.', '')}").is_dir():
+            add_ffi_wheel(copy / "runtime", version)  # pip download of the matching tvm-ffi wheel
+        out = tmp_path / f"r{version}.json"
+        proc = subprocess.run([py, str(copy / "run.py"), "--out", str(out)], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        rows = _rows(out)
+        assert [r["status"] for r in rows] == ["ok"] * 3
+        fp = json.loads(out.read_text().splitlines()[1])["fingerprint"]
+        assert fp["python"].startswith(version) and fp["tvm_version"]

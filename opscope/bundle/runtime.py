@@ -8,7 +8,8 @@ plus ``tvm_ffi`` (without its C++ sources and headers).  ``run.py`` imports it w
 ``tvm_ffi`` has a compiled core per Python version.  The copy of this machine's goes to
 ``runtime/cp<XY>/`` (e.g. ``cp311``); ``add_ffi_wheel`` unpacks the tvm-ffi wheel for another
 Python version (``pip download --only-binary=:all: --python-version 3.12 ...``) into
-``runtime/cp312/``.  The version-independent ``tvm`` package goes to ``runtime/common/``.
+``runtime/cp312/``.  The version-independent ``tvm`` package and ``typing_extensions`` (which
+tvm_ffi imports) go to ``runtime/common/``; the device needs only Python and numpy.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def copy_runtime(dest: str | os.PathLike[str]) -> Path:
         raise OpscopeError(f"{tvm_dir}/lib/libtvm_runtime.so is missing: this TVM install has no runtime library")
     _copy_tree(tvm_dir, dest / "common" / "tvm", _TVM_SKIP)
     _copy_tree(ffi_dir, dest / python_tag() / "tvm_ffi", _FFI_SKIP)
+    # tvm_ffi imports typing_extensions (one pure-Python file); numpy is the device's own
+    import typing_extensions
+
+    shutil.copy2(typing_extensions.__file__, dest / "common" / "typing_extensions.py")
     return dest
 
 
@@ -81,9 +86,10 @@ def add_ffi_wheel(dest: str | os.PathLike[str], python_version: str, wheel: str 
         version = metadata.version(FFI_DIST)
         tmp = dest / ".download"
         tmp.mkdir(parents=True, exist_ok=True)
+        # the device has this machine's architecture (its tvm package is copied from here), so
+        # pip's own platform tags for this machine are the right ones
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--python-version", python_version, "--platform", _platform_tag(), "-d", str(tmp),
-               f"{FFI_DIST}=={version}"]
+               "--python-version", python_version, "-d", str(tmp), f"{FFI_DIST}=={version}"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(tmp.glob("*.whl"))
         if proc.returncode != 0 or not wheels:
@@ -98,18 +104,11 @@ def add_ffi_wheel(dest: str | os.PathLike[str], python_version: str, wheel: str 
     with zipfile.ZipFile(wheel) as zf:
         members = [m for m in zf.namelist() if m.startswith("tvm_ffi/")
                    and not any(part in _FFI_SKIP | _ANY_SKIP for part in Path(m).parts[1:2])]
-        if not any(m.endswith(".so") and tag in m for m in members):
+        if not any(m.endswith(".so") and f"cpython-{tag[2:]}" in m for m in members):
             raise OpscopeError(f"{wheel.name}: has no compiled tvm_ffi core for {tag}")
         zf.extractall(out, members)
     shutil.rmtree(dest / ".download", ignore_errors=True)
     return out
-
-
-def _platform_tag() -> str:
-    import platform
-
-    machine = platform.machine()
-    return f"manylinux2014_{machine}" if machine in ("x86_64", "aarch64") else f"linux_{machine}"
 
 
 def tree_size(path: str | os.PathLike[str]) -> int:

@@ -175,6 +175,12 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
     import opscope
     from opscope.collector.roles import arg_specs
 
+    # the runtime first: a failed download must not cost the compile time that follows
+    runtime = out / "runtime"
+    copy_runtime(runtime)
+    for i, version in enumerate(pythons):
+        add_ffi_wheel(runtime, version, ffi_wheels[i] if ffi_wheels else None)
+    preload = _cudart_preload(runtime) if device == "cuda" else []
     entries: list[dict[str, Any]] = []
     t0 = time.monotonic()
     try:
@@ -214,11 +220,6 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
         roles.runner.close()
     if progress:
         print(file=sys.stderr)
-    runtime = out / "runtime"
-    copy_runtime(runtime)
-    for i, version in enumerate(pythons):
-        add_ffi_wheel(runtime, version, ffi_wheels[i] if ffi_wheels else None)
-    preload = _cudart_preload(runtime) if device == "cuda" else []
     body = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "target": spec.name, "device": device,
         "tvm_target": target_dict, "requires": requires, "threads": list(thread_counts),
