@@ -306,7 +306,18 @@ def fingerprint(manifest, tvm_version):
         "cur_freq_khz": read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "measured_by": "bundle " + manifest["bundle_id"],
+        "gpu": gpu_info() if manifest["device"] == "cuda" else None,
     }
+
+
+def gpu_info():
+    """Name, compute capability and memory of the first GPU (the runtime is loaded by then)."""
+    tvm = sys.modules.get("tvm")
+    if tvm is None:
+        return None
+    dev = tvm.cuda(0)
+    return {"name": str(dev.device_name), "compute_version": str(dev.compute_version),
+            "multi_processors": int(dev.multi_processor_count), "memory_bytes": int(dev.total_global_memory)}
 
 
 def open_results(path, manifest):
