@@ -136,6 +136,7 @@ def _fixed_columns(analytical: bool) -> list[str]:
     cols = list(operator_features(probe))
     cols += ["s_default", "t_threads", "t_share_cores", "t_pinned"]
     cols += [f"sk_{loop}_{lvl}_log2" for loop in LOOP_NAMES for lvl in range(tiles_mod.LEVELS)]
+    cols += list(_TILE_SUMMARY)
     cols += ["m_cores", "m_freq_log2", "m_vector_bits", "m_peak_log2"]
     for i in range(MAX_LEVELS):
         cols += [f"m_l{i}_size_log2", f"m_l{i}_bw_log2"]
@@ -225,20 +226,36 @@ def _canonical_orders(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Opera
     return pd.Series(np.asarray(words, dtype=object)[codes], index=frame.index)
 
 
+#: per schedule, summed over loops (log2): the innermost (register) tile volume, the tile volume
+#: inside the first reduction tile loop (what the innermost cache holds), the iterations of the
+#: outermost tile loops (the parallel work), and how many loops were tiled
+_TILE_SUMMARY = ("sk_inner_vol_log2", "sk_l1_vol_log2", "sk_outer_iters_log2", "sk_tiled_loops")
+
+
 def _tile_features(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Operator]) -> dict[str, np.ndarray]:
     cols = tiles_mod.tile_columns(frame.columns)
     if not cols:
         return {}
     first, codes = _unique_rows(frame, op_codes, cols)
     sub = frame[cols]
-    table = np.full((len(first), len(LOOP_NAMES) * tiles_mod.LEVELS), np.nan)
+    per_level = len(LOOP_NAMES) * tiles_mod.LEVELS
+    table = np.full((len(first), per_level + len(_TILE_SUMMARY)), np.nan)
     for i, r in enumerate(first):
-        for loop, fs in tiles_mod.loop_tiles(ops[op_codes[r]], sub.iloc[r]).items():
+        per_loop = tiles_mod.loop_tiles(ops[op_codes[r]], sub.iloc[r])
+        for loop, fs in per_loop.items():
             if loop in LOOP_NAMES:
                 j = LOOP_NAMES.index(loop) * tiles_mod.LEVELS
                 for lvl, f in enumerate(fs[: tiles_mod.LEVELS]):
                     table[i, j + lvl] = math.log2(f)
+        if per_loop:
+            table[i, per_level:] = (
+                sum(math.log2(fs[-1]) for fs in per_loop.values()),
+                sum(math.log2(math.prod(fs[len(fs) // 2:])) for fs in per_loop.values()),
+                sum(math.log2(fs[0]) for fs in per_loop.values()),
+                float(len(per_loop)),
+            )
     names = [f"sk_{loop}_{lvl}_log2" for loop in LOOP_NAMES for lvl in range(tiles_mod.LEVELS)]
+    names += list(_TILE_SUMMARY)
     return {name: table[codes, k] for k, name in enumerate(names)}
 
 
