@@ -67,6 +67,33 @@ def trace_to_json(trace: Any) -> str:
     return json.dumps(_plain(trace.as_json()), separators=(",", ":"))
 
 
+def _split_postproc(trace: list) -> tuple[list, int]:
+    """(instructions, index where the postprocessors' part starts; len if none).
+
+    Traces carry an ``EnterPostproc`` marker; older ones (before the marker was written) start
+    their postprocessor part where RewriteParallelVectorizeUnroll does: a ``GetSBlock`` followed
+    by ``Unannotate``.
+    """
+    insts = trace[0]
+    for i, inst in enumerate(insts):
+        if inst[0] == "EnterPostproc":
+            return insts, i
+    for i in range(len(insts) - 1):
+        if insts[i][0] == "GetSBlock" and insts[i + 1][0] == "Unannotate":
+            return insts, i
+    return insts, len(insts)
+
+
+def schedule_id(trace_json: str) -> str:
+    """``s`` + hash of the trace without its ``EnterPostproc`` marker (ids stay those of traces
+    stored before the marker was written)."""
+    trace = json.loads(trace_json)
+    if trace and trace[0] and any(inst[0] == "EnterPostproc" for inst in trace[0]):
+        trace = [[inst for inst in trace[0] if inst[0] != "EnterPostproc"], trace[1]]
+        trace_json = json.dumps(trace, separators=(",", ":"))
+    return "s" + hashlib.sha256(trace_json.encode()).hexdigest()[:16]
+
+
 def operator_module(op: Operator) -> Any:
     """The operator's PrimFunc as an IRModule with one function ``main``."""
     import tvm
@@ -112,6 +139,7 @@ class MetaScheduleSampler(ScheduleSampler):
             if not spaces:
                 break
             sch = spaces[draw % len(spaces)]
+            sch.enter_postproc()
             if not all(p.apply(sch) for p in ctx.space_generator.postprocs):
                 continue
             trace_json = trace_to_json(sch.trace)
@@ -119,7 +147,33 @@ class MetaScheduleSampler(ScheduleSampler):
                 continue
             seen.add(trace_json)
             knobs = extract_knobs(sch.trace, mod, sch.mod.script())
-            sid = "s" + hashlib.sha256(trace_json.encode()).hexdigest()[:16]
+            sid = schedule_id(trace_json)
             out.append(Candidate(op.key, sid, "sampled", trace_json, tuple(sorted(knobs.items())),
                                  tvm.ir.save_json(sch.mod)))
         return out
+
+
+def replay(op: Operator, trace_json: str, target: Any) -> Any:
+    """The scheduled IRModule a stored trace describes: its sampling part replayed (decisions
+    included), then the target's postprocessors, as MetaSchedule replays its tuning records."""
+    from tvm.s_tir import Schedule
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.schedule import Trace
+
+    import_tensor_intrinsics()
+    mod = operator_module(op)
+    trace = json.loads(trace_json)
+    insts, cut = _split_postproc(trace)
+    head = [insts[:cut], [d for d in trace[1] if d[0] < cut]]
+    sch = Schedule(mod)
+    try:
+        Trace.apply_json_to_schedule(head, sch)
+        ctx = ms.TuneContext(mod=mod, target=target, space_generator=ms.space_generator.PostOrderApply(
+            sch_rules="from-target", postprocs="from-target", mutator_probs="from-target"), num_threads=1)
+        sch.enter_postproc()
+        ok = all(p.apply(sch) for p in ctx.space_generator.postprocs)
+    except Exception as exc:  # TVM raises its own error types for a trace that does not fit
+        raise OpscopeError(f"operator {op.name!r}: the trace does not apply: {str(exc).splitlines()[0]}") from None
+    if not ok:
+        raise OpscopeError(f"operator {op.name!r}: a postprocessor rejects the replayed schedule")
+    return sch.mod

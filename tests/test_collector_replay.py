@@ -1,0 +1,44 @@
+"""A stored trace replays to exactly the module that was built and measured."""
+
+from __future__ import annotations
+
+import pytest
+
+from opscope.collector.ms_sampler import MetaScheduleSampler, replay
+from opscope.collector.te_ops import add_operator, dense_operator
+from opscope.errors import OpscopeError
+from opscope.targets import detect_host, tvm_target
+
+
+def test_sampled_traces_replay_to_the_built_module_and_are_deterministic():
+    import tvm
+
+    op = dense_operator(64, 64, 64)
+    target = tvm_target(detect_host())
+    sampler = MetaScheduleSampler(target)
+    cands = sampler.candidates(op, 3, seed=0)
+    assert [c.schedule_kind for c in cands] == ["default", "sampled", "sampled", "sampled"]
+    assert len({c.schedule_id for c in cands}) == 4
+    for c in cands[1:]:
+        tvm.ir.assert_structural_equal(replay(op, c.trace_json, target), tvm.ir.load_json(c.module_json))
+    again = sampler.candidates(op, 3, seed=0)
+    assert [c.schedule_id for c in again] == [c.schedule_id for c in cands]
+    other = sampler.candidates(op, 3, seed=1)
+    assert [c.schedule_id for c in other][1:] != [c.schedule_id for c in cands][1:]
+
+
+def test_a_trace_of_another_operator_does_not_apply():
+    op = dense_operator(64, 64, 64)
+    target = tvm_target(detect_host())
+    trace = MetaScheduleSampler(target).candidates(op, 1, seed=0)[1].trace_json
+    with pytest.raises(OpscopeError, match="does not apply"):
+        replay(add_operator(64), trace, target)
+
+
+def test_schedule_ids_ignore_the_postproc_marker():
+    from opscope.collector.ms_sampler import schedule_id
+
+    with_marker = '[[["GetSBlock",[],["C","main"],["b0"]],["EnterPostproc",[],[],[]],["X",[],[],[]]],[]]'
+    without = '[[["GetSBlock",[],["C","main"],["b0"]],["X",[],[],[]]],[]]'
+    assert schedule_id(with_marker) == schedule_id(without)
+    assert schedule_id(without) != schedule_id('[[["GetSBlock",[],["D","main"],["b0"]]],[]]')
