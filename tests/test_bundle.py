@@ -247,3 +247,24 @@ def test_bundle_runs_under_another_python_with_only_numpy(bundle, tmp_path):
         assert [r["status"] for r in rows] == ["ok"] * 3
         fp = json.loads(out.read_text().splitlines()[1])["fingerprint"]
         assert fp["python"].startswith(version) and fp["tvm_version"]
+
+
+def test_result_check_scales_with_the_output_range():
+    """A float32 rounding difference next to large outputs passes; an error of one unit does not."""
+    import numpy as np
+    import tvm
+
+    run = _run_py()
+
+    def kernel(noise: float):
+        def main(x, y):
+            out = x.numpy().astype("float64") * 5000.0
+            out[0] = noise  # an element the reference has at exactly 0
+            y.copyfrom(out.astype("float32"))
+        return {"main": main}
+
+    specs = [((64,), "float32"), ((64,), "float32")]
+    ref = kernel(0.0)
+    # |diff| 4e-3 where the other outputs reach 5000: float32 keeps ~7 digits, so this is rounding
+    assert run.check_against(np, tvm, tvm.cpu(), kernel(4e-3), ref, specs) == ""
+    assert "argument 1 differs" in run.check_against(np, tvm, tvm.cpu(), kernel(1.0), ref, specs)

@@ -162,7 +162,13 @@ def check_against(np, tvm, dev, mod, ref, specs):
     ref["main"](*want)
     for i, (g, w) in enumerate(zip(got, want)):
         a, b = g.numpy(), w.numpy()
-        ok = np.allclose(a, b, rtol=1e-3, atol=1e-4, equal_nan=True) if a.dtype.kind == "f" else np.array_equal(a, b)
+        if a.dtype.kind == "f":
+            # absolute tolerance scaled by the output's range: a long float32 reduction next to
+            # values in the thousands (a batch-norm divide) legitimately differs by ~1e-6 of that
+            scale = float(np.max(np.abs(b[np.isfinite(b)]))) if np.isfinite(b).any() else 0.0
+            ok = np.allclose(a, b, rtol=1e-3, atol=1e-4 + 1e-5 * scale, equal_nan=True)
+        else:
+            ok = np.array_equal(a, b)
         if not ok:
             diff = float(np.max(np.abs(a.astype("float64") - b.astype("float64"))))
             return f"argument {i} differs from the reference (max abs diff {diff:.3g})"
