@@ -221,8 +221,8 @@ def _unique_rows(frame: pd.DataFrame, op_codes: np.ndarray, cols: list[str],
 def _canonical_orders(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Operator]) -> pd.Series:
     cols = [tiles_mod.ORDER, *tiles_mod.tile_columns(frame.columns)]
     first, codes = _unique_rows(frame, op_codes, cols)
-    sub = frame[cols]
-    words = [tiles_mod.canonical_order(ops[op_codes[r]], sub.iloc[r]) for r in first]
+    records = frame[cols].iloc[first].to_dict("records")
+    words = [tiles_mod.canonical_order(ops[op_codes[r]], rec) for r, rec in zip(first, records)]
     return pd.Series(np.asarray(words, dtype=object)[codes], index=frame.index)
 
 
@@ -237,11 +237,11 @@ def _tile_features(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Operator
     if not cols:
         return {}
     first, codes = _unique_rows(frame, op_codes, cols)
-    sub = frame[cols]
+    records = frame[cols].iloc[first].to_dict("records")
     per_level = len(LOOP_NAMES) * tiles_mod.LEVELS
     table = np.full((len(first), per_level + len(_TILE_SUMMARY)), np.nan)
     for i, r in enumerate(first):
-        per_loop = tiles_mod.loop_tiles(ops[op_codes[r]], sub.iloc[r])
+        per_loop = tiles_mod.loop_tiles(ops[op_codes[r]], records[i])
         for loop, fs in per_loop.items():
             if loop in LOOP_NAMES:
                 j = LOOP_NAMES.index(loop) * tiles_mod.LEVELS
@@ -299,12 +299,12 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
     # the analytical and calibrated predictors build on it even when it is not a feature
     tile_cols = tiles_mod.tile_columns(frame.columns)
     first_row, key_codes = _unique_rows(frame, op_codes, tile_cols, extra=tgt_codes)
-    tile_sub = frame[tile_cols] if tile_cols else None
+    records = frame[tile_cols].iloc[first_row].to_dict("records") if tile_cols else None
     terms_rows = []
-    for r in first_row:
+    for i, r in enumerate(first_row):
         op = ops[op_codes[r]]
         spec = specs.get(tgt_names[tgt_codes[r]])
-        tiles = tiles_mod.tiles_for(op, tile_sub.iloc[r], spec) if tile_sub is not None else None
+        tiles = tiles_mod.tiles_for(op, records[i], spec) if records is not None else None
         terms_rows.append(analytical_terms(op, spec, tiles))
     terms = pd.DataFrame(terms_rows)
     a_lat = terms["a_latency_s"].to_numpy(dtype=float)[key_codes]

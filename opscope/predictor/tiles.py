@@ -17,6 +17,7 @@ the next level what is inside the outermost spatial tile loop (spatial ``f1*f2*f
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -35,19 +36,25 @@ def tile_columns(columns: Any) -> list[str]:
     return sorted(c for c in columns if _TILE.match(str(c)))
 
 
+@functools.lru_cache(maxsize=4096)
+def _tile_column(col: str) -> tuple[str, int] | None:
+    m = _TILE.match(col)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
 def tile_factors(row: Mapping[str, Any]) -> dict[str, list[int]]:
     """TIR var -> its tile factors, outermost level first, from one row's knob columns."""
     found: dict[str, dict[int, int]] = {}
     for col, value in row.items():
-        m = _TILE.match(str(col))
-        if not m:
+        parsed = _tile_column(str(col))
+        if parsed is None:
             continue
         try:
             f = float(value)
         except (TypeError, ValueError):
             continue
         if math.isfinite(f) and f >= 1:
-            found.setdefault(m.group(1), {})[int(m.group(2))] = int(f)
+            found.setdefault(parsed[0], {})[parsed[1]] = int(f)
     return {var: [lv[i] for i in sorted(lv)] for var, lv in found.items()}
 
 
