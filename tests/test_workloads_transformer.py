@@ -100,3 +100,15 @@ def test_torch_attention_module_takes_its_batch_from_the_inputs():
     assert (logit.attr("heads"), logit.attr("seq_len"), logit.attr("head_dim")) == (4, 6, 4)
     with pytest.raises(OpscopeError, match="batch_size=3 does not match"):
         load_model(attn, batch_size=3, example_inputs=(x,))
+
+
+def test_logit_and_attend_stay_apart_when_seq_len_equals_head_dim():
+    # With seq_len == head_dim, Q.K^T ([S x D] x [D x S]) and P.V ([S x S] x [S x D]) are the same
+    # kernel; they must remain two operators (same kernel key) so attention variants apply to each.
+    d = 8
+    work = load_model("bert", batch_size=1, seq_len=d, heads=2, hidden=2 * d, ff=24, layers=2)
+    logit, attend = _attention(work, "logit"), _attention(work, "attend")
+    assert logit.key == attend.key
+    assert logit.name != attend.name
+    assert logit.count == attend.count == 2
+    assert logit.flops == attend.flops == 2 * 2 * d * d * d

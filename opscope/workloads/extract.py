@@ -142,16 +142,28 @@ def extract_operators(mod: Any, model: str, batch_size: int, op_attrs: list[dict
                 classified[key] = (gv.name_hint, cls, tensors, func)
             sites.append(_Site(binding.var, gv.name_hint, args, key, classified[key][1]))
 
+    # Attention logit and attend can be the very same kernel (seq_len == head_dim); they stay one
+    # kernel key for measurement but two operators, since attention variants treat them apart.
     attention = _tag_attention(sites, batch_size)
-    counts: dict[str, int] = {}
+    groups: dict[tuple[str, str | None], dict[str, Any]] = {}
+    counts: dict[tuple[str, str | None], int] = {}
     for site in sites:
-        counts[site.key] = counts.get(site.key, 0) + 1
+        tag = attention.get(site.var, {})
+        group = (site.key, tag.get("attention"))
+        groups.setdefault(group, tag)
+        counts[group] = counts.get(group, 0) + 1
+    roles_per_key: dict[str, int] = {}
+    for key, _ in groups:
+        roles_per_key[key] = roles_per_key.get(key, 0) + 1
     ops = []
-    for key, (name, cls, tensors, func) in classified.items():
+    for (key, role), tag in groups.items():
+        name, cls, tensors, func = classified[key]
+        if roles_per_key[key] > 1:
+            name = f"{name}_{role or 'other'}"
         attrs = dict(cls.attrs)
-        attrs.update(attention.get(key, {}))
+        attrs.update(tag)
         ops.append(Operator(
-            name=name, kind=cls.kind, tensors=tensors, flops=cls.flops, count=counts[key], gemm=cls.gemm,
+            name=name, kind=cls.kind, tensors=tensors, flops=cls.flops, count=counts[(key, role)], gemm=cls.gemm,
             loops=cls.loops, attrs=tuple(sorted(attrs.items())), models=(model,), key=key, prim_func=func,
         ))
     return tuple(ops)
@@ -199,8 +211,8 @@ def _with_pool_attrs(cls: Classified, tensors: tuple[TensorInfo, ...], op_attrs:
     return Classified(cls.kind, cls.flops, cls.gemm, cls.loops, tuple(sorted(attrs.items())))
 
 
-def _tag_attention(sites: list[_Site], batch_size: int) -> dict[str, dict[str, Any]]:
-    """attention attrs per operator key, for the batch_matmuls next to a softmax."""
+def _tag_attention(sites: list[_Site], batch_size: int) -> dict[Any, dict[str, Any]]:
+    """attention attrs per call site (its output var), for the batch_matmuls next to a softmax."""
     producer = {s.var: s for s in sites}
     consumers: dict[Any, list[_Site]] = {}
     for s in sites:
@@ -223,14 +235,14 @@ def _tag_attention(sites: list[_Site], batch_size: int) -> dict[str, dict[str, A
             return True
         return hops > 0 and p.cls.kind == "elementwise" and any(from_softmax(a, hops - 1) for a in p.args)
 
-    tags: dict[str, dict[str, Any]] = {}
+    tags: dict[Any, dict[str, Any]] = {}
     for s in sites:
         g = s.cls.gemm
-        if s.cls.kind != "batch_matmul" or g is None or s.key in tags:
+        if s.cls.kind != "batch_matmul" or g is None:
             continue
         heads = g.batch // batch_size if batch_size and g.batch % batch_size == 0 else g.batch
         if s.args and from_softmax(s.args[0], _ATTENTION_HOPS):
-            tags[s.key] = {"attention": "attend", "seq_len": g.k, "heads": heads, "head_dim": g.n}
+            tags[s.var] = {"attention": "attend", "seq_len": g.k, "heads": heads, "head_dim": g.n}
         elif g.m == g.n and reaches_softmax_forward(s, _ATTENTION_HOPS):
-            tags[s.key] = {"attention": "logit", "seq_len": g.m, "heads": heads, "head_dim": g.k}
+            tags[s.var] = {"attention": "logit", "seq_len": g.m, "heads": heads, "head_dim": g.k}
     return tags
