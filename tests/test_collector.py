@@ -65,6 +65,17 @@ def test_collect_writes_every_schedule_and_thread_then_resumes(tmp_path):
     assert len(load_dataframe(db)) == 24
 
 
+def test_an_operator_shared_by_two_models_is_measured_once(tmp_path):
+    from dataclasses import replace
+
+    a = _op(1)
+    b = replace(a, models=("other",))
+    roles = _roles()
+    recs = collect([a, b], trials=1, threads=(1,), store=tmp_path / "r.db", roles=roles, progress=False)
+    assert len(recs) == 2 and len(roles.runner.jobs) == 2
+    assert set(load_dataframe(tmp_path / "r.db")["models"]) == {"m,other"}
+
+
 def test_overlapped_builds_give_the_same_records(tmp_path):
     ops = [_op(1), _op(2)]
     plain = collect(ops, trials=9, threads=(1, 2), store=tmp_path / "a.db", roles=_roles(), progress=False,

@@ -190,7 +190,13 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
     prog = _Progress(total=len(operators) * (trials + 1) * len(thread_counts), enabled=progress)
     written: list[Record] = []
     try:
+        seen: set[str] = set()
         for op in operators:
+            if op.key in seen:  # an operator shared by several models is measured once
+                st.note_models(op.key, op.models)
+                prog.skipped += (trials + 1) * len(thread_counts)
+                continue
+            seen.add(op.key)
             prog.op = op.name
             prog.show()
             cands = roles.sampler.candidates(op, trials, seed)
