@@ -165,3 +165,37 @@ def test_model_params_qualified_wins_and_unknown_is_ignored_unless_qualified():
         model_params("mlp", _params(["mlp.depth=3"]), {"layers"})
     with pytest.raises(OpscopeError, match="KEY=INT"):
         _params(["image_size=big"])
+
+
+class _FarmRunner(FakeRunner):
+    """A runner with several boards: the sweep hands it that many jobs per call."""
+
+    parallel_slots = 3
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.calls: list[int] = []
+
+    def run(self, batch):
+        self.calls.append(len(batch))
+        return super().run(batch)
+
+
+def test_a_farm_runner_gets_batches_of_its_boards_and_a_local_one_single_jobs(tmp_path):
+    op = _op(3)
+    first = FakeSampler().candidates(op, 4, 0)[1].schedule_id
+    farm = _FarmRunner(status={first: "wrong_result"})
+    recs = collect([op], trials=4, threads=(1, 2), store=tmp_path / "farm.db", progress=False,
+                   roles=Roles(FakeSampler(), FakeBuilder(), farm, None))
+    assert len(recs) == 5 * 2
+    # the checked schedule's first run goes alone (it compares with the default build); its wrong
+    # result covers its other thread count without a run; the other 8 jobs go up to 3 at a time
+    assert sum(farm.calls) == 1 + 8 and max(farm.calls) == 3 and farm.calls.count(1) <= 2
+    assert [r.status for r in recs if r.schedule_id == first] == ["wrong_result"] * 2
+    local = FakeRunner()
+    local_calls: list[int] = []
+    local_run = local.run
+    local.run = lambda batch: (local_calls.append(len(batch)), local_run(batch))[1]
+    collect([op], trials=4, threads=(1, 2), store=tmp_path / "local.db", progress=False,
+            roles=Roles(FakeSampler(), FakeBuilder(), local, None))
+    assert local_calls and set(local_calls) == {1}

@@ -27,6 +27,8 @@ from opscope.targets.spec import TargetSpec
 class RoleOptions:
     build_workers: int | None = None
     build_timeout_s: float = 120.0
+    #: the farm for RPC targets (``opscope.collector.rpc.RpcConfig``); None: from env and the spec
+    rpc: Any = None
 
 
 @dataclass(frozen=True)

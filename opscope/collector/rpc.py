@@ -124,6 +124,7 @@ class RpcRunner(Runner):
         self.config = config
         self.device = device
         self.lost_sessions = 0  # sessions that broke (boards that dropped out, killed servers)
+        self._slots: int | None = None
 
     # -- one measurement on one board -------------------------------------------------------------
     def _measure(self, job: RunJob, deadline_s: float) -> RunResult:
@@ -188,6 +189,13 @@ class RpcRunner(Runner):
                              wall_s=time.monotonic() - t0)
         finally:
             del sess
+
+    @property
+    def parallel_slots(self) -> int:
+        """How many jobs the farm measures at once: the boards under the key (asked once)."""
+        if self._slots is None:
+            self._slots = self.config.boards or max(1, boards_registered(self.config))
+        return self._slots
 
     # -- a batch over the farm ----------------------------------------------------------------------
     def run(self, batch: Sequence[RunJob]) -> list[RunResult]:

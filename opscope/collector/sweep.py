@@ -162,12 +162,14 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             timeout_s: float = 10.0, flush_cache: bool = False, protocol: Protocol | None = None,
             progress: bool = True, max_ops: int | None = None, remeasure_noisy: bool = False,
             pinned: bool = False, batch_size: int = 8, overlap: bool = False,
-            roles: Roles | None = None) -> list[Record]:
+            roles: Roles | None = None, rpc: Any = None) -> list[Record]:
     """Measure operators under sampled schedules and thread counts; returns the records written.
 
     ``overlap`` builds the next batch while the current one is measured (faster, but on a small
     machine the compiler then competes with the kernel being timed).  ``roles`` replaces the
-    target's sampler/builder/runner (tests use the fake twins).
+    target's sampler/builder/runner (tests use the fake twins).  ``rpc`` (an
+    ``opscope.collector.rpc.RpcConfig``) names the tracker and key for board targets; without it they
+    come from the environment and the spec.
     """
     from opscope.targets import load_target
 
@@ -182,7 +184,7 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
         raise OpscopeError("collect: flush_cache=True contradicts the protocol given (flush_cache=False)")
     operators = select_operators(model_or_ops, ops, max_ops)
     own_roles = roles is None
-    roles = roles or make_roles(spec, RoleOptions())
+    roles = roles or make_roles(spec, RoleOptions(rpc=rpc))
     st = store if isinstance(store, Store) else open_store(store)
     fp = fingerprint()
     ctx = {"target": spec.name, "machine_id": machine_id(fp), "protocol": protocol, "pinned": pinned}
@@ -239,6 +241,32 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
     pool = ThreadPoolExecutor(1, thread_name_prefix="opscope-build") if overlap else None
     kept: list[Built] = []
     ahead = None
+    runner = roles.runner
+    # A runner with several boards (RPC farm) measures that many jobs at once; everything else gets
+    # one job per call, so a collection killed mid-way loses at most the measurements in flight.
+    slots = max(1, int(getattr(runner, "parallel_slots", 1)))
+
+    def run_jobs(items: list[tuple[Built, _Job]], ref: str = "") -> list[RunResult]:
+        return runner.run([RunJob(b.artifact, args, j.threads, protocol, timeout_s, ref, ctx["pinned"])
+                           for b, j in items])
+
+    def record_result(j: _Job, res: RunResult) -> None:
+        rec = _record(op, j, res, ctx)
+        if st.add(rec) is not None:
+            written.append(rec)
+        prog.add(rec)
+
+    wrong: dict[str, RunResult] = {}  # schedule id -> its wrong result, shared by its thread counts
+    pending: list[tuple[Built, _Job]] = []
+
+    def flush() -> None:  # measure what is pending, `slots` jobs per call, in build order
+        for k in range(0, len(pending), slots):
+            chunk = pending[k:k + slots]
+            fresh = iter(run_jobs([(b, j) for b, j in chunk if b.candidate.schedule_id not in wrong]))
+            for b, j in chunk:
+                record_result(j, wrong.get(b.candidate.schedule_id) or next(fresh))
+        pending.clear()
+
     for i, batch in enumerate(batches):
         if pool is not None:
             built = (ahead or pool.submit(builder.build, batch)).result()
@@ -248,24 +276,20 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
         for b in built:
             if b.candidate.schedule_kind == "default" and b.ok:
                 reference = b.artifact
-            cand_jobs = [j for j in jobs if j.cand.schedule_id == b.candidate.schedule_id]
-            wrong: RunResult | None = None
-            for j in cand_jobs:
+            for j in (j for j in jobs if j.cand.schedule_id == b.candidate.schedule_id):
                 if not b.ok:
-                    res = RunResult("build_error", error=b.error)
-                elif wrong is not None:
-                    res = wrong
-                else:
-                    ref = reference if (b.candidate.schedule_id == check_id and reference) else ""
-                    res = roles.runner.run([RunJob(b.artifact, args, j.threads, protocol, timeout_s, ref,
-                                                   ctx["pinned"])])[0]
+                    flush()
+                    record_result(j, RunResult("build_error", error=b.error))
+                elif b.candidate.schedule_id == check_id and reference:
+                    flush()
+                    check_id = ""  # the first run of the checked schedule compares with the default
+                    res = run_jobs([(b, j)], reference)[0]
                     if res.status == "wrong_result":
-                        wrong = res
-                    check_id = "" if ref else check_id
-                rec = _record(op, j, res, ctx)
-                if st.add(rec) is not None:
-                    written.append(rec)
-                prog.add(rec)
+                        wrong[b.candidate.schedule_id] = res
+                    record_result(j, res)
+                else:
+                    pending.append((b, j))
+        flush()
         discard = getattr(builder, "discard", None)
         if discard is not None:
             keep = [b for b in built if b.artifact == reference]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from opscope.errors import OpscopeError
@@ -17,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one model and wins over the unqualified form)")
     parser.add_argument("--target", default="host")
     parser.add_argument("--trials", type=int, default=32, help="sampled schedules per operator (plus the default)")
-    parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 or all")
-    parser.add_argument("--store", default="runs.db", help="SQLite store (created if absent; resumes)")
+    parser.add_argument("--threads", default=os.environ.get("OPSCOPE_THREADS") or "1,2",
+                        help="thread counts, e.g. 1,2 or all (default $OPSCOPE_THREADS, else 1,2)")
+    parser.add_argument("--store", default=os.environ.get("OPSCOPE_STORE") or "runs.db",
+                        help="SQLite store (created if absent; resumes; default $OPSCOPE_STORE, else runs.db)")
     parser.add_argument("--ops", default=None, help="operator kinds or names to keep, e.g. conv2d,dense")
     parser.add_argument("--max-ops", type=int, default=None,
                         help="keep this many operators per model (heaviest of each kind in turn)")
@@ -31,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cooldown-ms", type=int, default=0)
     parser.add_argument("--noisy-cv", type=float, default=0.05, help="CV above which a measurement is noisy")
     parser.add_argument("--remeasure-noisy", action="store_true", help="measure again what was noisy")
-    parser.add_argument("--pin", action="store_true", help="pin worker threads to cores (TVM_BIND_THREADS)")
+    parser.add_argument("--pin", action="store_true", default=os.environ.get("OPSCOPE_PIN_THREADS") == "1",
+                        help="pin worker threads to cores (TVM_BIND_THREADS; default from $OPSCOPE_PIN_THREADS)")
+    parser.add_argument("--tracker", default=None, metavar="HOST:PORT",
+                        help="TVM RPC tracker for board targets (default $TVM_TRACKER_HOST:$TVM_TRACKER_PORT)")
+    parser.add_argument("--rpc-key", default=None, help="device key of the boards (default $OPSCOPE_RPC_KEY)")
     parser.add_argument("--overlap", action="store_true",
                         help="build the next batch while measuring (faster; the compiler then shares the CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
@@ -73,6 +80,20 @@ def run(args: argparse.Namespace) -> int:
     from opscope.collector import Protocol, collect, select_operators
     from opscope.store import open_store
 
+    if args.target == "rpc":
+        raise OpscopeError("--target rpc needs the board's spec: --target rpc-aarch64, rpc-armv7, rpc-x86_64 or a "
+                           "TOML with an [extra.rpc] table (opscope targets lists them)")
+    rpc = None
+    if args.tracker or args.rpc_key:
+        from opscope.collector.registry import roles_module
+        from opscope.collector.rpc import rpc_config
+        from opscope.targets import load_target
+
+        spec = load_target(args.target)
+        if roles_module(spec) != "opscope.collector.rpc":
+            raise OpscopeError(f"--tracker/--rpc-key: target {spec.name!r} is not measured over RPC "
+                               "(board specs have an [extra.rpc] table)")
+        rpc = rpc_config(spec, key=args.rpc_key, tracker=args.tracker)
     params = _params(args.param)
     protocol = Protocol(number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
                         flush_cache=args.flush_cache, cooldown_ms=args.cooldown_ms, noisy_cv=args.noisy_cv)
@@ -86,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         records = collect(operators, target=args.target, trials=args.trials, threads=args.threads, store=store,
                           seed=args.seed, timeout_s=args.timeout, protocol=protocol, progress=not args.quiet,
                           remeasure_noisy=args.remeasure_noisy, pinned=args.pin,
-                          overlap=args.overlap)
+                          overlap=args.overlap, rpc=rpc)
         total = store.count()
     by_status: dict[str, int] = {}
     for r in records:
