@@ -6,8 +6,7 @@ TVM or torch until they are needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from opscope.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,7 +24,4 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'opscope' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _API)

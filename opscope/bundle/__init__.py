@@ -7,8 +7,7 @@ that file into a store with the device's fingerprint.  Imported lazily: no TVM a
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from opscope.lazy import lazy_exports
 
 _API = {
     "write_bundle": "opscope.bundle.writer",
@@ -23,7 +22,4 @@ _API = {
 __all__ = list(_API)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'opscope.bundle' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _API)

@@ -5,8 +5,7 @@ Imported lazily: ``import opscope.collector`` does not load TVM.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from opscope.lazy import lazy_exports
 
 _API = {
     "collect": "opscope.collector.sweep",
@@ -28,7 +27,4 @@ _API = {
 __all__ = list(_API)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'opscope.collector' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _API)

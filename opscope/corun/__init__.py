@@ -16,8 +16,7 @@ See docs/corun.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from opscope.lazy import lazy_exports
 
 _API = {
     "LatencyCurve": "opscope.corun.partition",
@@ -48,7 +47,4 @@ _API = {
 __all__ = list(_API)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'opscope.corun' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _API)

@@ -6,8 +6,7 @@ The learned side is imported lazily so that the analytical model does not pull i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from opscope.lazy import lazy_exports
 
 _API = {
     "XGBoostPredictor": "opscope.predictor.models.xgb",
@@ -31,7 +30,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'opscope.predictor' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _API)
