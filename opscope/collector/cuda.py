@@ -135,15 +135,7 @@ class _CudaWorker(_Worker):
 class CudaRunner(LocalRunner):
     """Times built CUDA kernels in an isolated worker on ``tvm.cuda(0)``; crash/timeout as locally."""
 
-    def _worker(self, threads: int, pinned: bool) -> _Worker:
-        key = (threads, pinned)
-        w = self._workers.get(key)
-        if w is None or w.proc.poll() is not None:
-            if w is not None:
-                w.kill()
-                self.restarts += 1
-            w = self._workers[key] = _CudaWorker(threads, pinned)
-        return w
+    worker_class = _CudaWorker
 
 
 def make_roles(spec: TargetSpec, options: Any = None) -> Any:

@@ -98,6 +98,9 @@ def job_deadline(job: RunJob) -> float:
 
 
 class LocalRunner(Runner):
+    #: the measuring-worker process class (the CUDA runner swaps in its own)
+    worker_class: type = _Worker
+
     def __init__(self) -> None:
         self._workers: dict[tuple[int, bool], _Worker] = {}
         self.restarts = 0
@@ -109,7 +112,7 @@ class LocalRunner(Runner):
             if w is not None:
                 w.kill()
                 self.restarts += 1
-            w = self._workers[key] = _Worker(threads, pinned)
+            w = self._workers[key] = self.worker_class(threads, pinned)
         return w
 
     def _drop(self, threads: int, pinned: bool) -> None:
