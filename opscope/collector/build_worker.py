@@ -1,7 +1,9 @@
 """A build worker: reads JSON requests on stdin, compiles each module, writes a shared library.
 
 Request: ``{"module_json": ..., "target": {...}, "out": path}``; answer (one JSON line on the
-original stdout): ``{"error": "" | message, "build_s": seconds}``.  Started by ``LocalBuilder``.
+original stdout): ``{"error": "" | message, "build_s": seconds}``.  Started by ``LocalBuilder``;
+``OPSCOPE_CROSS_COMPILER`` in its environment names the compiler that links the kernels for a
+board (empty: the host's compiler).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import time
 
 def main() -> int:
     out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
+    os.dup2(2, 1)  # compiler chatter goes to stderr, not into the answer stream
     import tvm
+    from tvm.support import cc
 
-    out.write(json.dumps({"ready": True}) + "\n")
+    compiler = os.environ.get("OPSCOPE_CROSS_COMPILER", "")
+    fcompile = cc.cross_compiler(compiler) if compiler else None
+    out.write(json.dumps({"ready": True, "cross_compiler": compiler}) + "\n")
     for line in sys.stdin:
         req = json.loads(line)
         t0 = time.perf_counter()
@@ -25,7 +30,7 @@ def main() -> int:
         try:
             mod = tvm.ir.load_json(req["module_json"])
             ex = tvm.compile(mod, tvm.target.Target(req["target"]))
-            ex.export_library(req["out"])
+            ex.export_library(req["out"], fcompile=fcompile)
         except Exception as exc:  # TVM's errors are data here: the caller records a build_error
             lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
             error = f"{type(exc).__name__}: {(lines[-1] if lines else '')[:500]}"

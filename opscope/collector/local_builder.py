@@ -25,10 +25,11 @@ STARTUP_TIMEOUT_S = 180.0
 
 
 class _BuildProc:
-    def __init__(self) -> None:
+    def __init__(self, cross_compiler: str | None = None) -> None:
+        env = dict(os.environ, OPSCOPE_CROSS_COMPILER=cross_compiler or "")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opscope.collector.build_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
         )
         self.buf = b""
         self.job: tuple[int, float] | None = None  # (index in batch, start time)
@@ -63,8 +64,12 @@ class _BuildProc:
 
 
 class LocalBuilder(Builder):
-    def __init__(self, target: dict[str, Any], workers: int | None = None, timeout_s: float = 120.0):
+    """A pool of build workers; ``cross_compiler`` links the kernels for another machine (boards)."""
+
+    def __init__(self, target: dict[str, Any], workers: int | None = None, timeout_s: float = 120.0,
+                 cross_compiler: str | None = None):
         self.target = dict(target)
+        self.cross_compiler = cross_compiler
         self.workers = workers or max(1, min(2, os.cpu_count() or 1))
         self.timeout_s = timeout_s
         self._dir = tempfile.mkdtemp(prefix="opscope-build-")
@@ -72,7 +77,7 @@ class LocalBuilder(Builder):
         self._n = 0
 
     def _start(self) -> _BuildProc:
-        p = _BuildProc()
+        p = _BuildProc(self.cross_compiler)
         ready, _, _ = select.select([p.fd()], [], [], STARTUP_TIMEOUT_S)
         hello = p.feed() if ready else None
         while hello is None and ready:

@@ -3,21 +3,15 @@
 The spec names the compiler in ``[extra] cross_compiler`` (for example ``aarch64-linux-gnu-g++`` or
 ``arm-linux-gnueabihf-g++`` for a pynq board's Cortex-A9); without one the kernels are linked with
 the host's compiler, which is right when the board has this machine's architecture.  Builds run in
-the collector's pool of build workers (``LocalBuilder``); only the worker, and with it the link
-step, differs (``opscope.collector.rpc_build_worker``).
+the collector's pool of build workers (``LocalBuilder``); only the link step differs.
 """
 
 from __future__ import annotations
 
-import os
-import select
 import shutil
-import subprocess
-import sys
-import time
 from typing import Any
 
-from opscope.collector.local_builder import STARTUP_TIMEOUT_S, LocalBuilder, _BuildProc
+from opscope.collector.local_builder import LocalBuilder
 from opscope.errors import OpscopeError
 from opscope.targets.spec import TargetSpec
 
@@ -35,37 +29,10 @@ def cross_compiler(spec: TargetSpec) -> str | None:
     return name
 
 
-class _CrossBuildProc(_BuildProc):
-    """A build worker process that links with ``compiler``."""
-
-    def __init__(self, compiler: str | None) -> None:  # noqa: D107 - same fields as _BuildProc
-        env = dict(os.environ, OPSCOPE_CROSS_COMPILER=compiler or "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "opscope.collector.rpc_build_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-        )
-        self.buf = b""
-        self.job = None
-
-
 class CrossBuilder(LocalBuilder):
     """``LocalBuilder`` whose workers link with the board's cross compiler."""
 
     def __init__(self, target: dict[str, Any], compiler: str | None, workers: int | None = None,
                  timeout_s: float = 120.0):
-        super().__init__(target, workers, timeout_s)
+        super().__init__(target, workers, timeout_s, cross_compiler=compiler)
         self.compiler = compiler
-
-    def _start(self) -> _BuildProc:
-        p = _CrossBuildProc(self.compiler)
-        hello = None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while hello is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([p.fd()], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            hello = p.feed()
-        if not isinstance(hello, dict):
-            p.kill()
-            raise OpscopeError("the build worker did not start (python -m opscope.collector.rpc_build_worker)")
-        return p
