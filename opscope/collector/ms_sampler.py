@@ -84,6 +84,16 @@ def _split_postproc(trace: list) -> tuple[list, int]:
     return insts, len(insts)
 
 
+def sampled_candidate(op: Operator, mod: Any, sch: Any) -> Candidate:
+    """The candidate for a sampled schedule ``sch`` of ``op`` (whose unscheduled module is ``mod``)."""
+    import tvm
+
+    trace_json = trace_to_json(sch.trace)
+    knobs = extract_knobs(sch.trace, mod, sch.mod.script())
+    return Candidate(op.key, schedule_id(trace_json), "sampled", trace_json, tuple(sorted(knobs.items())),
+                     tvm.ir.save_json(sch.mod))
+
+
 def schedule_id(trace_json: str) -> str:
     """``s`` + hash of the trace without its ``EnterPostproc`` marker (ids stay those of traces
     stored before the marker was written)."""
@@ -142,14 +152,11 @@ class MetaScheduleSampler(ScheduleSampler):
             sch.enter_postproc()
             if not all(p.apply(sch) for p in ctx.space_generator.postprocs):
                 continue
-            trace_json = trace_to_json(sch.trace)
-            if trace_json in seen:
+            cand = sampled_candidate(op, mod, sch)
+            if cand.trace_json in seen:
                 continue
-            seen.add(trace_json)
-            knobs = extract_knobs(sch.trace, mod, sch.mod.script())
-            sid = schedule_id(trace_json)
-            out.append(Candidate(op.key, sid, "sampled", trace_json, tuple(sorted(knobs.items())),
-                                 tvm.ir.save_json(sch.mod)))
+            seen.add(cand.trace_json)
+            out.append(cand)
         return out
 
 

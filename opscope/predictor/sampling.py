@@ -12,13 +12,11 @@ here builds, runs and is stored exactly like one from the collector.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import sys
 from typing import Any
 
-from opscope.collector.knobs import extract_knobs
-from opscope.collector.ms_sampler import operator_module, trace_to_json
+from opscope.collector.ms_sampler import operator_module, sampled_candidate
 from opscope.collector.roles import Candidate, ScheduleSampler
 from opscope.workloads.operator import Operator
 
@@ -85,12 +83,9 @@ class ReplaySampler(ScheduleSampler):
                 continue  # a draw the space's own checks reject
             if not all(p.apply(sch) for p in ctx.space_generator.postprocs):
                 continue
-            trace_json = trace_to_json(sch.trace)
-            if trace_json in seen:
+            cand = sampled_candidate(op, mod, sch)
+            if cand.trace_json in seen:
                 continue
-            seen.add(trace_json)
-            knobs = extract_knobs(sch.trace, mod, sch.mod.script())
-            sid = "s" + hashlib.sha256(trace_json.encode()).hexdigest()[:16]
-            out.append(Candidate(op.key, sid, "sampled", trace_json, tuple(sorted(knobs.items())),
-                                 tvm.ir.save_json(sch.mod)))
+            seen.add(cand.trace_json)
+            out.append(cand)
         return out
