@@ -257,9 +257,10 @@ def _alive(sess: Any) -> bool:
 
 def make_roles(spec: TargetSpec, options: Any = None) -> Any:
     """Sampler and builder here (the board's target, its cross compiler), runner on the farm."""
+    from opscope.collector.local_builder import LocalBuilder
     from opscope.collector.ms_sampler import MetaScheduleSampler
     from opscope.collector.registry import RoleOptions, Roles
-    from opscope.collector.rpc_builder import CrossBuilder, cross_compiler
+    from opscope.collector.rpc_builder import cross_compiler
     from opscope.targets import tvm_target, tvm_target_dict
 
     options = options or RoleOptions()
@@ -274,7 +275,7 @@ def make_roles(spec: TargetSpec, options: Any = None) -> Any:
         target, target_dict = tvm_target(spec), tvm_target_dict(spec)
     return Roles(
         sampler=MetaScheduleSampler(target),
-        builder=CrossBuilder(target_dict, compiler, options.build_workers, options.build_timeout_s),
+        builder=LocalBuilder(target_dict, options.build_workers, options.build_timeout_s, cross_compiler=compiler),
         runner=RpcRunner(config, device="cuda" if kind == "cuda" else "cpu"),
         tvm_target=target,
     )

@@ -1,17 +1,15 @@
-"""Builder for boards: compile here for the board's target, link with the board's cross compiler.
+"""The cross compiler that links kernels built here for a board.
 
 The spec names the compiler in ``[extra] cross_compiler`` (for example ``aarch64-linux-gnu-g++`` or
 ``arm-linux-gnueabihf-g++`` for a pynq board's Cortex-A9); without one the kernels are linked with
 the host's compiler, which is right when the board has this machine's architecture.  Builds run in
-the collector's pool of build workers (``LocalBuilder``); only the link step differs.
+the collector's pool of build workers: ``LocalBuilder(..., cross_compiler=...)``.
 """
 
 from __future__ import annotations
 
 import shutil
-from typing import Any
 
-from opscope.collector.local_builder import LocalBuilder
 from opscope.errors import OpscopeError
 from opscope.targets.spec import TargetSpec
 
@@ -27,12 +25,3 @@ def cross_compiler(spec: TargetSpec) -> str | None:
         raise OpscopeError(f"target {spec.name!r}: the cross compiler {name!r} named in [extra] cross_compiler "
                            "is not on PATH (install it, e.g. the g++-aarch64-linux-gnu package)")
     return name
-
-
-class CrossBuilder(LocalBuilder):
-    """``LocalBuilder`` whose workers link with the board's cross compiler."""
-
-    def __init__(self, target: dict[str, Any], compiler: str | None, workers: int | None = None,
-                 timeout_s: float = 120.0):
-        super().__init__(target, workers, timeout_s, cross_compiler=compiler)
-        self.compiler = compiler
