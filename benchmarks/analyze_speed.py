@@ -16,8 +16,8 @@ import argparse
 import sys
 import time
 
-from opscope.predictor.analytical import analyze_operators, estimate
-from opscope.predictor.analytical.frame import load_operators
+from opscope.analytical import analyze_operators, estimate
+from opscope.analytical.frame import load_operators
 from opscope.targets import load_target
 
 

@@ -11,7 +11,7 @@ from opscope.lazy import lazy_exports
 __version__ = "0.1.0"
 
 _API = {
-    "analyze_model": "opscope.predictor.analytical",
+    "analyze_model": "opscope.analytical",
     "load_target": "opscope.targets",
     "load_model": "opscope.workloads",
     "list_models": "opscope.workloads",

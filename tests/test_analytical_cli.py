@@ -9,7 +9,7 @@ import pytest
 
 from opscope.cli import main
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical import analyze_model
+from opscope.analytical import analyze_model
 from opscope.report.roofline import plot_roofline
 from opscope.targets import load_target
 

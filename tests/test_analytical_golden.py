@@ -10,7 +10,7 @@ import math
 import pytest
 
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical import AnalysisOptions, analyze_operators, estimate, pe_utilization
+from opscope.analytical import AnalysisOptions, analyze_operators, estimate, pe_utilization
 from opscope.targets.spec import MemoryLevel, PEArray, TargetSpec
 from opscope.workloads.layer_table import attention_op, conv_op, dense_op
 
@@ -216,7 +216,7 @@ def test_agrees_with_frame_where_frame_spreads_the_batch(tmp_path):
 
     With outer batch = 4 = instances FRAME's mapping and ours coincide, so the numbers must match.
     """
-    from opscope.predictor.analytical import analyze_model
+    from opscope.analytical import analyze_model
 
     p = tmp_path / "bert_gemm.csv"
     p.write_text("M,N,D,H,Z,Z,T\n3072,512,768,1,1,1,3\n")

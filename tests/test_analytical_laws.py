@@ -13,7 +13,7 @@ from dataclasses import replace
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from opscope.predictor.analytical import AnalysisOptions, estimate
+from opscope.analytical import AnalysisOptions, estimate
 from opscope.targets.spec import MemoryLevel, PEArray, TargetSpec
 from opscope.workloads.layer_table import conv_op, dense_op, matmul_op
 
@@ -140,7 +140,7 @@ def test_untiled_traffic_is_compulsory_and_latency_is_the_max(op, spec):
 def test_more_instances_never_lengthen_the_mapped_gemm(batch, m, n, k, inst, extra, h, w):
     """Cycles = MACs / (utilisation x PEs) must not grow with instances, even for the fractional
     dimensions FRAME's sparsity scaling produces."""
-    from opscope.predictor.analytical import pe_utilization
+    from opscope.analytical import pe_utilization
 
     def cycles(i):
         return batch * m * n * k / (pe_utilization(batch, m, n, k, PEArray(i, h, w)) * i * h * w)

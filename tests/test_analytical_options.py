@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical import (
+from opscope.analytical import (
     AnalysisOptions,
     analyze_model,
     analyze_operators,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical import AnalysisOptions, estimate
+from opscope.analytical import AnalysisOptions, estimate
 from opscope.targets.spec import MemoryLevel, TargetSpec
 from opscope.workloads.layer_table import conv_op, matmul_op
 
@@ -109,7 +109,7 @@ def test_bad_tilings_are_errors(tiles, what):
 
 
 def test_analyze_operators_takes_tiles_per_operator():
-    from opscope.predictor.analytical import analyze_operators
+    from opscope.analytical import analyze_operators
 
     df = analyze_operators([mm()], spec(), tiles={"mm": {"L1": {"m": 32, "n": 32}}})
     one = estimate(mm(), spec(), tiles={"L1": {"m": 32, "n": 32}})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical import AnalysisOptions, analyze_model, analyze_operators
-from opscope.predictor.analytical.frame import load_operators
+from opscope.analytical import AnalysisOptions, analyze_model, analyze_operators
+from opscope.analytical.frame import load_operators
 
 pytest.importorskip("tvm")
 workloads = pytest.importorskip("opscope.workloads")

@@ -18,7 +18,7 @@ import pytest
 
 from opscope.collector.protocol import Protocol
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical import estimate
+from opscope.analytical import estimate
 from opscope.report import compare
 from opscope.report.machine import OtherMachineError
 from opscope.store import Record, open_store

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical import ATTENTION_METHODS, AnalysisOptions, analyze_operators, load_densities
-from opscope.predictor.analytical.frame import load_operators
+from opscope.analytical import ATTENTION_METHODS, AnalysisOptions, analyze_operators, load_densities
+from opscope.analytical.frame import load_operators
 from opscope.targets import load_target
 
 

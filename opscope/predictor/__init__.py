@@ -1,5 +1,5 @@
-"""Everything that estimates latency: the analytical model (``opscope.predictor.analytical``) and the
-learned predictors, which all follow the scikit-learn contract on store frames (docs/predictor.md).
+"""Latency predictors: the learned ones and the calibrated analytical model (the analytical model itself
+lives in ``opscope.analytical``), which all follow the scikit-learn contract on store frames (docs/predictor.md).
 
 The learned side is imported lazily so that the analytical model does not pull in XGBoost.
 """

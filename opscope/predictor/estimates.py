@@ -2,7 +2,7 @@
 
 ``SpecCache`` resolves the ``target`` names found in a frame to ``TargetSpec`` objects once.
 ``machine_features`` turns a spec into numbers (cores, caches, peaks, bandwidths).
-``analytical_terms`` runs the analytical model (``opscope.predictor.analytical.estimate``) on one
+``analytical_terms`` runs the analytical model (``opscope.analytical.estimate``) on one
 operator, with the schedule's tile factors when they map onto the operator's loops, and returns its
 compute time, memory time per level (by position, innermost first) and bound.
 ``roofline_bound`` is the plain roofline: no schedule can beat it on that spec.
@@ -107,7 +107,7 @@ def roofline_bound(op: Operator, spec: TargetSpec) -> float:
 def analytical_terms(op: Operator, spec: TargetSpec, tiles: Mapping[str, int] | None) -> dict[str, Any]:
     """The analytical model's estimate as plain numbers (seconds), memory levels by position."""
     try:
-        from opscope.predictor.analytical import estimate
+        from opscope.analytical import estimate
     except ImportError:
         estimate = None  # the analytical room is absent from this build
     est = None

@@ -160,7 +160,7 @@ def compare(
     measured).  ``params`` are zoo model parameters (``{"image_size": 64}``), as given to collect.
     A store measured on another machine is refused unless ``allow_other_machine``.
     """
-    from opscope.predictor.analytical import estimate
+    from opscope.analytical import estimate
     from opscope.report.machine import check_machine, this_machine
     from opscope.targets import load_target
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from opscope.predictor.analytical.options import AnalysisOptions
+from opscope.analytical.options import AnalysisOptions
 from opscope.workloads.operator import GemmView, Operator, TensorInfo
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical.attention import apply_attention, is_attention
-from opscope.predictor.analytical.model import Estimate, estimate_with_densities
-from opscope.predictor.analytical.options import AnalysisOptions
-from opscope.predictor.analytical.tiling import Tiles
+from opscope.analytical.attention import apply_attention, is_attention
+from opscope.analytical.model import Estimate, estimate_with_densities
+from opscope.analytical.options import AnalysisOptions
+from opscope.analytical.tiling import Tiles
 from opscope.targets import TargetSpec, load_target
 from opscope.workloads.operator import Operator
 

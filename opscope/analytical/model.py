@@ -21,10 +21,10 @@ import math
 from dataclasses import dataclass, field
 
 from opscope.errors import OpscopeError
-from opscope.predictor.analytical.options import AnalysisOptions, Densities
-from opscope.predictor.analytical.pe_array import pe_utilization
-from opscope.predictor.analytical.sparsity import sparse_view
-from opscope.predictor.analytical.tiling import Tiles, level_bytes
+from opscope.analytical.options import AnalysisOptions, Densities
+from opscope.analytical.pe_array import pe_utilization
+from opscope.analytical.sparsity import sparse_view
+from opscope.analytical.tiling import Tiles, level_bytes
 from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import Operator
 

@@ -5,10 +5,10 @@
 (a DataFrame with a ``TOTAL`` row).  See docs/analytical.md.
 """
 
-from opscope.predictor.analytical.frame import analyze_model, analyze_operators, load_operators
-from opscope.predictor.analytical.model import Estimate, estimate
-from opscope.predictor.analytical.options import ATTENTION_METHODS, AnalysisOptions, load_densities
-from opscope.predictor.analytical.pe_array import pe_utilization
+from opscope.analytical.frame import analyze_model, analyze_operators, load_operators
+from opscope.analytical.model import Estimate, estimate
+from opscope.analytical.options import ATTENTION_METHODS, AnalysisOptions, load_densities
+from opscope.analytical.pe_array import pe_utilization
 
 __all__ = [
     "ATTENTION_METHODS", "AnalysisOptions", "Estimate", "analyze_model", "analyze_operators", "estimate",

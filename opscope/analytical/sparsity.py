@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from opscope.predictor.analytical.options import Densities
+from opscope.analytical.options import Densities
 from opscope.workloads.operator import GemmView, Operator
 
 
