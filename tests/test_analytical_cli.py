@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from opscope.analytical import analyze_model
 from opscope.cli import main
 from opscope.errors import OpscopeError
-from opscope.analytical import analyze_model
 from opscope.report.roofline import plot_roofline
 from opscope.targets import load_target
 

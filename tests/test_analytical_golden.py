@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from opscope.errors import OpscopeError
 from opscope.analytical import AnalysisOptions, analyze_operators, estimate, pe_utilization
+from opscope.errors import OpscopeError
 from opscope.targets.spec import MemoryLevel, PEArray, TargetSpec
 from opscope.workloads.layer_table import attention_op, conv_op, dense_op
 

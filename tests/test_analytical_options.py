@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from opscope.errors import OpscopeError
 from opscope.analytical import (
     AnalysisOptions,
     analyze_model,
@@ -14,6 +13,7 @@ from opscope.analytical import (
     estimate,
     load_densities,
 )
+from opscope.errors import OpscopeError
 from opscope.targets.spec import MemoryLevel, TargetSpec
 from opscope.workloads.layer_table import attention_op, dense_op
 

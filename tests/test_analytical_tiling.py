@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from opscope.errors import OpscopeError
 from opscope.analytical import AnalysisOptions, estimate
+from opscope.errors import OpscopeError
 from opscope.targets.spec import MemoryLevel, TargetSpec
 from opscope.workloads.layer_table import conv_op, matmul_op
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from opscope.errors import OpscopeError
 from opscope.analytical import AnalysisOptions, analyze_model, analyze_operators
 from opscope.analytical.frame import load_operators
+from opscope.errors import OpscopeError
 
 pytest.importorskip("tvm")
 workloads = pytest.importorskip("opscope.workloads")

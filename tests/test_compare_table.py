@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from opscope.analytical import estimate
 from opscope.collector.protocol import Protocol
 from opscope.errors import OpscopeError
-from opscope.analytical import estimate
 from opscope.report import compare
 from opscope.report.machine import OtherMachineError
 from opscope.store import Record, open_store

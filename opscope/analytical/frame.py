@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from opscope.errors import OpscopeError
 from opscope.analytical.attention import apply_attention, is_attention
 from opscope.analytical.model import Estimate, estimate_with_densities
 from opscope.analytical.options import AnalysisOptions
 from opscope.analytical.tiling import Tiles
+from opscope.errors import OpscopeError
 from opscope.targets import TargetSpec, load_target
 from opscope.workloads.operator import Operator
 

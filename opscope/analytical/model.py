@@ -20,11 +20,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from opscope.errors import OpscopeError
 from opscope.analytical.options import AnalysisOptions, Densities
 from opscope.analytical.pe_array import pe_utilization
 from opscope.analytical.sparsity import sparse_view
 from opscope.analytical.tiling import Tiles, level_bytes
+from opscope.errors import OpscopeError
 from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import Operator
 

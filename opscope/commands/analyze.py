@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from opscope.errors import OpscopeError
 from opscope.analytical import ATTENTION_METHODS, AnalysisOptions, analyze_operators, load_densities
 from opscope.analytical.frame import load_operators
+from opscope.errors import OpscopeError
 from opscope.targets import load_target
 
 
