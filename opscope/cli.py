@@ -1,14 +1,18 @@
 """The ``opscope`` command: a thin shell over functions callable from Python.
 
 Each sub-command lives in ``opscope/commands/<name>.py`` and provides ``add_arguments(parser)`` and
-``run(args) -> int``.  Library code never parses argv.  User errors (``OpscopeError``) are printed
-on one line, exit status 2.
+``run(args) -> int``.  Library code never parses argv.  User errors (``OpscopeError``), and the
+operating-system, SQLite, JSON and text-decoding errors that bad files cause at the edges, are
+printed on one line, ``opscope <command>: <what> (<file, field or value>): <what to do>``, exit
+status 2; ``opscope --debug <command>`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import sqlite3
 import sys
 import warnings
 
@@ -34,7 +38,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from opscope import __version__
+
     parser = argparse.ArgumentParser(prog="opscope", description="DNN operator profiling on TVM")
+    parser.add_argument("--version", action="version", version=f"opscope {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -62,13 +70,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except OpscopeError as exc:
-        print(f"opscope {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"opscope {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (OpscopeError, OSError, sqlite3.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if args.debug:
+            raise
+        print(f"opscope {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 2
 
+
+def one_line(exc: BaseException) -> str:
+    """The message of an error at the edges, on one line, naming the file and what to do."""
+    if isinstance(exc, OpscopeError):
+        text = str(exc)
+    elif isinstance(exc, UnicodeDecodeError):
+        text = (f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}): give a text file "
+                "(--debug shows which one)")
+    elif isinstance(exc, json.JSONDecodeError):
+        text = f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}): check the file"
+    elif isinstance(exc, sqlite3.Error):
+        text = f"SQLite error ({exc}): the store may be damaged; restore it from a copy or use another --store"
+    elif isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else "?"
+        text = f"{exc.strerror or exc} ({where}): check the path and its permissions"
+    else:  # pragma: no cover - main() catches only the types above
+        text = str(exc)
+    return " ".join(text.split()) or type(exc).__name__
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import statistics
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
 
 from opscope.errors import StoreError
+from opscope.store.record import LatencyStats
 from opscope.store.sqlite import Store, open_store
 
 COLUMNS = (
@@ -39,13 +40,8 @@ ORDER BY m.measurement_id
 
 
 def _stats(raw: str, noisy_cv: float) -> tuple[float, float, float, float, float, bool]:
-    lat = json.loads(raw)
-    if not lat:
-        return (math.nan,) * 5 + (False,)
-    mean = statistics.fmean(lat)
-    std = statistics.stdev(lat) if len(lat) > 1 else 0.0
-    cv = std / mean
-    return statistics.median(lat), mean, min(lat), std, cv, cv > noisy_cv
+    st = LatencyStats.of(json.loads(raw))
+    return st.median_s, st.mean_s, st.min_s, st.std_s, st.cv, st.noisy(noisy_cv)
 
 
 def load_dataframe(path_or_store: str | os.PathLike[str] | Store) -> pd.DataFrame:
@@ -55,9 +51,13 @@ def load_dataframe(path_or_store: str | os.PathLike[str] | Store) -> pd.DataFram
     else:
         if not Path(path_or_store).is_file():
             raise StoreError(f"store {path_or_store}: no such file")
-        store, own = open_store(path_or_store), True
+        store, own = open_store(path_or_store, read_only=True), True
     try:
         frame = pd.read_sql_query(_QUERY, store.connection)
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+        first = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
+        raise StoreError(f"store {store.path}: cannot read its measurements ({first[-200:]}); "
+                         "the file may be damaged: restore it from a copy") from None
     finally:
         if own:
             store.close()

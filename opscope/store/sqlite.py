@@ -14,6 +14,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from opscope.edges import writable
 from opscope.errors import StoreError
 from opscope.store.record import Record, now_utc
 from opscope.store.schema import SCHEMA_VERSION, current_version, migrate
@@ -22,25 +23,25 @@ from opscope.store.schema import SCHEMA_VERSION, current_version, migrate
 class Store:
     """A measurement store on disk; see the module docstring.  Use ``open_store``."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only
+        if read_only:
+            self._conn = _open_read_only(self.path)
+            return
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            version = current_version(self._conn)
+            version = _checked_version(self._conn, self.path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store {self.path}: not a readable SQLite database ({exc})") from None
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"store {self.path}: schema version {version} is newer than this opscope understands "
-                f"({SCHEMA_VERSION}); upgrade opscope"
-            )
         try:
             migrate(self._conn)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store {self.path}: migration from version {version} failed: {exc}") from None
+        _check_intact(self._conn, self.path)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -136,11 +137,161 @@ class Store:
         return json.loads(row[0]) if row else None
 
 
-def open_store(path: str | os.PathLike[str]) -> Store:
-    """Open (creating and migrating as needed) the store at ``path``."""
+def open_store(path: str | os.PathLike[str], read_only: bool = False) -> Store:
+    """Open the store at ``path``.
+
+    For writing (the default) a path that does not exist becomes a new store; an existing file
+    must already be an opscope store (a ``meta`` table with a numeric ``schema_version``) and is
+    migrated to the current version.  Another program's database, an empty or damaged file, a
+    read-only file or folder are refused with one line, before anything is written.
+
+    ``read_only=True`` never creates, migrates or writes a file: the path must be an opscope
+    store; one of an older version is migrated in memory only.
+    """
     p = Path(path)
     if p.is_dir():
         raise StoreError(f"store {p}: is a directory, expected a SQLite file")
+    if read_only:
+        if not p.exists():
+            raise StoreError(f"store {p}: no such file (measure with `opscope collect ... --store {p}`)")
+        _sniff(p)
+        return Store(p, read_only=True)
     if not p.parent.exists():
         raise StoreError(f"store {p}: folder {p.parent} does not exist")
+    folder = p.absolute().parent
+    if not writable(folder):
+        raise StoreError(f"store {p}: folder {folder} is not writable (SQLite keeps its -wal and -shm files "
+                         "beside the store); copy the store elsewhere or use a read-only command")
+    if p.exists():
+        _sniff(p)
+        if not writable(p):
+            raise StoreError(f"store {p}: the file is read-only; make it writable (chmod u+w) or use another --store")
+    else:
+        _create(p)
     return Store(p)
+
+
+# -- opening safely ------------------------------------------------------------------------------
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _sniff(p: Path) -> None:
+    """Refuse, without opening it through SQLite, a file that is not an opscope store."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"store {p}: cannot read ({exc.strerror}); check its permissions") from None
+    if not head:
+        raise StoreError(f"store {p}: empty file, not an opscope store; remove it or choose another --store")
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"store {p}: not an SQLite database; choose an opscope store (opscope collect writes one)")
+    try:
+        conn = sqlite3.connect(f"{_uri(p)}?immutable=1", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"store {p}: cannot open ({exc})") from None
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            what = "an empty SQLite database" if not tables else "another program's SQLite database"
+            raise StoreError(f"store {p}: {what} (no opscope meta table); opscope does not touch it: "
+                             "choose another --store")
+        _checked_version(conn, p)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {p}: damaged SQLite file ({exc}); restore it from a copy") from None
+    finally:
+        conn.close()
+
+
+def _checked_version(conn: sqlite3.Connection, p: Path) -> int:
+    """The schema version in ``meta``, with one line for a missing, non-numeric or newer one."""
+    has_meta = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    if has_meta is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is None:
+        raise StoreError(f"store {p}: the meta table has no schema_version row (a damaged store); "
+                         "restore it from a copy")
+    try:
+        version = int(row[0])
+    except (TypeError, ValueError):
+        raise StoreError(f"store {p}: meta schema_version {row[0]!r} is not a number (a damaged store); "
+                         "restore it from a copy") from None
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {p}: schema version {version} is newer than this opscope understands "
+            f"({SCHEMA_VERSION}); upgrade opscope"
+        )
+    if version < 1:
+        raise StoreError(f"store {p}: meta schema_version {version} is not a valid version (a damaged store)")
+    return version
+
+
+def _check_intact(conn: sqlite3.Connection, p: Path) -> None:
+    try:
+        rows = conn.execute("PRAGMA quick_check(3)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {p}: damaged SQLite file ({exc}); restore it from a copy") from None
+    if rows != [("ok",)]:
+        raise StoreError(f"store {p}: damaged SQLite file ({rows[0][0]}); restore it from a copy")
+
+
+def _uri(p: Path) -> str:
+    from urllib.parse import quote
+
+    return "file:" + quote(str(p.absolute()))
+
+
+def _open_read_only(p: Path) -> sqlite3.Connection:
+    """A connection that cannot write ``p``; an older schema is migrated into a copy in memory."""
+    # mode=ro reads the WAL like any reader; in a folder we cannot write, SQLite cannot make the
+    # -shm file it needs, so the file is opened as immutable (no one can be writing it there).
+    flags = "mode=ro" if writable(p.absolute().parent) else "immutable=1"
+    try:
+        conn = sqlite3.connect(f"{_uri(p)}?{flags}", uri=True, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA query_only=ON")
+        version = _checked_version(conn, p)
+        _check_intact(conn, p)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {p}: not a readable SQLite database ({exc})") from None
+    if version == SCHEMA_VERSION:
+        return conn
+    mem = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.backup(mem)
+        migrate(mem)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {p}: cannot read version {version} ({exc})") from None
+    finally:
+        conn.close()
+    return mem
+
+
+def _create(p: Path) -> None:
+    """Create a new store at ``p`` whole: built beside it, then linked into place.
+
+    Another process creating the same store at the same moment wins the link; this one then opens
+    theirs.  No other process ever sees a half-made (empty) store file.
+    """
+    tmp = p.with_name(f".{p.name}.new{os.getpid()}")
+    try:
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            migrate(conn)
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, p)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not p.exists():
+                os.replace(tmp, p)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {p}: cannot create ({exc})") from None
+    except OSError as exc:
+        raise StoreError(f"store {p}: cannot create ({exc.strerror})") from None
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            leftover.unlink(missing_ok=True)
