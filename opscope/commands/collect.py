@@ -76,6 +76,14 @@ def _workload(name: str, params: dict[str, int]):
     return load_model(name)
 
 
+def _measured_here(target: str) -> bool:
+    """Whether ``target`` is measured on this machine's CPUs (not a GPU, not boards over RPC)."""
+    from opscope.collector.registry import roles_module
+    from opscope.targets import load_target
+
+    return roles_module(load_target(target)) is None
+
+
 def run(args: argparse.Namespace) -> int:
     from opscope.collector import Protocol, collect, select_operators
     from opscope.store import open_store
@@ -83,6 +91,17 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "rpc":
         raise OpscopeError("--target rpc needs the board's spec: --target rpc-aarch64, rpc-armv7, rpc-x86_64 or a "
                            "TOML with an [extra.rpc] table (opscope targets lists them)")
+    from opscope.edges import at_least, thread_counts
+
+    at_least(args.trials, 0, "--trials")
+    at_least(args.max_ops, 1, "--max-ops")
+    at_least(args.repeat, 1, "--repeat")
+    at_least(args.number, 1, "--number")
+    if args.timeout <= 0:
+        raise OpscopeError(f"--timeout {args.timeout}: must be > 0 seconds")
+    if _measured_here(args.target):
+        thread_counts(args.threads)
+    open_store(args.store).close()  # a store that cannot be written is refused before the models load
     rpc = None
     if args.tracker or args.rpc_key:
         from opscope.collector.registry import roles_module
