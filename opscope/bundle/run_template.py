@@ -29,24 +29,29 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_FORMAT = "opscope-bundle-results"
 RESULTS_VERSION = 1
-#: LLVM feature name -> the flag /proc/cpuinfo shows for it (x86 "flags", Arm "Features")
-CPUINFO_NAME = {
-    "sse3": "pni", "ssse3": "ssse3", "sse4.1": "sse4_1", "sse4.2": "sse4_2", "popcnt": "popcnt",
-    "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c", "bmi": "bmi1", "bmi2": "bmi2",
-    "lzcnt": "abm", "movbe": "movbe", "avx512f": "avx512f", "avx512bw": "avx512bw",
-    "avx512cd": "avx512cd", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
-    "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16", "avx512fp16": "avx512_fp16",
-    "avx512vbmi": "avx512vbmi", "avx512ifma": "avx512ifma", "avxvnni": "avx_vnni",
-    "amx-tile": "amx_tile", "amx-int8": "amx_int8", "amx-bf16": "amx_bf16",
-    "neon": "asimd", "dotprod": "asimddp", "fullfp16": "asimdhp", "i8mm": "i8mm", "sve": "sve",
-    "sve2": "sve2", "bf16": "bf16", "vfp3": "vfpv3", "vfp4": "vfpv4",
-}
-ARM32 = ("armv7l", "armv7", "armv8l")
+
+
+def _load_cpu_flags():
+    """The CPU-flag table the kernels were built with: cpu_flags.py beside this file in a bundle (its
+    source, opscope/targets/cpu_flags.py, when this file is read from opscope's own tree)."""
+    import importlib.util
+
+    for folder in (HERE, os.path.join(HERE, os.pardir, "targets")):
+        path = os.path.join(folder, "cpu_flags.py")
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location("opscope_bundle_cpu_flags", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    fail(f"cpu_flags.py is missing from {HERE}: the bundle is incomplete, build it again")
 
 
 def fail(msg):
     print("run.py: " + msg, file=sys.stderr)
     sys.exit(3)
+
+
+CPU_FLAGS = _load_cpu_flags()
 
 
 def load_manifest():
@@ -61,38 +66,28 @@ def load_manifest():
 # -- the device check ------------------------------------------------------------------------------
 def cpu_flags(cpuinfo_text):
     """The CPU feature flags listed in /proc/cpuinfo text (x86 'flags', Arm 'Features')."""
-    flags = set()
-    for line in cpuinfo_text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return flags
+    return CPU_FLAGS.cpu_flags(cpuinfo_text)
 
 
 def read_cpuinfo():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return fh.read()
-    except OSError:
-        return ""
+    """/proc/cpuinfo, or the file $OPSCOPE_CPUINFO names."""
+    return CPU_FLAGS.read_cpuinfo()
 
 
 def cpu_problems(requires, machine, cpuinfo_text):
     """Why this CPU cannot run kernels built for ``requires`` (an empty list when it can)."""
     problems = []
     want = requires.get("machine")
-    same_arm32 = want in ARM32 and machine in ARM32
+    same_arm32 = want in CPU_FLAGS.ARM32 and machine in CPU_FLAGS.ARM32
     if want and want != machine and not same_arm32:
         problems.append(f"the kernels are built for {want}, this machine is {machine}")
         return problems
-    have = cpu_flags(cpuinfo_text)
-    if not have:
-        return problems  # no /proc/cpuinfo (not Linux): nothing to check against
-    names = dict(CPUINFO_NAME, neon="neon") if machine in ARM32 else CPUINFO_NAME
-    missing = [f"{f} ({names[f]})" for f in requires.get("cpu_features", ())
-               if f in names and names[f] not in have]
+    names = CPU_FLAGS.cpuinfo_names(machine)
+    missing = [f"{f} ({names[f]})" for f in CPU_FLAGS.missing_features(requires.get("cpu_features", ()),
+                                                                         machine, cpuinfo_text)]
     if missing:
-        problems.append("the kernels are built for {} (mcpu {}) but this CPU lacks {}".format(want, requires.get("mcpu"), ", ".join(missing)))
+        problems.append("the kernels are built for {} (mcpu {}) but this CPU lacks {}".format(
+            want, requires.get("mcpu"), ", ".join(missing)))
     return problems
 
 

@@ -31,18 +31,11 @@ from typing import Any
 
 from opscope.bundle.runtime import add_ffi_wheel, copy_runtime, tree_size
 from opscope.errors import OpscopeError
+from opscope.targets import cpu_flags
 from opscope.targets.spec import MemoryLevel, TargetSpec
 
 MANIFEST_FORMAT = "opscope-bundle"
 MANIFEST_VERSION = 1
-#: LLVM features the device's CPU must have for the kernels to run (the SIMD/bit-manipulation
-#: sets code generation uses); run.py compares them with /proc/cpuinfo
-CHECKED_FEATURES = (
-    "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "f16c", "bmi", "bmi2", "lzcnt",
-    "movbe", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx512vnni", "avx512bf16",
-    "avx512fp16", "avx512vbmi", "avx512ifma", "avxvnni", "amx-tile", "amx-int8", "amx-bf16",
-    "neon", "dotprod", "fullfp16", "i8mm", "sve", "sve2", "bf16", "vfp3", "vfp4",
-)
 #: the CPU a host bundle is built for unless told otherwise: any x86-64 CPU with AVX2/FMA (2013+)
 PORTABLE_X86_MCPU = "x86-64-v3"
 
@@ -79,31 +72,33 @@ def resolve_spec(target: str | TargetSpec, mcpu: str | None = None, arch: str | 
     if tt.get("kind") != "llvm":
         raise OpscopeError(f"target {spec.name!r}: a bundle needs a CPU (llvm) or CUDA target, "
                            f"its [tvm_target] is {tt or 'missing'}")
-    if mcpu:
+    if mcpu == "native":
+        # this machine's CPU as it really is: LLVM's model name, minus the features /proc/cpuinfo hides
+        from opscope.targets.tvm import host_llvm_cpu
+
+        tt.pop("mattr", None)
+        tt.update(host_llvm_cpu(str(tt.get("mtriple", "x86_64-linux-gnu"))))
+    elif mcpu:
         tt["mcpu"] = mcpu
+        tt.pop("mattr", None)
     elif "mcpu" not in tt and platform.machine() == "x86_64":
         tt["mcpu"] = PORTABLE_X86_MCPU
     return dataclasses.replace(spec, tvm_target=tt)
 
 
 def requirements(target_dict: dict[str, Any]) -> dict[str, Any]:
-    """What a device must have to run kernels compiled for ``target_dict``."""
-    import tvm
+    """What a device must have to run kernels compiled for ``target_dict`` (its ``mattr`` applied)."""
+    from opscope.targets.cpu_flags import LLVM_TO_CPUINFO
+    from opscope.targets.tvm import llvm_features, target_string
 
     if target_dict["kind"] == "cuda":
         return {"gpu": "cuda", "arch": target_dict["arch"]}
-    target = tvm.target.Target(target_dict)
     triple = str(target_dict.get("mtriple", "x86_64-linux-gnu"))
     arch = triple.split("-")[0]
     machine = "aarch64" if arch in ("aarch64", "arm64") else "armv7l" if arch.startswith("arm") else arch
-    try:
-        features = tvm.target.codegen.llvm_get_cpu_features(target)
-    except Exception as exc:  # LLVM does not know the CPU: one clear line
-        raise OpscopeError(f"mcpu {target_dict.get('mcpu')!r}: LLVM cannot list its features: {exc}") from None
-    have = {str(k) for k in features} if isinstance(features, (set, frozenset, list, tuple)) else \
-        {str(k) for k in features if bool(features[k])}
-    return {"machine": machine, "mcpu": target_dict.get("mcpu"),
-            "cpu_features": sorted(f for f in CHECKED_FEATURES if f in have)}
+    have = llvm_features(target_dict)
+    return {"machine": machine, "mcpu": target_dict.get("mcpu"), "target": target_string(target_dict),
+            "cpu_features": sorted(f for f in LLVM_TO_CPUINFO if f in have)}
 
 
 def _cudart_preload(dest: Path) -> list[str]:
@@ -162,7 +157,7 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
     except BaseException:
         shutil.rmtree(out if created else out / "kernels", ignore_errors=True)
         if not created:
-            for leftover in ("runtime", "manifest.json", "run.py"):
+            for leftover in ("runtime", "manifest.json", "run.py", "cpu_flags.py"):
                 p = out / leftover
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         raise
@@ -232,6 +227,8 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     template = Path(__file__).with_name("run_template.py")
     shutil.copy2(template, out / "run.py")
+    # the device check reads CPU flags with the same table the host target is derived with
+    shutil.copy2(Path(cpu_flags.__file__), out / "cpu_flags.py")
     return BundleInfo(path=out, bundle_id=bundle_id, operators=len(operators),
                       kernels=sum(e["artifact"] is not None for e in entries),
                       build_errors=sum(e["build_error"] is not None for e in entries),

@@ -2,7 +2,9 @@
 
 The id hashes what makes measurements comparable: CPU model, core count, cache sizes, OS and
 kernel, and the TVM and opscope versions.  The CPU governor and current frequency are recorded
-(when readable) but not hashed: they drift while the machine is the same.
+(when readable) but not hashed: they drift while the machine is the same.  So is the effective TVM
+target of the host (``tvm_target``: LLVM's CPU name and the features turned off because the CPU hides
+them), which says what the kernels were compiled for.
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _host_target() -> str | None:
+    """The TVM target opscope compiles this host's kernels for (mcpu and the features turned off)."""
+    from opscope.errors import OpscopeError
+    from opscope.targets import detect_host
+    from opscope.targets.tvm import target_string, tvm_target_dict
+
+    try:
+        return target_string(tvm_target_dict(detect_host()))
+    except (OpscopeError, ImportError):
+        return None
+
+
 def fingerprint() -> dict[str, Any]:
     import opscope
 
@@ -63,6 +77,8 @@ def fingerprint() -> dict[str, Any]:
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or None,
         "cur_freq_khz": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        # recorded, not hashed: the same machine keeps its id when the target derivation changes
+        "tvm_target": _host_target(),
     }
 
 

@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cuda, host, or a CPU/GPU spec name or .toml path (what the kernels are built for)")
     parser.add_argument("--mcpu", default=None,
                         help="CPU the kernels are built for (default for host: x86-64-v3, any AVX2 CPU; "
-                             "'native' for this machine's CPU)")
+                             "'native' for this machine's CPU as it really is: the features /proc/cpuinfo hides are "
+                             "turned off)")
     parser.add_argument("--arch", default=None, help="CUDA arch for --target cuda (default sm_90)")
     parser.add_argument("--trials", type=int, default=16, help="sampled schedules per operator (plus the default)")
     parser.add_argument("--threads", default="1", help="thread counts the device measures, e.g. 1,2,4,8,16")
@@ -40,11 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from opscope.collector import Protocol, select_operators
     from opscope.commands.collect import _params, _workload
 
-    mcpu = args.mcpu
-    if mcpu == "native":
-        import tvm
-
-        mcpu = str(tvm.target.codegen.llvm_get_system_cpu())
+    mcpu = args.mcpu  # "native" is this CPU as it really is (resolve_spec turns hidden features off)
     params = _params(args.param)
     protocol = Protocol(number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
                         flush_cache=args.flush_cache)
