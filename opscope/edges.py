@@ -135,3 +135,18 @@ def at_least(value: int | float | None, minimum: int | float, flag: str) -> None
     """Refuse ``value`` below ``minimum`` (None passes)."""
     if value is not None and value < minimum:
         raise OpscopeError(f"{flag} {value}: must be >= {minimum}")
+
+
+def zoo_params(items: Iterable[str], flag: str = "--param") -> dict[str, int]:
+    """``KEY=INT`` items -> {KEY: INT}; the zoo model then checks the names and values."""
+    out: dict[str, int] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            number = int(value.strip()) if sep and key.strip() else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise OpscopeError(f"{flag} {item!r}: expected KEY=INT, e.g. image_size=64")
+        out[key.strip()] = number
+    return out

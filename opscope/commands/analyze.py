@@ -14,14 +14,15 @@ from pathlib import Path
 
 from opscope.analytical import ATTENTION_METHODS, AnalysisOptions, analyze_operators, load_densities
 from opscope.analytical.frame import load_operators
-from opscope.errors import OpscopeError
 from opscope.targets import load_target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="zoo name, .onnx file, or FRAME/opscope layer-table .csv")
     parser.add_argument("--target", required=True, help="target name (see `opscope targets`) or a spec .toml")
-    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--batch", "--batch-size", dest="batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=INT",
+                        help="zoo model parameter, e.g. image_size=64 (repeatable), as in collect and compare")
     parser.add_argument("--dtype", default="float32", help="tensor dtype (default float32)")
     parser.add_argument("--seq-len", type=int, default=None, help="sequence length for zoo transformers")
     sp = parser.add_argument_group("sparsity (FRAME's semantics)")
@@ -94,11 +95,30 @@ def format_table(df, top: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from opscope.edges import at_least, out_file, zoo_params
+
+    at_least(args.top, 0, "--top")
+    at_least(args.batch, 1, "--batch")
+    params = zoo_params(args.param)
+    if args.out:
+        out_file(args.out, "--out", (".csv", ".parquet", ".pq"))
+    if args.plot:  # the figure is written as PNG and SVG beside --plot
+        stem = args.plot.with_suffix("") if args.plot.suffix.lower() in (".png", ".svg") else args.plot
+        for suffix in (".png", ".svg"):
+            out_file(stem.with_suffix(suffix), "--plot")
     spec = load_target(args.target)
     options = options_from_args(args)
     t0 = time.perf_counter()
     print(f"loading {args.model} ...", file=sys.stderr)
-    ops = load_operators(args.model, batch_size=args.batch, dtype=args.dtype, seq_len=args.seq_len)
+    if params:
+        from opscope.workloads import load_model
+
+        if args.seq_len is not None:
+            params.setdefault("seq_len", args.seq_len)
+        ops = list(load_model(args.model, batch_size=args.batch, dtype=args.dtype, with_tir=False,
+                              **params).operators)
+    else:
+        ops = load_operators(args.model, batch_size=args.batch, dtype=args.dtype, seq_len=args.seq_len)
     t1 = time.perf_counter()
     df = analyze_operators(ops, spec, options)
     t2 = time.perf_counter()
@@ -111,10 +131,8 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
             df.to_csv(args.out, index=False)
-        elif suffix in (".parquet", ".pq"):
-            df.to_parquet(args.out, index=False)
         else:
-            raise OpscopeError(f"--out {args.out}: use a .csv or .parquet file name")
+            df.to_parquet(args.out, index=False)
         print(f"table written to {args.out}")
     if args.plot:
         from opscope.report.roofline import plot_roofline

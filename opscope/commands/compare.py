@@ -30,19 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from opscope.edges import at_least, out_dir, thread_count, zoo_params
     from opscope.report.comparison import compare
     from opscope.report.whole_model import VMProtocol
 
-    if args.threads is not None and args.threads < 1:
-        raise OpscopeError(f"--threads must be >= 1, got {args.threads}")
+    if not args.no_whole_model:  # the whole model runs here, on this machine's CPUs
+        thread_count(args.threads)
+    at_least(args.threads, 1, "--threads")
+    at_least(args.batch_size, 1, "--batch-size")
+    if args.out:
+        out_dir(args.out, "--out")
     if args.repeat < 1:
         raise OpscopeError(f"--repeat must be >= 1, got {args.repeat}")
-    params = {}
-    for item in args.param:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip().isdigit():
-            raise OpscopeError(f"--param {item!r}: expected KEY=INT")
-        params[key.strip()] = int(value)
+    params = zoo_params(args.param)
     result = compare(
         args.model, target=args.target, store=args.store, predictor=args.predictor, out=args.out or None,
         allow_other_machine=args.allow_other_machine, whole_model=not args.no_whole_model,

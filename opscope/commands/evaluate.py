@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from opscope.errors import PredictorError
 
@@ -33,12 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from opscope.edges import at_least, out_file
     from opscope.predictor.evaluate import evaluate
     from opscope.predictor.frames import labels, read_frame
     from opscope.predictor.metrics import accuracy_table
     from opscope.predictor.persist import PREDICTORS, load_predictor, make_predictor, read_metadata
     from opscope.predictor.splits import SPLITS
 
+    at_least(args.folds, 2, "--folds")
+    if args.out:
+        for part in ("folds", "summary", "models"):
+            out_file(f"{args.out}_{part}.csv", "--out")
     frame = read_frame(args.data, label=args.label)
     if args.as_is:
         if not args.predictor:
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         m = pd.concat(models, ignore_index=True)
         print(m.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.out:
+        Path(f"{args.out}_folds.csv").parent.mkdir(parents=True, exist_ok=True)
         pd.concat(folds, ignore_index=True).to_csv(f"{args.out}_folds.csv", index=False)
         table.to_csv(f"{args.out}_summary.csv", index=False)
         if models:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,10 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from opscope.edges import at_least, out_file
     from opscope.predictor.frames import operator_frame
     from opscope.predictor.persist import load_predictor
     from opscope.workloads import load_model
 
+    at_least(args.threads, 1, "--threads")
+    at_least(args.batch_size, 1, "--batch-size")
+    if args.out:
+        out_file(args.out, "--out", (".csv",))
     pred = load_predictor(args.predictor)
     workload = load_model(args.model, batch_size=args.batch_size)
     frame = operator_frame(workload.operators, args.target, threads=args.threads)
@@ -36,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{workload.name} on {args.target}, {args.threads} thread(s), default schedules:")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)
     return 0

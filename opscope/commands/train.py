@@ -8,6 +8,10 @@ import time
 
 from opscope.errors import PredictorError
 
+#: Fewest rows a learned predictor is fitted on: with fewer, a model has nothing to generalise from
+#: (and gradient boosting's validation split divides by zero).
+MIN_ROWS = 2
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", "--data", dest="data", required=True,
@@ -28,9 +32,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model not in PREDICTORS:
         raise PredictorError(f"unknown --model {args.model!r}; known: {', '.join(sorted(PREDICTORS))}")
+    from opscope.edges import out_dir
+
+    out_dir(args.out, "--out")
     frame = read_frame(args.data, label=args.label)
     if frame.empty:
         raise PredictorError(f"{args.data}: no successful measurements to train on")
+    if len(frame) < MIN_ROWS and args.model != "analytical":
+        raise PredictorError(f"{args.data}: {len(frame)} successful measurement(s); --model {args.model} needs "
+                             f"at least {MIN_ROWS} to learn from (collect more, or use --model analytical)")
     params = {}
     if "seed" in PREDICTORS[args.model]().get_params():
         params["seed"] = args.seed

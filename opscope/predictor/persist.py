@@ -102,18 +102,50 @@ def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.Dat
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / METADATA
-    if not path.exists():
+    """The checked ``metadata.json`` of a saved predictor; any problem is one PredictorError line."""
+    directory = Path(directory)
+    path = directory / METADATA
+    if not directory.exists():
+        raise PredictorError(f"predictor {directory}: no such folder (write one with `opscope train --out`)")
+    if not directory.is_dir():
+        raise PredictorError(f"predictor {directory}: is a file; give the folder `opscope train --out` wrote")
+    if not path.is_file():
         raise PredictorError(f"{directory}: not a saved predictor (no {METADATA})")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise PredictorError(f"{path}: not UTF-8 text; write the predictor again with `opscope train`") from None
     except ValueError as exc:
-        raise PredictorError(f"{path}: not valid JSON ({exc})") from exc
+        raise PredictorError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise PredictorError(f"{path}: cannot read ({exc.strerror})") from None
+    if not isinstance(meta, dict):
+        raise PredictorError(f"{path}: expected a JSON object, got a {type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise PredictorError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise PredictorError(f"{path}: format_version {meta.get('format_version')!r}, this opscope reads {FORMAT_VERSION}")
+    if not isinstance(meta.get("params", {}), dict):
+        raise PredictorError(f"{path}: field 'params' must be an object of hyperparameters")
     return meta
+
+
+def _engine_meta(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The checked ``engine`` field: an object whose ``file`` is a plain file inside ``directory``."""
+    where = directory / METADATA
+    engine = meta["engine"]
+    if not isinstance(engine, dict):
+        raise PredictorError(f"{where}: field 'engine' must be an object, got {engine!r}")
+    if "file" in engine:
+        name = engine["file"]
+        if not isinstance(name, str) or not name:
+            raise PredictorError(f"{where}: field 'engine.file' must be a file name, got {name!r}")
+        inside = directory.resolve()
+        target = (directory / name).resolve()
+        if target.parent != inside:
+            raise PredictorError(f"{where}: field 'engine.file' {name!r} is not a file in the predictor folder; "
+                                 "a predictor reads only its own files")
+    return engine
 
 
 def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
@@ -126,18 +158,34 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
     try:
         pred = PREDICTORS[name](**meta.get("params", {}), specs=specs)
     except TypeError as exc:
-        raise PredictorError(f"{directory / METADATA}: field 'params' does not fit {name} ({exc})") from exc
+        raise PredictorError(f"{directory / METADATA}: field 'params' does not fit {name} ({exc})") from None
     if isinstance(pred, AnalyticalPredictor):
         return pred.fit(pd.DataFrame())
     if meta.get("schema") is None or meta.get("engine") is None:
         raise PredictorError(f"{directory / METADATA}: fields 'schema'/'engine' missing")
-    schema = FeatureSchema.from_dict(meta["schema"])
+    if not isinstance(meta["schema"], dict):
+        raise PredictorError(f"{directory / METADATA}: field 'schema' must be an object")
+    try:
+        schema = FeatureSchema.from_dict(meta["schema"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PredictorError(f"{directory / METADATA}: field 'schema' is malformed ({exc})") from None
     schema.check_current(str(directory / METADATA))
-    engine_meta = meta["engine"]
+    engine_meta = _engine_meta(directory, meta)
     engine_cls = _ENGINES.get(engine_meta.get("engine"))
     if engine_cls is None:
         raise PredictorError(f"{directory / METADATA}: field 'engine': unknown {engine_meta.get('engine')!r}")
     pred.schema_ = schema
-    pred.engine_ = engine_cls.load(directory, engine_meta)
-    pred.n_train_ = int(meta.get("n_train", 0))
+    try:
+        pred.engine_ = engine_cls.load(directory, engine_meta)
+    except PredictorError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+        file = directory / str(engine_meta.get("file", "?"))
+        raise PredictorError(f"{file}: not a readable {engine_meta.get('engine')} model "
+                             f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}); "
+                             "train the predictor again") from None
+    try:
+        pred.n_train_ = int(meta.get("n_train", 0))
+    except (TypeError, ValueError):
+        raise PredictorError(f"{directory / METADATA}: field 'n_train' {meta.get('n_train')!r} is not a number") from None
     return pred
