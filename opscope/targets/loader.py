@@ -98,7 +98,10 @@ def load_target(name_or_path: str | os.PathLike[str] | TargetSpec) -> TargetSpec
         return name_or_path
     text = str(name_or_path)
     path = Path(text).expanduser()
-    if text.endswith(".toml") or os.sep in text:
+    if text.endswith(".toml") or os.sep in text or path.is_dir():
+        if path.is_dir():
+            raise SpecError(f"target spec {text}: is a folder; give a .toml spec file or a target name "
+                            "(opscope targets lists them)")
         if not path.is_file():
             raise SpecError(f"target spec file {text} does not exist")
         return load_spec_file(path)
@@ -120,6 +123,8 @@ def load_spec_file(path: str | os.PathLike[str]) -> TargetSpec:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}); a spec is a TOML text file") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
     return spec_from_dict(data, where=str(path))
