@@ -11,7 +11,7 @@ _API = {
     "collect": "opscope.collector.sweep",
     "parse_threads": "opscope.collector.sweep",
     "select_operators": "opscope.collector.sweep",
-    "Protocol": "opscope.collector.protocol",
+    "Protocol": "opscope.store.protocol",
     "Candidate": "opscope.collector.roles",
     "Built": "opscope.collector.roles",
     "RunJob": "opscope.collector.roles",
@@ -19,8 +19,8 @@ _API = {
     "ScheduleSampler": "opscope.collector.roles",
     "Builder": "opscope.collector.roles",
     "Runner": "opscope.collector.roles",
-    "Roles": "opscope.collector.registry",
-    "RoleOptions": "opscope.collector.registry",
+    "Roles": "opscope.collector.roles",
+    "RoleOptions": "opscope.collector.roles",
     "make_roles": "opscope.collector.registry",
 }
 

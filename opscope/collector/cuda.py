@@ -15,15 +15,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
 from typing import Any
 
-from opscope.collector.local_runner import STARTUP_TIMEOUT_S, LocalRunner, _Worker
+from opscope.collector.local_runner import LocalRunner, _Worker
 from opscope.collector.ms_sampler import MetaScheduleSampler, operator_module
 from opscope.collector.roles import Candidate
 from opscope.errors import OpscopeError
@@ -115,21 +111,8 @@ class CudaSampler(MetaScheduleSampler):
 class _CudaWorker(_Worker):
     """The collector's worker protocol, served by ``opscope.collector.cuda_worker`` on the GPU."""
 
-    def __init__(self, threads: int, pinned: bool):
-        env = dict(os.environ)
-        env["TVM_NUM_THREADS"] = str(threads)  # host-side threads only; kernels use the GPU
-        self.log = tempfile.TemporaryFile(prefix="opscope-cuda-worker-")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "opscope.collector.cuda_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
-        )
-        self._buf = b""
-        hello = self.read(STARTUP_TIMEOUT_S)
-        if hello is None or not hello.get("ready"):
-            tail = self.stderr_tail()
-            self.kill()
-            raise OpscopeError(f"the CUDA measuring worker did not start: {tail or 'no output'}")
-        self.threads = int(hello["threads"])
+    module = "opscope.collector.cuda_worker"
+    label = "CUDA measuring worker"
 
 
 class CudaRunner(LocalRunner):
@@ -141,7 +124,7 @@ class CudaRunner(LocalRunner):
 def make_roles(spec: TargetSpec, options: Any = None) -> Any:
     """The sampler, builder and runner for a CUDA spec (``kind = "gpu"`` or named ``cuda``)."""
     from opscope.collector.local_builder import LocalBuilder
-    from opscope.collector.registry import RoleOptions, Roles
+    from opscope.collector.roles import RoleOptions, Roles
 
     options = options or RoleOptions()
     if not have_nvcc():

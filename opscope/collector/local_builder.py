@@ -7,60 +7,28 @@ worker that dies or runs past ``timeout_s`` gives a build error for that candida
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from opscope.collector.process import EOF, LineProcess
 from opscope.collector.roles import Builder, Built, Candidate
-from opscope.errors import OpscopeError
 
 STARTUP_TIMEOUT_S = 180.0
 
 
-class _BuildProc:
+class _BuildProc(LineProcess):
+    """``python -m opscope.collector.build_worker``; ``job`` is (index in batch, start time)."""
+
     def __init__(self, cross_compiler: str | None = None) -> None:
         env = dict(os.environ, OPSCOPE_CROSS_COMPILER=cross_compiler or "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "opscope.collector.build_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-        )
-        self.buf = b""
-        self.job: tuple[int, float] | None = None  # (index in batch, start time)
-
-    def fd(self) -> int:
-        return self.proc.stdout.fileno()
-
-    def feed(self) -> dict | None | bool:
-        """Read what is there: a reply dict when a line is complete, False on EOF, None otherwise."""
-        chunk = os.read(self.fd(), 65536)
-        if not chunk:
-            return False
-        self.buf += chunk
-        if b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
-            return json.loads(line)
-        return None
-
-    def send(self, req: dict) -> None:
-        self.proc.stdin.write((json.dumps(req) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for s in (self.proc.stdin, self.proc.stdout):
-            try:
-                s.close()
-            except OSError:
-                pass
+        super().__init__([sys.executable, "-m", "opscope.collector.build_worker"], env, "build worker",
+                         STARTUP_TIMEOUT_S, stderr="devnull")
 
 
 class LocalBuilder(Builder):
@@ -76,22 +44,10 @@ class LocalBuilder(Builder):
         self._procs: list[_BuildProc] = []
         self._n = 0
 
-    def _start(self) -> _BuildProc:
-        p = _BuildProc(self.cross_compiler)
-        ready, _, _ = select.select([p.fd()], [], [], STARTUP_TIMEOUT_S)
-        hello = p.feed() if ready else None
-        while hello is None and ready:
-            ready, _, _ = select.select([p.fd()], [], [], STARTUP_TIMEOUT_S)
-            hello = p.feed() if ready else None
-        if not isinstance(hello, dict):
-            p.kill()
-            raise OpscopeError("the build worker did not start (python -m opscope.collector.build_worker)")
-        return p
-
     def _pool(self) -> list[_BuildProc]:
-        self._procs = [p for p in self._procs if p.proc.poll() is None]
+        self._procs = [p for p in self._procs if p.alive()]
         while len(self._procs) < self.workers:
-            self._procs.append(self._start())
+            self._procs.append(_BuildProc(self.cross_compiler))
         return self._procs
 
     def build(self, batch: Sequence[Candidate]) -> list[Built]:
@@ -110,14 +66,14 @@ class LocalBuilder(Builder):
                     p.job = (i, time.monotonic())
                     busy.append(p)
             next_deadline = min(p.job[1] + self.timeout_s for p in busy)
-            ready, _, _ = select.select([p.fd() for p in busy], [], [], max(0.0, next_deadline - time.monotonic()))
+            ready, _, _ = select.select([p.fileno() for p in busy], [], [], max(0.0, next_deadline - time.monotonic()))
             for p in list(busy):
                 i, t0 = p.job
-                if p.fd() in ready:
+                if p.fileno() in ready:
                     reply = p.feed()
                     if reply is None:
                         continue
-                    if reply is False:
+                    if reply is EOF:
                         results[i] = Built(batch[i], error="the build process crashed")
                         p.kill()
                     else:
@@ -141,11 +97,6 @@ class LocalBuilder(Builder):
 
     def close(self) -> None:
         for p in self._procs:
-            try:
-                p.proc.stdin.close()
-                p.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-            p.kill()
+            p.close()
         self._procs = []
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -8,87 +8,28 @@ and yields ``timeout``.  Either way the next job gets a fresh worker.
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from opscope.collector.process import EOF, LineProcess, worker_env
 from opscope.collector.roles import RunJob, Runner, RunResult
-from opscope.errors import OpscopeError
 
 #: how long a fresh worker may take to import TVM (the machine may be busy)
 STARTUP_TIMEOUT_S = 180.0
 
-#: what ``_Worker.read`` returns when the worker closed its output (it died)
-EOF: dict = {"eof": True}
 
+class _Worker(LineProcess):
+    """``python -m opscope.collector.worker`` with ``threads`` TVM threads (pinned or not)."""
 
-class _Worker:
+    module = "opscope.collector.worker"
+    label = "measuring worker"
+
     def __init__(self, threads: int, pinned: bool):
-        env = dict(os.environ)
-        env["TVM_NUM_THREADS"] = str(threads)
-        env.pop("OMP_NUM_THREADS", None)
-        if pinned:
-            env["TVM_BIND_THREADS"] = "1"
-        else:
-            env.pop("TVM_BIND_THREADS", None)
-        self.log = tempfile.TemporaryFile(prefix="opscope-worker-")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "opscope.collector.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
-        )
-        self._buf = b""
-        hello = self.read(STARTUP_TIMEOUT_S)
-        if hello is None or hello is EOF or not hello.get("ready"):
-            tail = self.stderr_tail()
-            self.kill()
-            raise OpscopeError(f"the measuring worker did not start: {tail or 'no output'}")
-        self.threads = int(hello["threads"])
-
-    def read(self, timeout_s: float) -> dict | None:
-        """The next JSON line; None when ``timeout_s`` passes; ``EOF`` when the worker is gone."""
-        deadline = time.monotonic() + timeout_s
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return EOF
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def send(self, request: dict) -> None:
-        self.proc.stdin.write((json.dumps(request) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def stderr_tail(self, n: int = 400) -> str:
-        self.log.seek(0, os.SEEK_END)
-        size = self.log.tell()
-        self.log.seek(max(0, size - n))
-        return self.log.read().decode(errors="replace").strip().replace("\n", " | ")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        self.log.close()
+        super().__init__([sys.executable, "-m", self.module], worker_env(threads, pinned), self.label,
+                         STARTUP_TIMEOUT_S)
+        self.threads = int(self.hello["threads"])
 
 
 def job_deadline(job: RunJob) -> float:
@@ -128,7 +69,7 @@ class LocalRunner(Runner):
         t0 = time.perf_counter()
         try:
             w.send(request)
-        except BrokenPipeError:
+        except (BrokenPipeError, OSError):
             self._drop(job.threads, job.pinned)
             return RunResult("crash", error="the measuring worker had exited", threads=job.threads)
         limit = job_deadline(job)
@@ -139,10 +80,7 @@ class LocalRunner(Runner):
             return RunResult("timeout", error=f"no result after {limit:.1f} s; worker killed",
                              threads=w.threads, wall_s=wall)
         if reply is EOF:
-            try:
-                exited = w.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                exited = None
+            exited = w.exit_status()
             tail = w.stderr_tail()
             self._drop(job.threads, job.pinned)
             return RunResult("crash", error=f"worker died (exit status {exited}): {tail}"[:600],
@@ -157,10 +95,4 @@ class LocalRunner(Runner):
 
     def close(self) -> None:
         for key in list(self._workers):
-            w = self._workers.pop(key)
-            try:
-                w.proc.stdin.close()
-                w.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-            w.kill()
+            self._workers.pop(key).close()

@@ -8,36 +8,17 @@
 - a spec whose ``[extra]`` has an ``rpc`` table (or ``runner = "rpc"``):
   ``opscope.collector.rpc.make_roles``.
 
-Each of those modules provides ``make_roles(spec, options) -> Roles``.  When one is not
-installed the error says which module is missing.
+Each of those modules provides ``make_roles(spec, options) -> Roles`` and imports ``Roles`` from
+``opscope.collector.roles``, never from here, so no import goes in a circle.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Any
-
-from opscope.collector.roles import Builder, Runner, ScheduleSampler
+from opscope.collector.roles import RoleOptions, Roles
 from opscope.errors import OpscopeError
 from opscope.targets.spec import TargetSpec
 
-
-@dataclass(frozen=True)
-class RoleOptions:
-    build_workers: int | None = None
-    build_timeout_s: float = 120.0
-    #: the farm for RPC targets (``opscope.collector.rpc.RpcConfig``); None: from env and the spec
-    rpc: Any = None
-
-
-@dataclass(frozen=True)
-class Roles:
-    sampler: ScheduleSampler
-    builder: Builder
-    runner: Runner
-    #: the tvm.target.Target the candidates are compiled for
-    tvm_target: Any
+__all__ = ["RoleOptions", "Roles", "make_roles", "roles_module"]
 
 
 def roles_module(spec: TargetSpec) -> str | None:
@@ -56,14 +37,14 @@ def roles_module(spec: TargetSpec) -> str | None:
 def make_roles(spec: TargetSpec, options: RoleOptions | None = None) -> Roles:
     options = options or RoleOptions()
     module = roles_module(spec)
-    if module is not None:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            raise OpscopeError(f"target {spec.name!r} needs {module}, which is not part of this build") from None
-        return mod.make_roles(spec, options)
+    if module == "opscope.collector.rpc":
+        from opscope.collector import rpc
+
+        return rpc.make_roles(spec, options)
+    if module == "opscope.collector.cuda":
+        from opscope.collector import cuda
+
+        return cuda.make_roles(spec, options)
     from opscope.collector.local_builder import LocalBuilder
     from opscope.collector.local_runner import LocalRunner
     from opscope.collector.ms_sampler import MetaScheduleSampler

@@ -3,6 +3,7 @@
 - ``ScheduleSampler``: operator -> candidates (the default schedule first, then sampled ones).
 - ``Builder``: candidates -> built artifacts (a shared library per candidate, or a build error).
 - ``Runner``: run jobs (artifact, thread count, protocol) -> results, in an isolated process.
+- ``Roles``: the three for one target (``registry.make_roles``), ``RoleOptions`` what shapes them.
 
 The values passed between them are frozen dataclasses; nothing here imports TVM.
 """
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opscope.collector.protocol import Protocol
+from opscope.store.protocol import Protocol
 from opscope.workloads.operator import Operator
 
 
@@ -77,6 +78,9 @@ class Builder(abc.ABC):
     def build(self, batch: Sequence[Candidate]) -> list[Built]:
         """Build each candidate; a failure is a ``Built`` with ``error`` set, never an exception."""
 
+    def discard(self, built: Sequence[Built]) -> None:  # noqa: B027 - optional hook
+        """Delete the artifacts of ``built`` once they are measured (default: keep them)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release worker processes."""
 
@@ -86,8 +90,31 @@ class Runner(abc.ABC):
     def run(self, batch: Sequence[RunJob]) -> list[RunResult]:
         """Run each job; crashes and timeouts are results, never exceptions."""
 
+    @property
+    def parallel_slots(self) -> int:
+        """How many jobs one ``run`` call measures at once (a board farm: its boards); default 1,
+        so that a collection killed mid-way loses at most the measurement in flight."""
+        return 1
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Stop worker processes."""
+
+
+@dataclass(frozen=True)
+class RoleOptions:
+    build_workers: int | None = None
+    build_timeout_s: float = 120.0
+    #: the farm for RPC targets (``opscope.collector.rpc.RpcConfig``); None: from env and the spec
+    rpc: Any = None
+
+
+@dataclass(frozen=True)
+class Roles:
+    sampler: ScheduleSampler
+    builder: Builder
+    runner: Runner
+    #: the tvm.target.Target the candidates are compiled for
+    tvm_target: Any
 
 
 def arg_specs(prim_func: Any) -> tuple[tuple[tuple[int, ...], str], ...]:

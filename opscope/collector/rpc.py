@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from opscope.collector.roles import RunJob, Runner, RunResult
@@ -128,10 +128,9 @@ class RpcRunner(Runner):
 
     # -- one measurement on one board -------------------------------------------------------------
     def _measure(self, job: RunJob, deadline_s: float) -> RunResult:
-        import numpy as np
         from tvm import rpc
 
-        from opscope.collector.worker import _check, _random_args
+        from opscope.collector import timing
 
         t0 = time.monotonic()
         try:
@@ -147,8 +146,6 @@ class RpcRunner(Runner):
             raise _BoardLost(f"no session from the tracker: {str(exc).splitlines()[0][:200]}") from None
         t_sess = time.monotonic()
         try:
-            import tvm
-
             sess.upload(job.artifact)
             mod = sess.load_module(os.path.basename(job.artifact))
             dev = sess.cuda(0) if self.device == "cuda" else sess.cpu(0)
@@ -159,22 +156,16 @@ class RpcRunner(Runner):
                 return RunResult("run_error", threads=job.threads, wall_s=time.monotonic() - t0,
                                  error=f"the board runs {threads} threads, not {job.threads}: start its "
                                        f"rpc_server with TVM_NUM_THREADS=<its cores>")
+            ref = None
             if job.reference:
                 sess.upload(job.reference)
                 ref = sess.load_module(os.path.basename(job.reference))
-                req = {"args": [[list(s), d] for s, d in job.args]}
-                why = _check(req, mod, ref, np, tvm, dev)
-                if why:
-                    return RunResult("wrong_result", error=why, threads=threads, wall_s=time.monotonic() - t0)
-            p = job.protocol
-            args = _random_args(job.args, 0, np, tvm, dev)
-            for _ in range(p.warmup):
-                mod["main"](*args)
-            evaluator = mod.time_evaluator(
-                "main", dev, number=p.number, repeat=p.repeat, min_repeat_ms=p.min_repeat_ms,
-                cooldown_interval_ms=p.cooldown_ms,
-                f_preproc="cache_flush_cpu_non_first_arg" if p.flush_cache and self.device == "cpu" else "")
-            lat = tuple(float(x) for x in evaluator(*args).results)
+            reply = timing.measure(mod, job.args, asdict(job.protocol), dev, reference=ref,
+                                   cpu=self.device == "cpu")
+            if reply["status"] != "ok":
+                return RunResult(reply["status"], error=reply["error"], threads=threads,
+                                 wall_s=time.monotonic() - t0)
+            lat = tuple(reply["latencies_s"])
             return RunResult("ok", latencies_s=lat, threads=threads, wall_s=time.monotonic() - t0)
         except Exception as exc:  # decide below: timeout, lost board, or the kernel's own error
             elapsed = time.monotonic() - t_sess
@@ -259,7 +250,7 @@ def make_roles(spec: TargetSpec, options: Any = None) -> Any:
     """Sampler and builder here (the board's target, its cross compiler), runner on the farm."""
     from opscope.collector.local_builder import LocalBuilder
     from opscope.collector.ms_sampler import MetaScheduleSampler
-    from opscope.collector.registry import RoleOptions, Roles
+    from opscope.collector.roles import RoleOptions, Roles
     from opscope.collector.rpc_builder import cross_compiler
     from opscope.targets import tvm_target, tvm_target_dict
 

@@ -1,4 +1,9 @@
-"""One measurement: an immutable record, checked when built; statistics are derived from it."""
+"""One measurement: an immutable record, checked when built; statistics are derived from it.
+
+``LatencyStats`` is the one place statistics of raw latencies are computed: the record's
+properties, the store's DataFrame columns, the collector's re-measure rule and the co-run records
+all read it.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,38 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from opscope.collector.protocol import Protocol
+from opscope.store.protocol import Protocol
 from opscope.workloads.operator import Operator
 
 STATUSES = ("ok", "wrong_result", "build_error", "run_error", "crash", "timeout")
 SCHEDULE_KINDS = ("default", "sampled")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Median, mean, min, sample standard deviation and coefficient of variation of raw latencies.
+
+    Empty input gives NaN everywhere; one latency has a standard deviation of 0.
+    """
+
+    median_s: float
+    mean_s: float
+    min_s: float
+    std_s: float
+    cv: float
+
+    @classmethod
+    def of(cls, latencies_s: Any) -> LatencyStats:
+        lat = [float(x) for x in latencies_s]
+        if not lat:
+            return cls(math.nan, math.nan, math.nan, math.nan, math.nan)
+        mean = statistics.fmean(lat)
+        std = statistics.stdev(lat) if len(lat) > 1 else 0.0
+        return cls(statistics.median(lat), mean, min(lat), std, std / mean if mean else math.nan)
+
+    def noisy(self, noisy_cv: float) -> bool:
+        """True when the spread is above ``noisy_cv`` (never for no latencies)."""
+        return bool(self.cv > noisy_cv)
 
 
 def now_utc() -> str:
@@ -59,29 +91,32 @@ class Record:
 
     # -- derived statistics ---------------------------------------------------------------------
     @property
+    def stats(self) -> LatencyStats:
+        return LatencyStats.of(self.raw_latencies_s)
+
+    @property
     def median_s(self) -> float:
-        return statistics.median(self.raw_latencies_s) if self.raw_latencies_s else math.nan
+        return self.stats.median_s
 
     @property
     def mean_s(self) -> float:
-        return statistics.fmean(self.raw_latencies_s) if self.raw_latencies_s else math.nan
+        return self.stats.mean_s
 
     @property
     def min_s(self) -> float:
-        return min(self.raw_latencies_s) if self.raw_latencies_s else math.nan
+        return self.stats.min_s
 
     @property
     def std_s(self) -> float:
-        lat = self.raw_latencies_s
-        return statistics.stdev(lat) if len(lat) > 1 else (0.0 if lat else math.nan)
+        return self.stats.std_s
 
     @property
     def cv(self) -> float:
-        return self.std_s / self.mean_s if self.raw_latencies_s else math.nan
+        return self.stats.cv
 
     @property
     def noisy(self) -> bool:
-        return self.status == "ok" and self.cv > self.protocol.noisy_cv
+        return self.status == "ok" and self.stats.noisy(self.protocol.noisy_cv)
 
     def knobs_json(self) -> str:
         return json.dumps(dict(self.knobs), sort_keys=True)
