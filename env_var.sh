@@ -19,6 +19,11 @@ export OPSCOPE_THREADS="${OPSCOPE_THREADS:-1,2}"
 # being measured, so setting it here has no effect on `collect`.
 export OPSCOPE_PIN_THREADS="${OPSCOPE_PIN_THREADS:-0}"
 
+# The cpuinfo file the host's CPU features are read from (default /proc/cpuinfo): the host's TVM
+# target turns off every feature of LLVM's CPU model that this file does not list, and a bundle's
+# run.py checks the device against it.  Set it only where /proc/cpuinfo is not the CPU's own.
+export OPSCOPE_CPUINFO="${OPSCOPE_CPUINFO:-/proc/cpuinfo}"
+
 # Cores `opscope corun` may use (list such as "0-7" or "0,2,4"); empty means all.
 export OPSCOPE_CPUSET="${OPSCOPE_CPUSET:-}"
 
