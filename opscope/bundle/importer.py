@@ -34,10 +34,15 @@ class ImportSummary:
 
 
 def _load_lines(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    if path.is_dir():
+        raise OpscopeError(f"{path}: is a folder; give the results file run.py wrote")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise OpscopeError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise OpscopeError(f"{path}: not a results file (not UTF-8 text, byte {exc.start}); give the file "
+                           "a bundle's run.py wrote") from None
     lines = text.split("\n")
     rows: list[tuple[int, dict[str, Any]]] = []
     incomplete = False
@@ -45,13 +50,17 @@ def _load_lines(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
         if not line.strip():
             continue
         try:
-            rows.append((n, json.loads(line)))
+            row = json.loads(line)
         except ValueError:
             is_last = all(not rest.strip() for rest in lines[n:])
             if is_last and not text.endswith("\n"):
                 incomplete = True
                 continue
-            raise OpscopeError(f"{path}, line {n}: not valid JSON") from None
+            raise OpscopeError(f"{path}, line {n}: not valid JSON; nothing was imported") from None
+        if not isinstance(row, dict):
+            raise OpscopeError(f"{path}, line {n}: expected a JSON object, got {type(row).__name__} "
+                               f"{line.strip()[:40]!r}; nothing was imported")
+        rows.append((n, row))
     return rows, incomplete
 
 
@@ -77,8 +86,9 @@ def read_results(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tup
     for n, row in rows[1:]:
         if "fingerprint" in row:
             fp = row["fingerprint"]
-            if not isinstance(fp, dict):
-                raise OpscopeError(f"{path}, line {n}: field 'fingerprint' must be an object")
+            if not isinstance(fp, dict) or not fp:
+                raise OpscopeError(f"{path}, line {n}: field 'fingerprint' must be a non-empty object (the "
+                                   "device's machine facts); nothing was imported")
             continue
         for name in ("entry", "threads_requested", "status"):
             if name not in row:
@@ -108,33 +118,39 @@ def import_results(path: str | os.PathLike[str], store: Any) -> ImportSummary:
         raise OpscopeError(f"{path}, line 1: manifest field 'protocol' is malformed ({exc})") from None
     entries = manifest["entries"]
     ops: dict[int, Operator] = {}
+    records = []
+    for n, fp, row in rows:
+        mid = machine_id(fp)
+        entry = entries[row["entry"]]
+        if row["entry"] not in ops:
+            try:
+                ops[row["entry"]] = Operator.from_dict(entry["operator"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise OpscopeError(f"{path}, line 1: manifest entry {row['entry']}: bad operator ({exc}); "
+                                   "nothing was imported") from None
+        ok = row["status"] == "ok"
+        try:
+            rec = Record(
+                op=ops[row["entry"]], schedule_id=entry["schedule_id"], schedule_kind=entry["schedule_kind"],
+                trace_json=entry["trace_json"], knobs=tuple((k, v) for k, v in entry["knobs"]),
+                threads=int(row.get("threads") or row["threads_requested"]) if ok else int(row["threads_requested"]),
+                target=manifest["target"], machine_id=mid, protocol=protocol, status=row["status"],
+                error=row.get("error", ""), raw_latencies_s=tuple(row.get("latencies_s", ())) if ok else (),
+                pinned=bool(row.get("pinned", header.get("pinned", False))), attempt=0,
+                created_at=row.get("created_at", ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise OpscopeError(f"{path}, line {n}: {exc}; nothing was imported") from None
+        records.append((mid, fp, rec))
+    # Every line is checked before the first write: a bad line never leaves part of a file imported.
     st = store if isinstance(store, Store) else open_store(store)
     added = duplicates = 0
     machines: list[str] = []
     try:
-        for n, fp, row in rows:
-            mid = machine_id(fp)
+        for mid, fp, rec in records:
             if mid not in machines:
                 machines.append(mid)
                 st.add_machine(mid, fp)
-            entry = entries[row["entry"]]
-            if row["entry"] not in ops:
-                try:
-                    ops[row["entry"]] = Operator.from_dict(entry["operator"])
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise OpscopeError(f"{path}, line 1: manifest entry {row['entry']}: bad operator ({exc})") from None
-            ok = row["status"] == "ok"
-            try:
-                rec = Record(
-                    op=ops[row["entry"]], schedule_id=entry["schedule_id"], schedule_kind=entry["schedule_kind"],
-                    trace_json=entry["trace_json"], knobs=tuple((k, v) for k, v in entry["knobs"]),
-                    threads=int(row.get("threads") or row["threads_requested"]) if ok else int(row["threads_requested"]),
-                    target=manifest["target"], machine_id=mid, protocol=protocol, status=row["status"],
-                    error=row.get("error", ""), raw_latencies_s=tuple(row.get("latencies_s", ())) if ok else (),
-                    pinned=bool(row.get("pinned", header.get("pinned", False))), attempt=0, created_at=row.get("created_at", ""),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise OpscopeError(f"{path}, line {n}: {exc}") from None
             if st.add(rec) is None:
                 duplicates += 1
             else:
