@@ -87,7 +87,15 @@ def run(args: argparse.Namespace) -> int:
     from opscope.corun.interference import InterferenceModel
     from opscope.corun.measure import CorunProtocol
     from opscope.corun.plan import corun_model, format_region
+    from opscope.edges import at_least
 
+    at_least(args.max_regions, 1, "--max-regions")
+    at_least(args.batch_size, 1, "--batch-size")
+    if not args.no_store and os.path.exists(args.store):
+        from opscope.store.sqlite import sniff_store
+
+        # another program's database, or a damaged one, is refused before anything is measured
+        sniff_store(args.store, meta_tables=("meta", "corun_meta"))
     if args.repeats < 1 or args.rounds < 1 or args.window_ms <= 0:
         raise OpscopeError("--repeats and --rounds must be >= 1 and --window-ms > 0")
     if args.spin_count is not None and args.spin_count < 0:

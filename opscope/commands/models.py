@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the operators of MODEL (zoo name, .onnx or .csv path)")
     parser.add_argument("--batch", type=int, default=1, help="batch size for --show/--detail (default 1)")
     parser.add_argument("--dtype", default="float32", help="dtype for --show/--detail (default float32)")
-    parser.add_argument("--set", dest="params", action="append", default=[], metavar="NAME=INT",
-                        help="a zoo model parameter for --show, e.g. --set image_size=112 (repeatable)")
+    parser.add_argument("--param", "--set", dest="params", action="append", default=[], metavar="NAME=INT",
+                        help="a zoo model parameter for --show, e.g. --param image_size=112 (repeatable; "
+                             "--set is the old spelling)")
     parser.add_argument("--no-cache", action="store_true", help="import afresh, ignoring the workload cache")
 
 
@@ -32,11 +33,11 @@ def parse_params(items: list[str]) -> dict[str, int]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise OpscopeError(f"--set {item!r}: expected NAME=INT")
+            raise OpscopeError(f"--param {item!r}: expected NAME=INT")
         try:
             out[key.strip()] = int(value)
         except ValueError:
-            raise OpscopeError(f"--set {item!r}: {value!r} is not an integer") from None
+            raise OpscopeError(f"--param {item!r}: {value!r} is not an integer") from None
     return out
 
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
               f"{work.total_flops / 1e9:.3f} GFLOP, loaded in {time.perf_counter() - start:.2f} s", file=sys.stderr)
         return 0
     if args.params:
-        raise OpscopeError("--set applies to --show")
+        raise OpscopeError("--param/--set applies to --show")
     print(f"{'model':13s} {'operators':24s} {'parameters (defaults)':56s} description")
     for name in zoo.list_models():
         entry = zoo.ZOO[name]

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from opscope.collector.local_runner import LocalRunner
     from opscope.collector.protocol import Protocol
     from opscope.collector.roles import RunJob, arg_specs
+    from opscope.edges import out_file, thread_count
     from opscope.predictor.persist import load_predictor
     from opscope.predictor.sampling import ReplaySampler, load_tensor_intrinsics
     from opscope.predictor.search import guided_search
@@ -58,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.budget < 1 or args.pool < args.budget:
         raise PredictorError(f"need 1 <= --budget <= --pool, got budget {args.budget}, pool {args.pool}")
+    thread_count(args.threads)
+    if args.timeout <= 0:
+        raise OpscopeError(f"--timeout {args.timeout}: must be > 0 seconds")
+    if args.out:
+        out_file(args.out, "--out", (".csv",))
     pred = load_predictor(args.predictor)
     spec = load_target(args.target)
     print("loading TVM's schedule rules (a one-off cost per process)...", file=sys.stderr, flush=True)
@@ -88,5 +94,8 @@ def run(args: argparse.Namespace) -> int:
           + (f", default {default * 1e6:.1f} us (x{default / best:.2f})" if not math.isnan(default) else "")
           + f"; within 5% of the best after {reach} trial(s)")
     if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out, index=False)
     return 0

@@ -175,8 +175,17 @@ def open_store(path: str | os.PathLike[str], read_only: bool = False) -> Store:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _sniff(p: Path) -> None:
-    """Refuse, without opening it through SQLite, a file that is not an opscope store."""
+def sniff_store(path: str | os.PathLike[str], meta_tables: tuple[str, ...] = ("meta",)) -> None:
+    """Refuse, without writing it, a file that is not an opscope store.
+
+    ``meta_tables`` are the tables that mark a file as ours: ``meta`` for the measurement store;
+    the co-run tables (``corun_meta``) may live in a file of their own.
+    """
+    _sniff(Path(path), meta_tables)
+
+
+def _sniff(p: Path, meta_tables: tuple[str, ...] = ("meta",)) -> None:
+    """Refuse, without opening it for writing, a file that is not an opscope store."""
     try:
         with open(p, "rb") as fh:
             head = fh.read(len(_SQLITE_MAGIC))
@@ -192,11 +201,12 @@ def _sniff(p: Path) -> None:
         raise StoreError(f"store {p}: cannot open ({exc})") from None
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "meta" not in tables:
+        if not tables & set(meta_tables):
             what = "an empty SQLite database" if not tables else "another program's SQLite database"
             raise StoreError(f"store {p}: {what} (no opscope meta table); opscope does not touch it: "
                              "choose another --store")
-        _checked_version(conn, p)
+        if "meta" in tables:
+            _checked_version(conn, p)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"store {p}: damaged SQLite file ({exc}); restore it from a copy") from None
     finally:
