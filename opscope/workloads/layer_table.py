@@ -45,6 +45,12 @@ FRAME_TYPES = {0: "FC", 1: "CONV2D", 2: "DWCONV", 3: "GEMM", 4: "Logit", 5: "Att
 OPSCOPE_TYPES = ("conv2d", "depthwise_conv2d", "dense", "matmul", "logit", "attend")
 OPSCOPE_COLUMNS = ("name", "type", "K", "C", "Y", "X", "R", "S", "stride", "padding", "groups",
                    "M", "N", "D", "H", "count")
+#: Largest dimension accepted: TVM indexes tensors with (at most) 64-bit integers and every real
+#: layer is far below 2**31; a larger value is a typo (``1e300`` gave 300-digit FLOP counts).
+MAX_DIM = 2**31 - 1
+#: Most rows read from one table: real models have hundreds of layers; a million-row file held
+#: every row as an operator at once (about 5 KB each, 4.95 GB for 22 MB of CSV).
+MAX_ROWS = 20_000
 
 
 def load_layer_table(path: str | os.PathLike[str], batch_size: int = 1, dtype: str = "float32") -> list[Operator]:
@@ -57,8 +63,15 @@ def load_layer_table(path: str | os.PathLike[str], batch_size: int = 1, dtype: s
     except ValueError:
         raise WorkloadError(f"{path}: unknown dtype {dtype!r}") from None
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh))
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = []
+            for row in csv.reader(fh):
+                rows.append(row)
+                if len(rows) > MAX_ROWS + 1:
+                    raise WorkloadError(f"{path}: more than {MAX_ROWS} layers; a layer table describes one model "
+                                        "(split it, or pass the operators from Python)")
+    except csv.Error as exc:
+        raise WorkloadError(f"{path}: not a readable CSV file ({exc})") from None
     except OSError as exc:
         raise WorkloadError(f"{path}: cannot read layer table: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -101,6 +114,9 @@ def _frame_row(path: Path, line: int, row: list[str], b: int, dtype: str, model:
         raise WorkloadError(f"{where}: type T={t} is not one of FRAME's codes {FRAME_TYPES}")
     if any(x < 1 for x in d):
         raise WorkloadError(f"{where}: dimensions must be >= 1, got {d}")
+    if any(x > MAX_DIM for x in d):
+        big = next(x for x in d if x > MAX_DIM)
+        raise WorkloadError(f"{where}: dimension {big:.3g} is above {MAX_DIM} (2^31 - 1); check the row")
     name = f"{model}.{line - 1}.{FRAME_TYPES[t]}"
     if t == 0:
         return dense_op(name, b, d[0], d[1], dtype, source="frame", model=model)
@@ -146,6 +162,8 @@ def _opscope_row(path: Path, line: int, header: list[str], row: list[str], b: in
             raise WorkloadError(f"{where}: column {col!r} is {text!r}, not an integer") from None
         if v < (0 if col == "padding" else 1):
             raise WorkloadError(f"{where}: column {col!r} must be >= {0 if col == 'padding' else 1}, got {v}")
+        if v > MAX_DIM:
+            raise WorkloadError(f"{where}: column {col!r} is {v:.3g}, above {MAX_DIM} (2^31 - 1); check the row")
         return v
 
     name = cells.get("name") or f"{model}.{line - 1}.{kind}"
