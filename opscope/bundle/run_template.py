@@ -51,6 +51,15 @@ def fail(msg):
     sys.exit(3)
 
 
+def require_numpy():
+    """numpy is the one package run.py needs beyond Python itself: say so in one line."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        fail("needs numpy, which this Python ({}) does not have: install it (python3 -m pip install numpy, "
+             "or the system's python3-numpy package) and run again".format(sys.executable))
+
+
 CPU_FLAGS = _load_cpu_flags()
 
 
@@ -369,6 +378,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="only check that this device can run the bundle")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    require_numpy()
     if args.worker:
         return worker_main()
     manifest = load_manifest()
