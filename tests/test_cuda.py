@@ -1,4 +1,4 @@
-"""CUDA: schedules sampled from MetaSchedule's GPU space compile with nvcc for sm_90 (no GPU needed)."""
+"""CUDA: schedules sampled from MetaSchedule's GPU space compile with nvcc to a cubin for sm_90 (no GPU needed)."""
 
 from __future__ import annotations
 
@@ -67,9 +67,13 @@ def test_sampled_gpu_schedules_compile_for_sm90(roles, which):
     for b in built:
         assert b.ok, f"{b.candidate.schedule_id}: {b.error}"
         assert os.path.getsize(b.artifact) > 0
-    # the library holds a CUDA device module for sm_90 (nvcc's cubin/PTX is embedded in the .so)
-    blob = open(built[1].artifact, "rb").read()
-    assert b"sm_90" in blob or b"cuda" in blob
+    # every library holds compiled code: one CUDA module, a cubin whose ELF header says sm_90
+    from opscope.collector.cuda_binary import cuda_binaries
+
+    for b in built:
+        mods = cuda_binaries(b.artifact)
+        assert [(m.format, m.arch) for m in mods] == [("cubin", "sm_90")], b.candidate.schedule_id
+        assert mods[0].code_bytes > 1000
 
 
 def test_cuda_target_fills_the_limits_metaschedule_needs():
@@ -88,6 +92,73 @@ def test_bad_arch_is_one_clear_error():
         cuda_target_dict(None, arch="ampere")
     with pytest.raises(OpscopeError, match="expected 'cuda'"):
         cuda_target_dict(load_target("host"))
+
+
+def _runtime_only_load(artifact, stub) -> str:
+    """Load ``artifact`` with TVM's runtime only (no compiler library) and call its kernel; the last line."""
+    import subprocess
+    import sys
+
+    script = (
+        "import ctypes, os, sys\n"
+        "os.environ['TVM_USE_RUNTIME_LIB'] = '1'\n"
+        "ctypes.CDLL(sys.argv[2], ctypes.RTLD_GLOBAL)\n"
+        "import tvm\n"
+        "from tvm.base import _LOADED_LIBS\n"
+        "assert 'tvm_compiler' not in _LOADED_LIBS, sorted(_LOADED_LIBS)\n"
+        "ctypes.CDLL(os.path.join(os.path.dirname(tvm.__file__), 'lib', 'libtvm_runtime_cuda.so'),"
+        " ctypes.RTLD_GLOBAL)\n"
+        "try:\n"
+        "    mod = tvm.runtime.load_module(sys.argv[1])\n"
+        "except Exception as exc:\n"
+        "    print('load failed:', str(exc).strip().splitlines()[-1]); sys.exit(0)\n"
+        "print('loaded', flush=True)\n"
+        "try:\n"
+        "    mod.imports[0].get_function('main_kernel')()\n"
+        "except Exception as exc:\n"
+        "    print('launch failed:', str(exc).strip().splitlines()[-1])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(artifact), str(stub)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_runtime_only_load_of_a_cubin_reaches_the_driver_without_a_compiler(roles, tmp_path, monkeypatch):
+    """The kernel loads with TVM's runtime alone and its launch gets to the CUDA driver (a stub here);
+    a library that carries source instead fails in the compile step at load, which the device lacks."""
+    import tvm
+
+    from opscope.collector.cuda import cuda_target
+    from opscope.collector.cuda_binary import cuda_binaries
+    from opscope.collector.cuda_build import build_driver_stub
+    from opscope.collector.te_ops import dense_operator
+
+    op = dense_operator(64, 64, 64)
+    cand = roles.sampler.default_candidate(op)
+    built = roles.builder.build([cand])[0]
+    assert built.ok, built.error
+    stub = build_driver_stub(tmp_path)
+    out = _runtime_only_load(built.artifact, stub)
+    assert "loaded" in out and "launch failed" in out and "stub library" in out, out
+    # the control: what TVM 0.27 builds by itself here (no CUDA runtime loaded) carries source
+    source_lib = tmp_path / "source.so"
+    monkeypatch.setenv("TVM_COMPILE_FORCE_FALLBACK", "1")  # as on a build machine without a CUDA driver
+    tvm.compile(tvm.ir.load_json(cand.module_json), cuda_target(load_target("h100"))).export_library(str(source_lib))
+    assert [m.format for m in cuda_binaries(source_lib)] == ["cuda"]
+    out = _runtime_only_load(source_lib, stub)
+    assert "load failed" in out and "loaded" not in out, out
+
+
+def test_missing_nvcc_names_the_tool_and_its_package(monkeypatch, tmp_path):
+    from opscope.collector.cuda import make_roles
+    from opscope.collector.cuda_build import nvcc_path
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(OpscopeError, match=r"needs nvcc on PATH.*cuda-nvcc"):
+        nvcc_path()
+    with pytest.raises(OpscopeError, match=r"nvcc.*cuda-nvcc"):
+        make_roles(load_target("h200"))
 
 
 @pytest.mark.slow
@@ -139,7 +210,7 @@ def test_cuda_bundle_carries_the_cuda_runtime_and_refuses_without_a_gpu(tmp_path
     info = write_bundle([dense_operator(64, 64, 64)], "cuda", 1, tmp_path / "b", progress=False)
     manifest = json.loads((info.path / "manifest.json").read_text())
     assert manifest["device"] == "cuda" and manifest["threads"] == [1]
-    assert manifest["requires"] == {"gpu": "cuda", "arch": "sm_90"}
+    assert manifest["requires"] == {"gpu": "cuda", "arch": "sm_90", "binary": "cubin"}
     assert manifest["entries"][0]["trace_json"] == '["dlight"]'
     assert info.kernels == 2 and info.build_errors == 0
     assert all((info.path / "runtime" / p).is_file() for p in manifest["preload"])

@@ -92,7 +92,8 @@ def requirements(target_dict: dict[str, Any]) -> dict[str, Any]:
     from opscope.targets.tvm import llvm_features, target_string
 
     if target_dict["kind"] == "cuda":
-        return {"gpu": "cuda", "arch": target_dict["arch"]}
+        # "binary": the kernels carry a cubin for the arch, so the device needs no CUDA compiler
+        return {"gpu": "cuda", "arch": target_dict["arch"], "binary": "cubin"}
     triple = str(target_dict.get("mtriple", "x86_64-linux-gnu"))
     arch = triple.split("-")[0]
     machine = "aarch64" if arch in ("aarch64", "arm64") else "armv7l" if arch.startswith("arm") else arch
@@ -193,7 +194,9 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
                     "knobs": [[k, v] for k, v in c.knobs], "args": [[list(s), d] for s, d in args],
                     "artifact": None, "build_error": b.error or None, "reference": None,
                 }
-                if b.ok:
+                if b.ok and device == "cuda":
+                    entry["build_error"] = _cubin_problem(b.artifact, target_dict["arch"])
+                if b.ok and not entry["build_error"]:
                     name = f"kernels/{n:03d}-{c.schedule_id}.so"
                     shutil.copy2(b.artifact, out / name)
                     entry["artifact"] = name
@@ -233,6 +236,13 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
                       kernels=sum(e["artifact"] is not None for e in entries),
                       build_errors=sum(e["build_error"] is not None for e in entries),
                       size_bytes=tree_size(out), runtime_bytes=tree_size(runtime))
+
+
+def _cubin_problem(artifact: str, arch: str) -> str | None:
+    """None when the built library carries a cubin for ``arch``; else why it cannot go in the bundle."""
+    from opscope.collector.cuda_binary import check_cubin
+
+    return check_cubin(artifact, arch) or None
 
 
 def _target_dict(spec: TargetSpec) -> dict[str, Any]:

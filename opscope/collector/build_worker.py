@@ -4,6 +4,10 @@ Request: ``{"module_json": ..., "target": {...}, "out": path}``; answer (one JSO
 original stdout): ``{"error": "" | message, "build_s": seconds}``.  Started by ``LocalBuilder``;
 ``OPSCOPE_CROSS_COMPILER`` in its environment names the compiler that links the kernels for a
 board (empty: the host's compiler).
+
+For a CUDA target the kernels are compiled to a cubin for the target's arch here, with nvcc
+(``opscope.collector.cuda_build``), and a library whose CUDA module is not such a cubin is a build
+error: the device then needs only the driver and TVM's runtime, never a CUDA compiler.
 """
 
 from __future__ import annotations
@@ -29,8 +33,17 @@ def main() -> int:
         error = ""
         try:
             mod = tvm.ir.load_json(req["module_json"])
+            cuda_arch = req["target"].get("arch") if req["target"].get("kind") == "cuda" else None
+            if cuda_arch:
+                from opscope.collector.cuda_build import enable_cubin_build
+
+                enable_cubin_build(cuda_arch)
             ex = tvm.compile(mod, tvm.target.Target(req["target"]))
             ex.export_library(req["out"], fcompile=fcompile)
+            if cuda_arch:
+                from opscope.collector.cuda_binary import check_cubin
+
+                error = check_cubin(req["out"], cuda_arch)
         except Exception as exc:  # TVM's errors are data here: the caller records a build_error
             lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
             error = f"{type(exc).__name__}: {(lines[-1] if lines else '')[:500]}"

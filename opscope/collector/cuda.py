@@ -7,8 +7,10 @@
   ``Reduction``, ``GeneralReduction``, then ``Fallback``); sampled schedules come from MetaSchedule's
   GPU design space (multi-level tiling with shared-memory staging and thread binding, cooperative
   vector loads, unroll), drawn exactly as for CPUs by ``MetaScheduleSampler``.
-- Build: here, with ``nvcc`` (``tvm.compile`` + ``export_library``), by the collector's
-  ``LocalBuilder``.  No GPU is needed to build.
+- Build: here, by the collector's ``LocalBuilder``: ``tvm.compile`` + ``export_library``, with the
+  CUDA code compiled by ``nvcc`` to a cubin for the spec's arch and embedded in the library
+  (``opscope.collector.cuda_build``), so a device needs only the driver and TVM's runtime.  No GPU
+  is needed to build.
 - Run: ``CudaRunner`` times kernels in an isolated worker on ``tvm.cuda(0)`` with
   ``time_evaluator`` (CUDA events).  Without a GPU every run is a ``run_error`` saying so.
 """
@@ -128,7 +130,10 @@ def make_roles(spec: TargetSpec, options: Any = None) -> Any:
 
     options = options or RoleOptions()
     if not have_nvcc():
-        raise OpscopeError(f"target {spec.name!r}: building CUDA kernels needs nvcc on PATH")
+        from opscope.collector.cuda_build import NVCC_PACKAGES
+
+        raise OpscopeError(f"target {spec.name!r}: building CUDA kernels needs nvcc on PATH and there is none; "
+                           f"install {NVCC_PACKAGES}")
     target = cuda_target(spec)
     return Roles(
         sampler=CudaSampler(target),
