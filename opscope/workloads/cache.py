@@ -2,8 +2,8 @@
 
 Importing a zoo model through ``torch.export`` and TVM takes seconds to tens of seconds; the
 CLI and the tests ask for the same models again and again.  A cache entry holds the fused Relax
-module (``tvm.ir.save_json``) and the operators (``Operator.to_dict`` plus the name of each
-operator's PrimFunc in that module).  Its key hashes the model's identity (zoo name and
+module (``tvm.ir.save_json``) and the operators (``Operator.to_dict`` plus the name of the
+PrimFunc in that module that hashes to the operator's key).  Its key hashes the model's identity (zoo name and
 parameters, or an ONNX file's bytes), batch size, dtype, the versions of opscope, TVM, torch and
 onnx, and the source of this package, so that any change to the import code invalidates it.
 
@@ -113,11 +113,34 @@ def store(key: str, meta: dict[str, Any], operators: tuple[Operator, ...], mod: 
         return
     root.mkdir(parents=True, exist_ok=True)
     record = dict(meta)
-    record["operators"] = [{"operator": op.to_dict(), "prim_func": op.name} for op in operators]
+    names = prim_func_names(mod)
+    missing = [op.name for op in operators if op.key not in names]
+    if missing:  # an operator whose function is not in the module cannot come back from the cache
+        print(f"opscope: not caching {meta.get('name', key)}: no function in the module for {missing[0]}",
+              file=sys.stderr)
+        return
+    record["operators"] = [{"operator": op.to_dict(), "prim_func": names[op.key]} for op in operators]
     for path, text in ((root / f"{key}.tvm.json", tvm.ir.save_json(mod)), (root / f"{key}.json", json.dumps(record))):
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(text)
         os.replace(tmp, path)
+
+
+def prim_func_names(mod: Any) -> dict[str, str]:
+    """Operator key -> name of the PrimFunc in ``mod`` that hashes to it.
+
+    An operator's name is not always its function's: attention's logit and attend can share one
+    kernel and are then named ``<function>_logit`` and ``<function>_attend``.
+    """
+    import tvm
+
+    from opscope.workloads.extract import standalone, structural_key
+
+    out: dict[str, str] = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            out.setdefault(structural_key(standalone(func)), gv.name_hint)
+    return out
 
 
 def peek(key: str) -> dict[str, Any] | None:

@@ -65,7 +65,14 @@ class Classified:
 
 
 def blocks_of(func: Any) -> tuple[Block, ...]:
-    """The blocks under the root block of a PrimFunc, in program order."""
+    """The blocks under the root block of a PrimFunc, in program order.
+
+    An iteration extent that is not a constant is accepted when it depends only on the iteration
+    variables of enclosing blocks: an adaptive pool's window depends on the output position, a
+    static loop nest with data-independent bounds.  Its extent is then an upper bound over the
+    enclosing ranges (TVM's constant-integer bound; it may exceed the largest window).  Any other
+    free variable (a symbolic shape) is refused.
+    """
     import tvm
     from tvm import s_tir
 
@@ -74,25 +81,35 @@ def blocks_of(func: Any) -> tuple[Block, ...]:
         root = sch.get_sblock("root")
     except Exception:  # a PrimFunc without a root block (opaque / extern call)
         return ()
-    out = []
-    for rv in _all_blocks(sch, root):
-        b = sch.get(rv)
-        iters = []
-        for iv in b.iter_vars:
-            extent = iv.dom.extent
-            if not hasattr(extent, "value"):
-                raise WorkloadError(f"block {b.name_hint}: symbolic extent {extent} (dynamic shapes are not supported)")
-            iters.append((int(extent.value), int(iv.iter_type) == _REDUCE))
-        out.append(Block(b.name_hint, tuple(iters)))
+    analyzer = tvm.sym.Analyzer()
+    out: list[Block] = []
+
+    def visit(parent: Any, outer: list[Any]) -> None:
+        for rv in sch.get_child_blocks(parent):
+            b = sch.get(rv)
+            iters = []
+            for iv in b.iter_vars:
+                iters.append((_extent(b.name_hint, iv.dom.extent, outer, analyzer), int(iv.iter_type) == _REDUCE))
+            out.append(Block(b.name_hint, tuple(iters)))
+            for iv in b.iter_vars:
+                analyzer.bind(iv.var, iv.dom, allow_override=True)
+            visit(rv, outer + [iv.var for iv in b.iter_vars])
+
+    visit(root, [])
     return tuple(out)
 
 
-def _all_blocks(sch: Any, parent: Any) -> list[Any]:
-    found = []
-    for rv in sch.get_child_blocks(parent):
-        found.append(rv)
-        found.extend(_all_blocks(sch, rv))
-    return found
+def _extent(block: str, extent: Any, outer: list[Any], analyzer: Any) -> int:
+    """A block variable's extent as an int: constant, or the bound of one set by enclosing blocks."""
+    if hasattr(extent, "value"):
+        return int(extent.value)
+    from tvm.tirx.analysis import undefined_vars
+
+    free = undefined_vars(extent, outer)
+    bound = analyzer.const_int_bound(extent)
+    if free or bound.max_value >= bound.POS_INF:
+        raise WorkloadError(f"block {block}: symbolic extent {extent} (dynamic shapes are not supported)")
+    return max(int(bound.max_value), 0)
 
 
 def tir_flops(func: Any) -> int:
