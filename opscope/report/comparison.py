@@ -85,7 +85,7 @@ def _store_frame(store) -> tuple[pd.DataFrame, Callable[[str], dict | None]]:
     if not path.is_file():
         raise OpscopeError(f"store {path}: no such file (measure with `opscope collect ... --store {path}`)")
     frame = load_dataframe(path)
-    with open_store(path) as st:
+    with open_store(path, read_only=True) as st:  # compare never creates, migrates or writes a store
         fps = {m: st.machine(m) for m in frame["machine_id"].astype(str).unique()} if len(frame) else {}
     return frame, fps.get
 
