@@ -17,13 +17,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from typing import Any
 
 from opscope.collector.local_runner import LocalRunner, _Worker
 from opscope.collector.ms_sampler import MetaScheduleSampler, operator_module
-from opscope.collector.roles import Candidate
+from opscope.collector.roles import Candidate, RunJob, RunResult
 from opscope.errors import OpscopeError
 from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import Operator
@@ -118,9 +119,22 @@ class _CudaWorker(_Worker):
 
 
 class CudaRunner(LocalRunner):
-    """Times built CUDA kernels in an isolated worker on ``tvm.cuda(0)``; crash/timeout as locally."""
+    """Times built CUDA kernels in an isolated worker on ``tvm.cuda(0)``; crash/timeout as locally.
+
+    A kernel that faults the GPU (illegal address, ...) leaves the worker's CUDA context unusable:
+    it is recorded as a ``crash`` and the next measurement gets a fresh worker.
+    """
 
     worker_class = _CudaWorker
+
+    def run_one(self, job: RunJob) -> RunResult:
+        from opscope.collector.gpu_fault import FAULT_PREFIX, is_gpu_fault
+
+        res = super().run_one(job)
+        if res.status == "run_error" and is_gpu_fault(res.error):
+            self._drop(job.threads, job.pinned)
+            return dataclasses.replace(res, status="crash", error=FAULT_PREFIX + res.error)
+        return res
 
 
 def make_roles(spec: TargetSpec, options: Any = None) -> Any:
