@@ -162,8 +162,13 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             timeout_s: float = 10.0, flush_cache: bool = False, protocol: Protocol | None = None,
             progress: bool = True, max_ops: int | None = None, remeasure_noisy: bool = False,
             pinned: bool = False, batch_size: int = 8, overlap: bool = False,
-            roles: Roles | None = None, rpc: Any = None) -> list[Record]:
+            roles: Roles | None = None, rpc: Any = None, max_minutes: float | None = None) -> list[Record]:
     """Measure operators under sampled schedules and thread counts; returns the records written.
+
+    ``max_minutes`` stops cleanly at a measurement boundary once that much time has passed (what was
+    measured is in the store; the same call again resumes).  With ``protocol.workers`` > 1 every
+    measurement is taken by that many separate measuring processes, one after the other over the batch,
+    so that each schedule is timed by different processes at different times.
 
     ``overlap`` builds the next batch while the current one is measured (faster, but on a small
     machine the compiler then competes with the kernel being timed).  ``roles`` replaces the
@@ -177,6 +182,8 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
         raise OpscopeError(f"trials must be >= 0, got {trials}")
     if timeout_s <= 0:
         raise OpscopeError(f"timeout must be > 0 seconds, got {timeout_s}")
+    if max_minutes is not None and not max_minutes > 0:
+        raise OpscopeError(f"max_minutes must be > 0, got {max_minutes}")
     spec = load_target(target)
     thread_counts = parse_threads(threads)
     protocol = protocol or Protocol(flush_cache=flush_cache)
@@ -185,15 +192,20 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
     operators = select_operators(model_or_ops, ops, max_ops)
     own_roles = roles is None
     roles = roles or make_roles(spec, RoleOptions(rpc=rpc))
+    runners = [roles.runner] + [_replica(roles.runner) for _ in range(protocol.workers - 1)]
     st = store if isinstance(store, Store) else open_store(store)
     fp = fingerprint()
-    ctx = {"target": spec.name, "machine_id": machine_id(fp), "protocol": protocol, "pinned": pinned}
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+    ctx = {"target": spec.name, "machine_id": machine_id(fp), "protocol": protocol, "pinned": pinned,
+           "runners": runners, "deadline": deadline}
     st.add_machine(ctx["machine_id"], fp)
     prog = _Progress(total=len(operators) * (trials + 1) * len(thread_counts), enabled=progress)
     written: list[Record] = []
     try:
         seen: set[str] = set()
         for op in operators:
+            if _past(deadline):
+                raise _TimeUp
             if op.key in seen:  # an operator shared by several models is measured once
                 st.note_models(op.key, op.models)
                 prog.skipped += (trials + 1) * len(thread_counts)
@@ -208,9 +220,16 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             prog.skipped += len(cands) * len(thread_counts) - len(jobs)
             prog.total += (len(cands) - trials - 1) * len(thread_counts)
             if jobs:
-                written += _measure_op(op, cands, jobs, roles, st, ctx, timeout_s, batch_size, overlap, prog)
+                _measure_op(op, cands, jobs, roles, st, ctx, timeout_s, batch_size, overlap, prog, written)
         prog.show(final=True)
+    except _TimeUp:
+        prog.show(final=True)
+        if progress:
+            print(f"collect: stopped at the {max_minutes:g}-minute limit with {len(written)} new measurements "
+                  "stored; run the same command again to go on", file=sys.stderr, flush=True)
     finally:
+        for extra in runners[1:]:
+            extra.close()
         if own_roles:
             roles.builder.close()
             roles.runner.close()
@@ -221,7 +240,12 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
 
 def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: Roles, st: Store,
                 ctx: dict[str, Any], timeout_s: float, batch_size: int, overlap: bool,
-                prog: _Progress) -> list[Record]:
+                prog: _Progress, written: list[Record]) -> None:
+    """Build and measure ``jobs`` of one operator, appending each stored record to ``written``.
+
+    Raises ``_TimeUp`` between batches once the collection's deadline has passed (builds left unmeasured
+    are discarded; what was measured is stored).
+    """
     protocol: Protocol = ctx["protocol"]
     func = op.prim_func
     if func is not None and hasattr(func, "functions"):
@@ -235,7 +259,7 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
         if cands[0] not in to_build:
             to_build.insert(0, cands[0])  # the default build is the reference
     batches = [to_build[i:i + batch_size] for i in range(0, len(to_build), batch_size)]
-    written: list[Record] = []
+    stopped = False
     reference = ""
     builder = roles.builder
     pool = ThreadPoolExecutor(1, thread_name_prefix="opscope-build") if overlap else None
@@ -247,8 +271,12 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
     slots = max(1, int(getattr(runner, "parallel_slots", 1)))
 
     def run_jobs(items: list[tuple[Built, _Job]], ref: str = "") -> list[RunResult]:
-        return runner.run([RunJob(b.artifact, args, j.threads, protocol, timeout_s, ref, ctx["pinned"])
-                           for b, j in items])
+        batch = [RunJob(b.artifact, args, j.threads, protocol, timeout_s, ref, ctx["pinned"]) for b, j in items]
+        if not batch:
+            return []
+        # each replica measures the whole chunk in turn: a schedule's processes time it at different moments
+        rounds = [rn.run(batch) for rn in ctx["runners"]]
+        return [_merge(results) for results in zip(*rounds)]
 
     def record_result(j: _Job, res: RunResult) -> None:
         rec = _record(op, j, res, ctx)
@@ -295,9 +323,47 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
             keep = [b for b in built if b.artifact == reference]
             kept += keep
             discard([b for b in built if b.artifact != reference])
+        if _past(ctx["deadline"]) and i + 1 < len(batches):
+            stopped = True
+            break
     discard = getattr(builder, "discard", None)
     if discard is not None:
         discard(kept)
+    if ahead is not None:
+        ahead.cancel()
+        if not ahead.cancelled() and discard is not None:
+            discard(ahead.result())
     if pool is not None:
         pool.shutdown()
-    return written
+    if stopped:
+        raise _TimeUp
+
+
+class _TimeUp(Exception):
+    """The collection's time limit has passed (raised at a measurement boundary)."""
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _replica(runner: Any) -> Any:
+    """Another runner of the same class, with its own measuring processes (``Protocol.workers``)."""
+    from opscope.collector.local_runner import LocalRunner
+
+    if not isinstance(runner, LocalRunner):
+        raise OpscopeError(f"protocol workers > 1 needs measuring processes on this machine; "
+                           f"{type(runner).__name__} cannot start more")
+    return type(runner)()
+
+
+def _merge(results: Sequence[RunResult]) -> RunResult:
+    """One result from each replica's: their latencies in turn when all are ok, else the first failure."""
+    if len(results) == 1:
+        return results[0]
+    bad = next((r for r in results if r.status != "ok"), None)
+    if bad is not None:
+        return bad
+    first = results[0]
+    return RunResult("ok", latencies_s=tuple(x for r in results for x in r.latencies_s), threads=first.threads,
+                     wall_s=sum(r.wall_s for r in results))

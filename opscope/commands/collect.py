@@ -10,8 +10,20 @@ from opscope.errors import OpscopeError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="zoo model name(s), comma separated, or an .onnx file")
+    parser.add_argument("--model", default=None,
+                        help="zoo model name(s), comma separated, or an .onnx file (or --space)")
+    parser.add_argument("--space", default=None, metavar="default|KIND:N,...",
+                        help="operators drawn from distributions of real layers instead of (or beside) a model's: "
+                             "'default' (the documented space for training this machine's predictor) or counts "
+                             "per kind, e.g. conv2d:200,dense:150 (kinds: conv2d, depthwise_conv2d, dense, "
+                             "batch_matmul, pool, softmax); --seed draws them")
+    parser.add_argument("--space-onnx", action="append", default=[], metavar="FILE.onnx",
+                        help="also fit the space's distributions to this ONNX model's layers (repeatable)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop cleanly at a measurement boundary after this many minutes (run again to resume)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="separate measuring processes per measurement, one after another over each batch "
+                             "(2+ shows and damps the noise between processes and runs; default 1)")
     parser.add_argument("--param", action="append", default=[], metavar="[MODEL.]KEY=INT",
                         help="zoo model parameter, e.g. image_size=64, seq_len=64 or mobilenet_v2.image_size=96 "
                              "(repeatable; a model without that parameter ignores it; MODEL. limits it to "
@@ -84,6 +96,24 @@ def _measured_here(target: str) -> bool:
     return roles_module(load_target(target)) is None
 
 
+def _space_operators(space, args: argparse.Namespace) -> list:
+    from opscope.workloads.space import space_operators
+
+    def show(i: int, n: int) -> None:
+        if not args.quiet and (i % 20 == 0 or i == n - 1):
+            print(f"\rgenerating the space's operators: {i + 1}/{n}", end="", file=sys.stderr, flush=True)
+
+    ops = space_operators(space, seed=args.seed, onnx_paths=args.space_onnx, progress=show)
+    if not args.quiet:
+        print(file=sys.stderr)
+        for label, why in space_operators.skipped:
+            print(f"space: left out {label}: {why}", file=sys.stderr)
+    if args.ops:
+        wanted = {s.strip() for s in args.ops.split(",")}
+        ops = [o for o in ops if o.kind in wanted]
+    return ops
+
+
 def run(args: argparse.Namespace) -> int:
     from opscope.collector import Protocol, collect, select_operators
     from opscope.store import open_store
@@ -94,6 +124,19 @@ def run(args: argparse.Namespace) -> int:
     from opscope.edges import at_least, thread_counts
 
     at_least(args.trials, 0, "--trials")
+    at_least(args.workers, 1, "--workers")
+    if not args.model and not args.space:
+        raise OpscopeError("collect: give --model NAME[,NAME...] or --space default|KIND:N,...")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise OpscopeError(f"--max-minutes {args.max_minutes}: must be > 0")
+    space = None
+    if args.space:
+        from opscope.workloads.space import parse_space
+
+        space = parse_space(args.space)
+    for path in args.space_onnx:
+        if not os.path.isfile(path):
+            raise OpscopeError(f"--space-onnx {path}: no such file")
     at_least(args.max_ops, 1, "--max-ops")
     at_least(args.repeat, 1, "--repeat")
     at_least(args.number, 1, "--number")
@@ -115,18 +158,21 @@ def run(args: argparse.Namespace) -> int:
         rpc = rpc_config(spec, key=args.rpc_key, tracker=args.tracker)
     params = _params(args.param)
     protocol = Protocol(number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
-                        flush_cache=args.flush_cache, cooldown_ms=args.cooldown_ms, noisy_cv=args.noisy_cv)
+                        flush_cache=args.flush_cache, cooldown_ms=args.cooldown_ms, noisy_cv=args.noisy_cv,
+                        workers=args.workers)
     operators = []
-    for name in [m.strip() for m in args.model.split(",") if m.strip()]:
+    for name in [m.strip() for m in (args.model or "").split(",") if m.strip()]:
         if not args.quiet:
             print(f"loading {name} ...", file=sys.stderr, flush=True)
         operators += select_operators(_workload(name, params), args.ops, args.max_ops)
+    if space is not None:
+        operators += _space_operators(space, args)
     with open_store(args.store) as store:
         before = store.count()
         records = collect(operators, target=args.target, trials=args.trials, threads=args.threads, store=store,
                           seed=args.seed, timeout_s=args.timeout, protocol=protocol, progress=not args.quiet,
                           remeasure_noisy=args.remeasure_noisy, pinned=args.pin,
-                          overlap=args.overlap, rpc=rpc)
+                          overlap=args.overlap, rpc=rpc, max_minutes=args.max_minutes)
         total = store.count()
     by_status: dict[str, int] = {}
     for r in records:

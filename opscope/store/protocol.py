@@ -45,6 +45,10 @@ def _from_dict(cls, data: dict, what: str):
     return cls(**data)
 
 
+#: Protocol fields added after the first stores were written, with their defaults
+_ADDED_LATER = {"workers": 1}
+
+
 @dataclass(frozen=True)
 class Protocol:
     warmup: int = 1
@@ -56,13 +60,22 @@ class Protocol:
     noisy_cv: float = 0.05
     #: check the first sampled schedule of each operator against the default build
     check_first: bool = True
+    #: separate measuring processes per measurement, each taking ``repeat`` repeats at another time (the
+    #: record's raw latencies are theirs in turn); their disagreement is the noise between processes and
+    #: runs, which repeats within one process do not show
+    workers: int = 1
 
     def __post_init__(self) -> None:
-        _check_ints("protocol", self, {"warmup": 0, "number": 1, "repeat": 1, "min_repeat_ms": 0, "cooldown_ms": 0})
+        _check_ints("protocol", self, {"warmup": 0, "number": 1, "repeat": 1, "min_repeat_ms": 0, "cooldown_ms": 0,
+                                       "workers": 1})
         _check_positive("protocol", self, ("noisy_cv",))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        for name, default in _ADDED_LATER.items():  # absent at their default: older protocols keep their ids
+            if d[name] == default:
+                del d[name]
+        return json.dumps(d, sort_keys=True)
 
     @property
     def protocol_id(self) -> str:

@@ -1,0 +1,426 @@
+"""Operators generated from a space of shapes, for predictor training data.
+
+``opscope collect --space default`` (or ``conv2d:200,dense:150,...``) measures operators drawn from
+distributions of real layers instead of the operators of a few models.  A predictor trained on the
+operators of four models has seen about twenty shapes; one trained on a space has seen hundreds, spread
+the way real layers are (nn-Meter's kernel-level sampling).
+
+The distributions are fitted to the zoo's layers (every conv, linear layer and attention shape of the
+zoo models at their usual sizes) and to the ONNX files given: half the draws perturb one real layer
+(channels and spatial size scaled by up to 2x either way), half combine the layers' marginals (channels,
+sizes, kernels, strides, GEMM m/n/k, attention heads and lengths) independently.  Each operator carries a
+fused epilogue of the kinds real models have (bias, batch norm, ReLU, a residual add).
+
+Every operator is built as a small Relax function (conv2d + batch norm + relu, matmul + bias ...) and
+goes through the same legalize / fuse / extract steps as an imported model, so it has the same kind of
+TIR, key, features and store rows.  Draws are seeded: the same space and seed give the same operators, so
+an interrupted collection resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opscope.errors import OpscopeError
+
+#: the kinds a space can hold
+SPACE_KINDS = ("conv2d", "depthwise_conv2d", "dense", "batch_matmul", "pool", "softmax")
+#: ``--space default``: the documented space for training a machine's own predictor (420 operators)
+DEFAULT_SPACE = (("conv2d", 160), ("depthwise_conv2d", 40), ("dense", 120), ("batch_matmul", 60),
+                 ("pool", 20), ("softmax", 20))
+#: the model name generated operators carry (leave-one-model-out never holds them out)
+SPACE_MODEL = "space"
+#: operators above this many GFLOP are drawn again: their untuned default schedule would take seconds
+MAX_GFLOP = 0.5
+MIN_FLOPS = 1e5
+#: operators whose tensors together exceed this are drawn again (a VGG-sized FC weight is 400 MB)
+MAX_BYTES = 48e6
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One drawn layer: its kind and shape parameters (sorted pairs), and the epilogue fused after it."""
+
+    kind: str
+    params: tuple[tuple[str, int], ...]
+    epilogue: str = ""
+
+    def get(self, key: str) -> int:
+        return dict(self.params)[key]
+
+    @property
+    def label(self) -> str:
+        p = "_".join(f"{k}{v}" for k, v in self.params)
+        return f"{self.kind}_{p}" + (f"_{self.epilogue}" if self.epilogue else "")
+
+    @property
+    def flops(self) -> float:
+        d = dict(self.params)
+        if self.kind in ("conv2d", "depthwise_conv2d"):
+            oh, ow = _out(d["h"], d["r"], d["stride"]), _out(d["w"], d["r"], d["stride"])
+            cin = 1 if self.kind == "depthwise_conv2d" else d["c"]
+            return 2.0 * d["k"] * cin * oh * ow * d["r"] * d["r"]
+        if self.kind == "dense":
+            return 2.0 * d["m"] * d["n"] * d["k"]
+        if self.kind == "batch_matmul":
+            return 2.0 * d["b"] * d["m"] * d["n"] * d["k"]
+        if self.kind == "pool":
+            return float(d["c"] * _out(d["h"], d["r"], d["stride"]) ** 2 * d["r"] ** 2)
+        return 5.0 * d["b"] * d["m"] * d["n"]  # softmax: about 5 FLOP per element
+
+    @property
+    def elements(self) -> int:
+        """Elements of the operator's main inputs, weights and output (float32: x4 bytes)."""
+        d = dict(self.params)
+        if self.kind in ("conv2d", "depthwise_conv2d"):
+            oh = _out(d["h"], d["r"], d["stride"])
+            cin = 1 if self.kind == "depthwise_conv2d" else d["c"]
+            return d["c"] * d["h"] * d["w"] + d["k"] * cin * d["r"] ** 2 + d["k"] * oh * oh
+        if self.kind == "dense":
+            return d["m"] * d["k"] + d["n"] * d["k"] + d["m"] * d["n"]
+        if self.kind == "batch_matmul":
+            return d["b"] * (d["m"] * d["k"] + d["k"] * d["n"] + d["m"] * d["n"])
+        if self.kind == "pool":
+            return d["c"] * d["h"] ** 2 * 2
+        return 2 * d["b"] * d["m"] * d["n"]
+
+
+def _pad(kernel: int) -> int:
+    """'same'-style padding: k // 2 for odd kernels, none for even ones (a 2x2 pool)."""
+    return kernel // 2 if kernel % 2 else 0
+
+
+def _out(size: int, kernel: int, stride: int) -> int:
+    return (size + 2 * _pad(kernel) - kernel) // stride + 1
+
+
+def parse_space(text: str) -> tuple[tuple[str, int], ...]:
+    """``"default"`` or ``"conv2d:200,dense:150"`` -> ((kind, count), ...); a bad token is named."""
+    text = (text or "").strip()
+    if text == "default":
+        return DEFAULT_SPACE
+    out: dict[str, int] = {}
+    for token in (t.strip() for t in text.split(",")):
+        if not token:
+            continue
+        kind, sep, count = token.partition(":")
+        kind = kind.strip()
+        if kind not in SPACE_KINDS:
+            raise OpscopeError(f"--space: unknown kind {kind!r} in {token!r}; kinds: {', '.join(SPACE_KINDS)} "
+                               "(or 'default')")
+        try:
+            n = int(count) if sep else -1
+        except ValueError:
+            n = -1
+        if n < 1:
+            raise OpscopeError(f"--space: {token!r} needs a positive count, as in '{kind}:100'")
+        out[kind] = out.get(kind, 0) + n
+    if not out:
+        raise OpscopeError("--space: give 'default' or kind:count pairs, e.g. conv2d:200,dense:150")
+    return tuple(out.items())
+
+
+# -- the real layers the distributions are fitted to --------------------------------------------------
+#: (model, params) whose layers make the reference set: the zoo at its usual sizes
+_REFERENCE_MODELS = (
+    ("resnet18", {"image_size": 224}), ("resnet50", {"image_size": 224}), ("mobilenet_v2", {"image_size": 224}),
+    ("vgg16", {"image_size": 224}), ("alexnet", {"image_size": 224}), ("mlp", {}),
+    ("bert", {"seq_len": 128, "layers": 1}), ("gpt2", {"seq_len": 128, "layers": 1}),
+)
+
+
+#: attention (heads, hidden) of the zoo's transformers and of their usual larger and smaller variants
+#: (BERT-base / GPT-2: 12 x 64; BERT-large: 16 x 64; small: 8 x 64, 4 x 64), at usual sequence lengths
+_ATTENTION_WIDTHS = ((12, 768), (16, 1024), (8, 512), (4, 256))
+_SEQ_LENS = (32, 64, 128, 256, 384, 512)
+
+
+def reference_layers(onnx_paths: Sequence[str] = ()) -> dict[str, list[dict[str, int]]]:
+    """The zoo's layers (and those of the ONNX files given), by kind, as shape dicts.
+
+    Read from the torch modules with forward hooks (no TVM import, well under a second per model);
+    attention shapes come from the transformers' parameters.
+    """
+    import torch
+    from torch import nn
+
+    from opscope.workloads import zoo
+
+    layers: dict[str, list[dict[str, int]]] = {k: [] for k in SPACE_KINDS}
+
+    def hook(mod: Any, inputs: Any, _out: Any) -> None:
+        shape = tuple(inputs[0].shape)
+        if isinstance(mod, nn.Conv2d) and len(shape) == 4:
+            d = {"c": mod.in_channels, "k": mod.out_channels, "h": shape[2], "w": shape[3],
+                 "r": mod.kernel_size[0], "stride": mod.stride[0]}
+            dw = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
+            if dw or mod.groups == 1:
+                layers["depthwise_conv2d" if dw else "conv2d"].append(d)
+        elif isinstance(mod, nn.Linear):
+            m = int(math.prod(shape[:-1]))
+            layers["dense"].append({"m": m, "n": mod.out_features, "k": mod.in_features})
+        elif isinstance(mod, nn.MaxPool2d) and len(shape) == 4:
+            k = mod.kernel_size if isinstance(mod.kernel_size, int) else mod.kernel_size[0]
+            s = mod.stride if isinstance(mod.stride, int) else mod.stride[0]
+            layers["pool"].append({"c": shape[1], "h": shape[2], "r": k, "stride": s})
+
+    for name, params in _REFERENCE_MODELS:
+        module, example = zoo.build(name, 1, "float32", params)
+        handles = [m.register_forward_hook(hook) for m in module.modules()
+                   if isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d))]
+        with torch.no_grad():
+            module(*example)
+        for h in handles:
+            h.remove()
+    for heads, hidden in _ATTENTION_WIDTHS:
+        for seq in _SEQ_LENS:
+            dim = hidden // heads
+            layers["batch_matmul"] += [{"b": heads, "m": seq, "n": seq, "k": dim},
+                                       {"b": heads, "m": seq, "n": dim, "k": seq}]
+            layers["softmax"].append({"b": heads, "m": seq, "n": seq})
+    for path in onnx_paths:
+        for kind, found in onnx_layers(path).items():
+            layers[kind] += found
+    return layers
+
+
+def onnx_layers(path: str) -> dict[str, list[dict[str, int]]]:
+    """Conv and GEMM shapes of an ONNX file (after ONNX's own shape inference)."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    try:
+        model = shape_inference.infer_shapes(onnx.load(str(path)))
+    except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+        raise OpscopeError(f"{path}: cannot read it as an ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    g = model.graph
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = tuple(d.dim_value for d in dims)
+    for init in g.initializer:
+        shapes[init.name] = tuple(numpy_helper.to_array(init).shape)
+    out: dict[str, list[dict[str, int]]] = {k: [] for k in SPACE_KINDS}
+    for node in g.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        ins = [shapes.get(n) for n in node.input]
+        if node.op_type == "Conv" and ins and ins[0] and len(ins) > 1 and ins[1] and len(ins[0]) == 4:
+            x, w = ins[0], ins[1]
+            group = int(attrs.get("group", 1))
+            d = {"c": x[1], "k": w[0], "h": x[2], "w": x[3], "r": w[2], "stride": int(attrs.get("strides", [1])[0])}
+            if group == 1:
+                out["conv2d"].append(d)
+            elif group == x[1] == w[0]:
+                out["depthwise_conv2d"].append(d)
+        elif node.op_type in ("Gemm", "MatMul") and len(ins) > 1 and ins[0] and ins[1]:
+            a, b = ins[0], ins[1]
+            if node.input[1] in {i.name for i in g.initializer} and len(b) == 2:
+                transposed = bool(attrs.get("transB", 0))
+                out["dense"].append({"m": int(math.prod(a[:-1])), "k": a[-1], "n": b[0] if transposed else b[1]})
+            elif len(a) >= 3 and len(b) >= 3:
+                out["batch_matmul"].append({"b": int(math.prod(a[:-2])), "m": a[-2], "k": a[-1], "n": b[-1]})
+    return out
+
+
+# -- drawing -----------------------------------------------------------------------------------------
+def _round(x: float, multiple: int, low: int) -> int:
+    return max(low, int(round(x / multiple)) * multiple)
+
+
+def _scale(rng: random.Random, x: int, spread: float = 1.0) -> float:
+    return x * 2.0 ** rng.uniform(-spread, spread)
+
+
+def _pick(rng: random.Random, refs: list[dict[str, int]], key: str) -> int:
+    return rng.choice(refs)[key]
+
+
+def _draw(kind: str, rng: random.Random, refs: list[dict[str, int]]) -> Layer:
+    near = rng.random() < 0.5
+    base = rng.choice(refs)
+
+    def v(key: str) -> int:  # near a real layer: its value; otherwise the marginal of that key
+        return base[key] if near else _pick(rng, refs, key)
+
+    if kind in ("conv2d", "depthwise_conv2d"):
+        r = v("r") if near or rng.random() < 0.9 else 5
+        stride = v("stride")
+        h = _round(_scale(rng, v("h")), 1, max(r, 4))
+        k = _round(_scale(rng, v("k")), 8, 8)
+        c = k if kind == "depthwise_conv2d" else _round(_scale(rng, v("c")), 8, 3 if v("c") == 3 else 8)
+        if kind == "conv2d" and v("c") == 3 and rng.random() < 0.5:
+            c = 3  # a stem
+        epilogue = rng.choice(("bn_relu", "bn_relu", "bn", "bn_add_relu", "bias_relu")) if kind == "conv2d" \
+            else rng.choice(("bn_relu", "bn"))
+        return Layer(kind, tuple(sorted({"c": c, "k": k, "h": h, "w": h, "r": r, "stride": stride}.items())),
+                     epilogue)
+    if kind == "dense":
+        m = _round(_scale(rng, v("m"), 1.5), 1, 1)
+        n = _round(_scale(rng, v("n")), 16, 16)
+        k_ = _round(_scale(rng, v("k")), 16, 16)
+        return Layer(kind, tuple(sorted({"m": m, "n": n, "k": k_}.items())), rng.choice(("bias", "bias_relu")))
+    if kind in ("batch_matmul", "softmax"):
+        b = _round(_scale(rng, v("b"), 0.6), 1, 1)
+        seq = _round(_scale(rng, v("m"), 1.5), 8, 8)
+        if kind == "softmax":
+            return Layer(kind, tuple(sorted({"b": b, "m": seq, "n": seq}.items())))
+        k_ = _round(_scale(rng, v("k"), 0.6), 16, 16)
+        if rng.random() < 0.5:  # Q.K^T: (seq x dim) x (dim x seq)
+            d = {"b": b, "m": seq, "n": seq, "k": k_}
+        else:  # P.V: (seq x seq) x (seq x dim)
+            d = {"b": b, "m": seq, "n": k_, "k": seq}
+        return Layer(kind, tuple(sorted(d.items())))
+    if kind == "pool":
+        r = v("r")
+        return Layer(kind, tuple(sorted({"c": _round(_scale(rng, v("c")), 8, 8), "h": _round(_scale(rng, v("h")), 1, 4),
+                                         "r": r, "stride": v("stride")}.items())))
+    raise OpscopeError(f"space: unknown kind {kind!r}")
+
+
+def draw_layers(space: Sequence[tuple[str, int]], seed: int = 0,
+                refs: dict[str, list[dict[str, int]]] | None = None, max_gflop: float = MAX_GFLOP) -> list[Layer]:
+    """``count`` distinct layers of each kind, drawn with ``seed`` (the same arguments, the same layers)."""
+    refs = refs if refs is not None else reference_layers()
+    out: list[Layer] = []
+    seen: set[Layer] = set()
+    for kind, count in space:
+        if not refs.get(kind):
+            raise OpscopeError(f"space: no reference layer of kind {kind!r} to draw from")
+        rng = random.Random(f"{seed}:{kind}")
+        got, tries = 0, 0
+        while got < count:
+            tries += 1
+            if tries > 200 * count + 1000:
+                raise OpscopeError(f"space: could not draw {count} distinct {kind} layers under {max_gflop} GFLOP "
+                                   f"(got {got}); ask for fewer")
+            layer = _draw(kind, rng, refs[kind])
+            if layer in seen or not MIN_FLOPS <= layer.flops <= max_gflop * 1e9 or layer.elements * 4 > MAX_BYTES:
+                continue
+            seen.add(layer)
+            out.append(layer)
+            got += 1
+    return out
+
+
+# -- building ----------------------------------------------------------------------------------------
+def _relax_function(layer: Layer, dtype: str) -> Any:
+    """A Relax module computing ``layer`` and its epilogue; the user input first, then the weights."""
+    from tvm import relax
+
+    d = dict(layer.params)
+    t = relax.TensorType
+    op = relax.op
+    inputs: list[Any] = []
+    weights: list[Any] = []
+
+    def var(name: str, shape: tuple[int, ...], weight: bool) -> Any:
+        v = relax.Var(name, t(shape, dtype))
+        (weights if weight else inputs).append(v)
+        return v
+
+    def channel(name: str, c: int) -> Any:
+        return var(name, (1, c, 1, 1), True)
+
+    body: list[tuple[str, Any]] = []
+    if layer.kind in ("conv2d", "depthwise_conv2d"):
+        c, k, h, r, s = d["c"], d["k"], d["h"], d["r"], d["stride"]
+        groups = c if layer.kind == "depthwise_conv2d" else 1
+        x = var("x", (1, c, h, d["w"]), False)
+        w = var("w", (k, c // groups, r, r), True)
+        body.append(("conv", lambda: op.nn.conv2d(x, w, strides=(s, s), padding=(_pad(r), _pad(r)), groups=groups)))
+        if layer.epilogue.startswith("bn"):
+            scale, shift = channel("bn_scale", k), channel("bn_shift", k)
+            body += [("scale", lambda y: op.multiply(y, scale)), ("shift", lambda y: op.add(y, shift))]
+        if layer.epilogue.startswith("bias"):
+            bias = channel("bias", k)
+            body.append(("bias", lambda y: op.add(y, bias)))
+        if "add" in layer.epilogue:
+            oh = _out(h, r, s)
+            res = var("residual", (1, k, oh, oh), False)
+            body.append(("residual", lambda y: op.add(y, res)))
+        if layer.epilogue.endswith("relu"):
+            body.append(("relu", lambda y: op.nn.relu(y)))
+    elif layer.kind == "dense":
+        x = var("x", (d["m"], d["k"]), False)
+        w = var("w", (d["n"], d["k"]), True)
+        bias = var("bias", (d["n"],), True)
+        body += [("matmul", lambda: op.matmul(x, op.permute_dims(w))), ("bias", lambda y: op.add(y, bias))]
+        if layer.epilogue.endswith("relu"):
+            body.append(("relu", lambda y: op.nn.relu(y)))
+    elif layer.kind == "batch_matmul":
+        a = var("a", (1, d["b"], d["m"], d["k"]), False)
+        b = var("b", (1, d["b"], d["k"], d["n"]), False)
+        body.append(("matmul", lambda: op.matmul(a, b)))
+    elif layer.kind == "pool":
+        x = var("x", (1, d["c"], d["h"], d["h"]), False)
+        r, s = d["r"], d["stride"]
+        body.append(("pool", lambda: op.nn.max_pool2d(x, (r, r), (s, s), padding=(_pad(r), _pad(r)))))
+    elif layer.kind == "softmax":
+        x = var("x", (1, d["b"], d["m"], d["n"]), False)
+        body.append(("softmax", lambda: op.nn.softmax(x, axis=-1)))
+    else:
+        raise OpscopeError(f"space: unknown kind {layer.kind!r}")
+
+    bb = relax.BlockBuilder()
+    with bb.function("main", inputs + weights):
+        with bb.dataflow():
+            y = bb.emit(body[0][1]())
+            for _, f in body[1:]:
+                y = bb.emit(f(y))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    mod = bb.get()
+    mod["main"] = mod["main"].with_attr("num_input", len(inputs))
+    return mod
+
+
+def _interleaved(layers: list[Layer]) -> list[Layer]:
+    """Kinds in turn (conv2d, dense, ..., conv2d, dense, ...): a collection stopped early still covers them."""
+    by_kind: dict[str, list[Layer]] = {}
+    for layer in layers:
+        by_kind.setdefault(layer.kind, []).append(layer)
+    out: list[Layer] = []
+    while any(by_kind.values()):
+        for kind in list(by_kind):
+            if by_kind[kind]:
+                out.append(by_kind[kind].pop(0))
+    return out
+
+
+def space_operators(space: Sequence[tuple[str, int]] | str, seed: int = 0, dtype: str = "float32",
+                    onnx_paths: Sequence[str] = (), max_gflop: float = MAX_GFLOP, progress: Any = None) -> list[Any]:
+    """The operators of a space: one heavy operator per drawn layer (its fused epilogue included).
+
+    ``progress(i, n)`` is called as they are built.  A layer TVM cannot lower is left out with its reason
+    in ``space_operators.skipped`` (never fatal).
+    """
+    from dataclasses import replace
+
+    from opscope.workloads.load import _finish
+
+    if isinstance(space, str):
+        space = parse_space(space)
+    layers = _interleaved(draw_layers(space, seed, reference_layers(onnx_paths), max_gflop))
+    ops: list[Any] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for i, layer in enumerate(layers):
+        if progress is not None:
+            progress(i, len(layers))
+        try:
+            work = _finish(layer.label, _relax_function(layer, dtype), 1, {"space": layer.label})
+        except OpscopeError as exc:
+            skipped.append((layer.label, str(exc)))
+            continue
+        main = max(work.operators, key=lambda o: o.flops)
+        if main.key in seen:
+            continue
+        seen.add(main.key)
+        ops.append(replace(main, name=f"space_{layer.label}", models=(SPACE_MODEL,), count=1))
+    space_operators.skipped = skipped  # type: ignore[attr-defined]
+    return ops
