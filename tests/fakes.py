@@ -49,6 +49,12 @@ class FakeRunner(Runner):
         self.latency = latency or (lambda sid, threads: (1 + int(sid[-2:], 16) / 64 if sid != "default" else 3)
                                    * 1e-3 / threads)
         self.jobs: list[RunJob] = []
+        self.replicas: list[FakeRunner] = []
+
+    def replica(self) -> FakeRunner:
+        twin = FakeRunner(self.status, self.delay_s, self.latency)
+        self.replicas.append(twin)
+        return twin
 
     def run(self, batch: Sequence[RunJob]) -> list[RunResult]:
         out = []

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from fakes import FakeBuilder, FakeRunner, FakeSampler
 
 from opscope.collector import Protocol, Roles, collect, parse_threads, select_operators
-from opscope.collector.fake import FakeBuilder, FakeRunner, FakeSampler
+from opscope.collector.roles import RunResult
 from opscope.errors import OpscopeError
 from opscope.store import load_dataframe, open_store
 from opscope.workloads.operator import Operator, TensorInfo
@@ -199,3 +200,50 @@ def test_a_farm_runner_gets_batches_of_its_boards_and_a_local_one_single_jobs(tm
     collect([op], trials=4, threads=(1, 2), store=tmp_path / "local.db", progress=False,
             roles=Roles(FakeSampler(), FakeBuilder(), local, None))
     assert local_calls and set(local_calls) == {1}
+
+
+def test_workers_time_each_measurement_in_separate_runners_and_keep_all_repeats(tmp_path):
+    runner = FakeRunner(latency=lambda sid, threads: 2e-3)
+    roles = Roles(FakeSampler(), FakeBuilder(), runner, None)
+    protocol = Protocol(repeat=3, workers=2)
+    recs = collect([_op(8)], trials=2, threads=(1,), store=tmp_path / "s.db", protocol=protocol, roles=roles,
+                   progress=False)
+    assert len(recs) == 3 and len(runner.replicas) == 1
+    # every schedule was timed by both runners, and the record holds 2 workers x 3 repeats
+    assert len(runner.jobs) == 3 and len(runner.replicas[0].jobs) == 3
+    assert all(len(r.raw_latencies_s) == 6 for r in recs)
+    # workers=1 protocols keep the id they had before the field existed
+    assert "workers" not in Protocol().to_json() and '"workers": 2' in protocol.to_json()
+
+
+def test_workers_that_disagree_make_the_record_noisy(tmp_path):
+    class Slow(FakeRunner):  # the second process sees the kernel 30% slower
+        def run(self, batch):
+            return [RunResult(r.status, tuple(x * 1.3 for x in r.latencies_s), r.error, r.threads)
+                    for r in super().run(batch)]
+
+    runner = FakeRunner(latency=lambda sid, threads: 1e-3)
+    runner.replica = lambda: Slow(latency=lambda sid, threads: 1e-3)
+    roles = Roles(FakeSampler(), FakeBuilder(), runner, None)
+    recs = collect([_op(8)], trials=0, threads=(1,), store=tmp_path / "s.db", roles=roles, progress=False,
+                   protocol=Protocol(repeat=3, workers=2, noisy_cv=0.05))
+    # repeats 1.000, 1.001, 1.002 ms and 1.300, 1.301, 1.303 ms: CV about 0.14 > 0.05
+    assert recs[0].noisy and recs[0].min_s == pytest.approx(1e-3)
+
+
+def test_max_minutes_stops_at_a_measurement_boundary_and_a_rerun_resumes(tmp_path, capsys):
+    store = tmp_path / "s.db"
+    ops = [_op(n) for n in (8, 9, 10, 11)]
+    # each measurement takes 0.2 s; 0.01 minutes = 0.6 s: the limit falls inside the first operators
+    first = collect(ops, trials=3, threads=(1,), store=store, roles=_roles(delay_s=0.2), max_minutes=0.01,
+                    batch_size=2)
+    assert 0 < len(first) < 16
+    assert "stopped at the 0.01-minute limit" in capsys.readouterr().err
+    with open_store(store) as st:
+        assert st.count() == len(first)  # everything measured before the stop is stored
+    rest = collect(ops, trials=3, threads=(1,), store=store, roles=_roles(), progress=False)
+    assert len(first) + len(rest) == 16
+    df = load_dataframe(store)
+    assert len(df) == 16 and not df.duplicated(["workload_key", "schedule_id", "threads"]).any()
+    with pytest.raises(OpscopeError, match="max_minutes"):
+        collect(ops, trials=0, threads=(1,), store=store, roles=_roles(), max_minutes=0)

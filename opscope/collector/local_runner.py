@@ -93,6 +93,9 @@ class LocalRunner(Runner):
     def run(self, batch: Sequence[RunJob]) -> list[RunResult]:
         return [self.run_one(job) for job in batch]
 
+    def replica(self) -> LocalRunner:
+        return type(self)()
+
     def close(self) -> None:
         for key in list(self._workers):
             self._workers.pop(key).close()

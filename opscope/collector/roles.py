@@ -96,6 +96,13 @@ class Runner(abc.ABC):
         so that a collection killed mid-way loses at most the measurement in flight."""
         return 1
 
+    def replica(self) -> Runner:
+        """Another runner like this one with measuring processes of its own (``Protocol.workers`` > 1)."""
+        from opscope.errors import OpscopeError
+
+        raise OpscopeError(f"protocol workers > 1 needs separate measuring processes; {type(self).__name__} "
+                           "cannot start more (use workers = 1)")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Stop worker processes."""
 

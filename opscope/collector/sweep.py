@@ -192,7 +192,7 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
     operators = select_operators(model_or_ops, ops, max_ops)
     own_roles = roles is None
     roles = roles or make_roles(spec, RoleOptions(rpc=rpc))
-    runners = [roles.runner] + [_replica(roles.runner) for _ in range(protocol.workers - 1)]
+    runners = [roles.runner] + [roles.runner.replica() for _ in range(protocol.workers - 1)]
     st = store if isinstance(store, Store) else open_store(store)
     fp = fingerprint()
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
@@ -345,16 +345,6 @@ class _TimeUp(Exception):
 
 def _past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
-
-
-def _replica(runner: Any) -> Any:
-    """Another runner of the same class, with its own measuring processes (``Protocol.workers``)."""
-    from opscope.collector.local_runner import LocalRunner
-
-    if not isinstance(runner, LocalRunner):
-        raise OpscopeError(f"protocol workers > 1 needs measuring processes on this machine; "
-                           f"{type(runner).__name__} cannot start more")
-    return type(runner)()
 
 
 def _merge(results: Sequence[RunResult]) -> RunResult:

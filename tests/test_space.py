@@ -1,0 +1,84 @@
+"""Operator spaces: parsing, seeded draws fitted to real layers, and operators built like imported ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from opscope.errors import OpscopeError
+from opscope.workloads.space import (
+    DEFAULT_SPACE,
+    MAX_BYTES,
+    SPACE_MODEL,
+    Layer,
+    draw_layers,
+    parse_space,
+    space_operators,
+)
+
+#: a small reference set, so that drawing needs no torch
+REFS = {
+    "conv2d": [{"c": 64, "k": 64, "h": 56, "w": 56, "r": 3, "stride": 1},
+               {"c": 3, "k": 64, "h": 224, "w": 224, "r": 7, "stride": 2},
+               {"c": 256, "k": 512, "h": 28, "w": 28, "r": 1, "stride": 2}],
+    "dense": [{"m": 128, "n": 768, "k": 768}, {"m": 1, "n": 1000, "k": 512}],
+    "batch_matmul": [{"b": 12, "m": 128, "n": 128, "k": 64}],
+}
+
+
+def test_parse_space_default_counts_and_bad_tokens():
+    assert parse_space("default") == DEFAULT_SPACE
+    assert sum(n for _, n in DEFAULT_SPACE) == 420 and len(DEFAULT_SPACE) >= 5
+    assert parse_space("conv2d:200, dense:150,conv2d:5") == (("conv2d", 205), ("dense", 150))
+    with pytest.raises(OpscopeError, match="unknown kind 'convv2d' in 'convv2d:3'"):
+        parse_space("convv2d:3,dense:2")
+    for bad in ("dense", "dense:0", "dense:x", "dense:-4"):
+        with pytest.raises(OpscopeError, match=f"{bad!r} needs a positive count"):
+            parse_space(bad)
+    with pytest.raises(OpscopeError, match="give 'default' or kind:count"):
+        parse_space(" , ")
+
+
+def test_draws_are_seeded_distinct_and_bounded():
+    space = (("conv2d", 30), ("dense", 20), ("batch_matmul", 10))
+    a, b = draw_layers(space, 7, REFS), draw_layers(space, 7, REFS)
+    assert a == b and draw_layers(space, 8, REFS) != a
+    assert [sum(layer.kind == k for layer in a) for k, _ in space] == [30, 20, 10]
+    assert len(set(a)) == len(a)
+    assert all(1e5 <= layer.flops <= 0.5e9 and layer.elements * 4 <= MAX_BYTES for layer in a)
+    with pytest.raises(OpscopeError, match="no reference layer of kind 'pool'"):
+        draw_layers((("pool", 1),), 0, REFS)
+
+
+def test_layer_flops_by_hand():
+    conv = Layer("conv2d", (("c", 64), ("h", 56), ("k", 128), ("r", 3), ("stride", 2), ("w", 56)), "bn_relu")
+    # out 28 x 28 ((56 + 2*1 - 3) // 2 + 1); 2 x K x C x OH x OW x R x S
+    assert conv.flops == 2 * 128 * 64 * 28 * 28 * 3 * 3
+    dw = Layer("depthwise_conv2d", (("c", 32), ("h", 14), ("k", 32), ("r", 3), ("stride", 1), ("w", 14)))
+    assert dw.flops == 2 * 32 * 1 * 14 * 14 * 9
+    assert Layer("dense", (("k", 768), ("m", 128), ("n", 3072))).flops == 2 * 128 * 3072 * 768
+
+
+@pytest.mark.slow
+def test_reference_layers_hold_the_zoo_layers():
+    from opscope.workloads.space import reference_layers
+
+    refs = reference_layers()
+    # resnet18's stem and mobilenet_v2's first depthwise conv, bert's FFN at 128 tokens
+    assert {"c": 3, "k": 64, "h": 224, "w": 224, "r": 7, "stride": 2} in refs["conv2d"]
+    assert {"c": 32, "k": 32, "h": 112, "w": 112, "r": 3, "stride": 1} in refs["depthwise_conv2d"]
+    assert {"m": 128, "n": 3072, "k": 768} in refs["dense"]
+    assert {"b": 12, "m": 128, "n": 128, "k": 64} in refs["batch_matmul"]
+
+
+@pytest.mark.slow
+def test_space_operators_are_built_like_imported_ones():
+    ops = space_operators("conv2d:2,depthwise_conv2d:1,dense:1,batch_matmul:1,softmax:1", seed=3)
+    assert sorted(o.kind for o in ops) == ["batch_matmul", "conv2d", "conv2d", "dense", "depthwise_conv2d",
+                                           "softmax"]
+    assert len({o.key for o in ops}) == len(ops) and all(len(o.key) == 16 for o in ops)
+    assert all(o.models == (SPACE_MODEL,) and o.prim_func is not None for o in ops)
+    assert all(op.name.startswith(f"space_{op.kind}_") for op in ops)  # names carry the drawn layer
+    conv = next(o for o in ops if o.kind == "conv2d")
+    d = {t.name: t.shape for t in conv.tensors}
+    assert conv.gemm is not None and conv.flops == 2 * conv.gemm.m * conv.gemm.n * conv.gemm.k
+    assert conv.attr("groups") == 1 and len(d) >= 3
