@@ -84,7 +84,6 @@ def test_an_existing_bundle_folder_is_never_overwritten(tmp_path):
 # -- round trip ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    import tvm
 
     from opscope.bundle import write_bundle
     from opscope.collector.te_ops import dense_operator
@@ -259,7 +258,6 @@ def test_bundle_runs_under_another_python_with_only_numpy(bundle, tmp_path):
 
 def test_result_check_scales_with_the_output_range():
     """A float32 rounding difference next to large outputs passes; an error of one unit does not."""
-    import numpy as np
     import tvm
 
     run = _run_py()
@@ -274,5 +272,18 @@ def test_result_check_scales_with_the_output_range():
     specs = [((64,), "float32"), ((64,), "float32")]
     ref = kernel(0.0)
     # |diff| 4e-3 where the other outputs reach 5000: float32 keeps ~7 digits, so this is rounding
-    assert run.check_against(np, tvm, tvm.cpu(), kernel(4e-3), ref, specs) == ""
-    assert "argument 1 differs" in run.check_against(np, tvm, tvm.cpu(), kernel(1.0), ref, specs)
+    assert run.check_against(tvm, tvm.cpu(), kernel(4e-3), ref, specs) == ""
+    assert "argument 1 differs" in run.check_against(tvm, tvm.cpu(), kernel(1.0), ref, specs)
+
+
+def test_bundle_carries_the_timing_core_verbatim(bundle):
+    """run.py times with opscope's own timing core, worker helper and fingerprint, byte for byte."""
+    from opscope.collector import machine, process, timing
+
+    info, _ = bundle
+    for module in (timing, process, machine):
+        source = Path(module.__file__)
+        assert (info.path / source.name).read_bytes() == source.read_bytes(), source.name
+    run = _run_py()
+    assert run.TIMING.TIMING_VERSION == timing.TIMING_VERSION
+    assert run.TIMING.ATOL_SCALE == timing.ATOL_SCALE == 1e-5

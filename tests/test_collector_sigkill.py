@@ -11,10 +11,13 @@ import time
 
 from opscope.store import load_dataframe, open_store
 
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
 SCRIPT = textwrap.dedent("""
     import sys
+    sys.path.insert(0, sys.argv[3])  # the tests folder, where the fake twins live
     from opscope.collector import Roles, collect
-    from opscope.collector.fake import FakeBuilder, FakeRunner, FakeSampler
+    from fakes import FakeBuilder, FakeRunner, FakeSampler
     from opscope.workloads.operator import Operator, TensorInfo
     ops = [Operator(name=f"op{i}", kind="dense", tensors=(TensorInfo("A", (i + 1,), "float32", "input"),),
                     flops=2 * (i + 1)) for i in range(3)]
@@ -33,7 +36,7 @@ def _count(db) -> int:
 def test_sigkill_mid_collection_then_resume(tmp_path):
     db = str(tmp_path / "r.db")
     total = 3 * 6 * 2
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, db, "0.05"])
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, db, "0.05", TESTS])
     deadline = time.monotonic() + 120
     while _count(db) < 8 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -43,7 +46,7 @@ def test_sigkill_mid_collection_then_resume(tmp_path):
     assert 8 <= killed_at < total, "the kill must land in the middle of the collection"
     df = load_dataframe(db)
     assert len(df) == killed_at and (df["status"] == "ok").all()  # no corrupt or partial row
-    subprocess.run([sys.executable, "-c", SCRIPT, db, "0"], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", SCRIPT, db, "0", TESTS], check=True, timeout=120)
     df = load_dataframe(db)
     assert len(df) == total
     keys = df[["workload_key", "schedule_id", "threads"]].drop_duplicates()

@@ -2,7 +2,9 @@
 """Measure the kernels of an opscope bundle on this device:  python run.py --out results.json
 
 Needs only Python 3 and numpy: the bundle carries TVM's runtime (imported with
-TVM_USE_RUNTIME_LIB=1) and the compiled kernels.  Before measuring it checks that this device can
+TVM_USE_RUNTIME_LIB=1), the compiled kernels, and opscope's own timing core, worker-process helper
+and machine fingerprint (timing.py, process.py, machine.py, copied verbatim), so a kernel is
+checked and timed here exactly as opscope times it on its own machine.  Before measuring it checks that this device can
 run them (CPU architecture and instruction-set flags from /proc/cpuinfo, or a CUDA GPU of the
 right compute capability) and refuses with one line saying what is missing.
 
@@ -21,8 +23,6 @@ import argparse
 import json
 import os
 import platform
-import select
-import subprocess
 import sys
 import time
 
@@ -144,132 +144,84 @@ def gpu_problems(requires, tvm):
     return []
 
 
-# -- the measuring worker --------------------------------------------------------------------------
-def random_args(np, tvm, dev, specs, seed):
-    rng = np.random.default_rng(seed)
-    out = []
-    for shape, dtype in specs:
-        if dtype.startswith("float") or dtype == "bfloat16":
-            arr = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
-        elif dtype == "bool":
-            arr = rng.integers(0, 2, size=shape).astype(bool)
-        else:
-            arr = rng.integers(0, 8, size=shape).astype(dtype)
-        out.append(tvm.runtime.tensor(arr, dev))
-    return out
+# -- the measuring worker: opscope's own timing core, carried verbatim -------------------------------
+def _load_shipped(name, tree):
+    """``name``.py beside this file in a bundle (in opscope's own tree: ``opscope/<tree>/name.py``)."""
+    import importlib.util
+
+    for folder in (HERE, os.path.join(HERE, os.pardir, tree)):
+        path = os.path.join(folder, name + ".py")
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location("opscope_bundle_" + name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    fail(f"{name}.py is missing from {HERE}: the bundle is incomplete, build it again")
 
 
-def check_against(np, tvm, dev, mod, ref, specs):
-    got = random_args(np, tvm, dev, specs, 1234)
-    want = random_args(np, tvm, dev, specs, 1234)
-    mod["main"](*got)
-    ref["main"](*want)
-    for i, (g, w) in enumerate(zip(got, want)):
-        a, b = g.numpy(), w.numpy()
-        if a.dtype.kind == "f":
-            # absolute tolerance scaled by the output's range: a long float32 reduction next to
-            # values in the thousands (a batch-norm divide) legitimately differs by ~1e-6 of that
-            scale = float(np.max(np.abs(b[np.isfinite(b)]))) if np.isfinite(b).any() else 0.0
-            ok = np.allclose(a, b, rtol=1e-3, atol=1e-4 + 1e-5 * scale, equal_nan=True)
-        else:
-            ok = np.array_equal(a, b)
-        if not ok:
-            diff = float(np.max(np.abs(a.astype("float64") - b.astype("float64"))))
-            return f"argument {i} differs from the reference (max abs diff {diff:.3g})"
-    return ""
+TIMING = _load_shipped("timing", "collector")
+PROCESS = _load_shipped("process", "collector")
+MACHINE = _load_shipped("machine", "collector")
 
 
-def measure(np, tvm, dev, manifest, entry):
-    proto = manifest["protocol"]
-    specs = [(tuple(s), d) for s, d in entry["args"]]
+def check_against(tvm, dev, mod, ref, specs):
+    """The timing core's reference check ('' when ``mod`` agrees with ``ref`` on random inputs)."""
+    return TIMING.check_against(mod, ref, specs, dev)
+
+
+def measure(tvm, dev, manifest, entry):
     mod = tvm.runtime.load_module(os.path.join(HERE, entry["artifact"]))
+    ref = None
     if entry.get("reference") is not None:
         ref_entry = manifest["entries"][entry["reference"]]
         ref = tvm.runtime.load_module(os.path.join(HERE, ref_entry["artifact"]))
-        why = check_against(np, tvm, dev, mod, ref, specs)
-        if why:
-            return {"status": "wrong_result", "error": why}
-    args = random_args(np, tvm, dev, specs, 0)
-    for _ in range(proto["warmup"]):
-        mod["main"](*args)
-    flush = proto.get("flush_cache") and manifest["device"] == "cpu"
-    evaluator = mod.time_evaluator(
-        "main", dev, number=proto["number"], repeat=proto["repeat"], min_repeat_ms=proto["min_repeat_ms"],
-        cooldown_interval_ms=proto.get("cooldown_ms", 0),
-        f_preproc="cache_flush_cpu_non_first_arg" if flush else "")
-    return {"status": "ok", "latencies_s": [float(x) for x in evaluator(*args).results]}
+    return TIMING.measure(mod, entry["args"], manifest["protocol"], dev, reference=ref,
+                          cpu=manifest["device"] == "cpu")
 
 
 def worker_main():
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # whatever TVM or a kernel prints goes to stderr, not into the reply stream
+    out, inp = TIMING.protocol_stream()
     manifest = load_manifest()
     tvm = setup_runtime(manifest)
-    import numpy as np
-
     dev = tvm.cuda(0) if manifest["device"] == "cuda" else tvm.cpu(0)
     if manifest["device"] == "cuda":
         threads = 1
     else:
         threads = int(tvm.get_global_func("runtime.NumThreads")())
-    out.write(json.dumps({"ready": True, "threads": threads, "tvm_version": tvm.__version__}) + "\n")
-    for line in sys.stdin:
-        entry = manifest["entries"][json.loads(line)["entry"]]
-        try:
-            reply = measure(np, tvm, dev, manifest, entry)
-        except Exception as exc:  # a kernel's runtime error is a result, the worker keeps serving
-            reply = {"status": "run_error", "error": (f"{type(exc).__name__}: {exc}").strip()[:500]}
-        reply["threads"] = threads
-        out.write(json.dumps(reply) + "\n")
+    out.write(json.dumps({"ready": True, "threads": threads, "tvm_version": tvm.__version__,
+                          "timing_version": TIMING.TIMING_VERSION}) + "\n")
+
+    def handle(request):
+        return measure(tvm, dev, manifest, manifest["entries"][request["entry"]])
+    TIMING.serve(handle, inp, out, {"threads": threads})
     return 0
 
 
 # -- the parent: plan, run workers, write results ----------------------------------------------------
 class Worker:
     def __init__(self, threads, pin, startup_s):
-        env = dict(os.environ, TVM_NUM_THREADS=str(threads))
-        if pin:
-            env["TVM_BIND_THREADS"] = "1"
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.buf = b""
-        hello = self.read(startup_s)
-        if hello is None or not hello.get("ready"):
-            self.kill()
+        argv = [sys.executable, os.path.abspath(__file__), "--worker"]
+        try:
+            self.proc = PROCESS.LineProcess(argv, PROCESS.worker_env(threads, pin), "measuring worker",
+                                            startup_s, stderr="inherit")
+        except PROCESS.WorkerStartError:
             fail(f"the measuring worker did not start (threads={threads}); see the messages above")
-        self.threads = hello["threads"]
-
-    def read(self, timeout_s):
-        deadline = time.monotonic() + timeout_s
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        self.threads = self.proc.hello["threads"]
 
     def ask(self, entry_id, timeout_s):
-        try:
-            self.proc.stdin.write((json.dumps({"entry": entry_id}) + "\n").encode())
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            return {"status": "crash", "error": "the measuring worker had exited"}
-        reply = self.read(timeout_s)
-        if reply is not None:
-            return reply
-        if self.proc.poll() is None:
+        reply = self.proc.ask({"entry": entry_id}, timeout_s)
+        if reply is None:
             return {"status": "timeout", "error": f"no result after {timeout_s:.1f} s; worker killed"}
-        return {"status": "crash", "error": f"the measuring worker died (exit status {self.proc.poll()})"}
+        if reply is PROCESS.EOF:
+            return {"status": "crash",
+                    "error": f"the measuring worker died (exit status {self.proc.exit_status()})"}
+        return reply
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        self.proc.kill()
+
+    def close(self):
+        self.proc.close()
 
 
 def read_text(path):
@@ -289,33 +241,15 @@ def bundled_tvm_version():
 
 
 def fingerprint(manifest, tvm_version):
-    caches = {}
-    base = "/sys/devices/system/cpu/cpu0/cache"
-    for idx in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        level = read_text(os.path.join(base, idx, "level"))
-        kind = read_text(os.path.join(base, idx, "type"))
-        size = read_text(os.path.join(base, idx, "size"))
-        if level and size:
-            caches["L{}{}".format(level, {"Data": "d", "Instruction": "i"}.get(kind, ""))] = size
-    model = ""
-    for line in read_cpuinfo().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
+    """The machine as opscope's own fingerprint describes it (``host_facts``), plus the bundle's
+    versions and, for CUDA, the GPU: the importer computes the machine id from it."""
     return {
-        "cpu_model": model or platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "caches": caches,
-        "os": f"{platform.system()} {platform.release()}",
-        "machine": platform.machine(),
-        "python": platform.python_version(),
+        **MACHINE.host_facts(),
         "tvm_version": tvm_version,
         "opscope_version": manifest.get("opscope_version"),
-        "llvm_cpu": None,  # the runtime has no LLVM; the CPU model above identifies the machine
-        "governor": read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or None,
-        "cur_freq_khz": read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
-        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "llvm_cpu": None,  # the runtime has no LLVM; the CPU model identifies the machine
         "measured_by": "bundle " + manifest["bundle_id"],
+        "timing_version": TIMING.TIMING_VERSION,
         "gpu": gpu_info() if manifest["device"] == "cuda" else None,
     }
 
@@ -434,8 +368,7 @@ def main(argv=None):
                 count, total, t, entry["op_name"][:40], reply["status"], time.monotonic() - t0),
                 end="", file=sys.stderr, flush=True)
         if worker is not None:
-            worker.proc.stdin.close()
-            worker.kill()
+            worker.close()
     fh.close()
     print(f"\nrun.py: {count} measurements written to {args.out}", file=sys.stderr)
     return 0

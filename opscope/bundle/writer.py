@@ -30,9 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from opscope.bundle.runtime import add_ffi_wheel, copy_runtime, tree_size
+from opscope.collector import machine as _machine
+from opscope.collector import process as _process
+from opscope.collector import timing as _timing
 from opscope.errors import OpscopeError
 from opscope.targets import cpu_flags
 from opscope.targets.spec import MemoryLevel, TargetSpec
+
+#: opscope modules a bundle carries verbatim beside run.py (standard library, numpy, TVM runtime only)
+SHIPPED_MODULES = (_timing, _process, _machine)
+SHIPPED_FILES = tuple(Path(m.__file__).name for m in SHIPPED_MODULES)
 
 MANIFEST_FORMAT = "opscope-bundle"
 MANIFEST_VERSION = 1
@@ -158,7 +165,7 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
     except BaseException:
         shutil.rmtree(out if created else out / "kernels", ignore_errors=True)
         if not created:
-            for leftover in ("runtime", "manifest.json", "run.py", "cpu_flags.py"):
+            for leftover in ("runtime", "manifest.json", "run.py", "cpu_flags.py", *SHIPPED_FILES):
                 p = out / leftover
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         raise
@@ -232,6 +239,9 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
     shutil.copy2(template, out / "run.py")
     # the device check reads CPU flags with the same table the host target is derived with
     shutil.copy2(Path(cpu_flags.__file__), out / "cpu_flags.py")
+    # the device times kernels with opscope's own timing core and describes itself with its fingerprint
+    for module in SHIPPED_MODULES:
+        shutil.copy2(Path(module.__file__), out / Path(module.__file__).name)
     return BundleInfo(path=out, bundle_id=bundle_id, operators=len(operators),
                       kernels=sum(e["artifact"] is not None for e in entries),
                       build_errors=sum(e["build_error"] is not None for e in entries),

@@ -5,6 +5,9 @@ kernel, and the TVM and opscope versions.  The CPU governor and current frequenc
 (when readable) but not hashed: they drift while the machine is the same.  So is the effective TVM
 target of the host (``tvm_target``: LLVM's CPU name and the features turned off because the CPU hides
 them), which says what the kernels were compiled for.
+
+This is the one fingerprint: the collector, co-run and the importer of bundle results use it, and
+bundles carry this file verbatim (``host_facts`` needs only the standard library).
 """
 
 from __future__ import annotations
@@ -61,9 +64,9 @@ def _host_target() -> str | None:
         return None
 
 
-def fingerprint() -> dict[str, Any]:
-    import opscope
-
+def host_facts() -> dict[str, Any]:
+    """What this machine is, read from the OS alone (no opscope, no TVM): bundles carry this file
+    and describe the device with it, so a device and this machine are described alike."""
     return {
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),
@@ -71,12 +74,21 @@ def fingerprint() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "tvm_version": _version("apache-tvm"),
-        "tvm_ffi_version": _version("apache-tvm-ffi"),
-        "opscope_version": opscope.__version__,
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or None,
         "cur_freq_khz": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def fingerprint() -> dict[str, Any]:
+    """``host_facts`` plus the installed TVM and opscope versions and the host's TVM target."""
+    import opscope
+
+    return {
+        **host_facts(),
+        "tvm_version": _version("apache-tvm"),
+        "tvm_ffi_version": _version("apache-tvm-ffi"),
+        "opscope_version": opscope.__version__,
         # recorded, not hashed: the same machine keeps its id when the target derivation changes
         "tvm_target": _host_target(),
     }

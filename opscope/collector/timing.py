@@ -77,9 +77,11 @@ def time_function(mod, name, dev, args, protocol, flush=False):
     ``flush`` flushes the CPU caches before every repeat (``cache_flush_cpu_non_first_arg``);
     callers pass it only for CPU devices.
     """
-    func = mod[name]
-    for _ in range(int(protocol.get("warmup", 0))):
-        func(*args)
+    warmup = int(protocol.get("warmup", 0))
+    if warmup:
+        func = mod[name]
+        for _ in range(warmup):
+            func(*args)
     evaluator = mod.time_evaluator(
         name, dev, number=int(protocol["number"]), repeat=int(protocol["repeat"]),
         min_repeat_ms=int(protocol["min_repeat_ms"]), cooldown_interval_ms=int(protocol.get("cooldown_ms", 0)),

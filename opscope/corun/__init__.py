@@ -30,7 +30,7 @@ _API = {
     "all_arrangements": "opscope.corun.partition",
     "build_kernel": "opscope.corun.kernels",
     "WorkerPool": "opscope.corun.worker",
-    "CorunProtocol": "opscope.corun.measure",
+    "CorunProtocol": "opscope.store.protocol",
     "Task": "opscope.corun.measure",
     "measure_corun": "opscope.corun.measure",
     "measure_curve": "opscope.corun.measure",

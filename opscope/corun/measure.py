@@ -20,10 +20,8 @@ all tasks once per round (the makespan).  Timing includes the Python call of eac
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
-import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -32,35 +30,14 @@ from opscope.corun.kernels import KernelSpec
 from opscope.corun.partition import Arrangement, LatencyCurve
 from opscope.corun.worker import LoopResult, WorkerError, WorkerPool
 from opscope.errors import OpscopeError
+from opscope.store.protocol import CorunProtocol
+from opscope.store.record import LatencyStats
+
+__all__ = ["CorunProtocol", "CorunRecord", "MemberResult", "Task", "machine_id", "measure_corun", "measure_curve"]
 
 STATUSES = ("ok", "run_error", "crash")
 #: coefficient of variation above which a makespan series is flagged noisy
 NOISY_CV = 0.2
-
-
-@dataclass(frozen=True)
-class CorunProtocol:
-    """How a co-run is measured; stored with every record."""
-
-    warmup: int = 2
-    window_s: float = 0.3
-    #: the window is stretched to at least this many times the slowest task's alone latency
-    window_factor: float = 8.0
-    min_iters: int = 3
-    makespan_repeats: int = 15
-    #: the workers' TVM_THREAD_POOL_SPIN_COUNT (None: TVM's default); must match the pool's
-    spin_count: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("warmup", "min_iters", "makespan_repeats"):
-            if getattr(self, name) < (0 if name == "warmup" else 1):
-                raise OpscopeError(f"co-run protocol: {name} = {getattr(self, name)} is too small")
-        if self.window_s <= 0 or self.window_factor <= 0:
-            raise OpscopeError("co-run protocol: window_s and window_factor must be positive")
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("warmup", "window_s", "window_factor", "min_iters", "makespan_repeats",
-                                              "spin_count")}
 
 
 @dataclass(frozen=True)
@@ -132,19 +109,14 @@ class MemberResult:
                    tuple(d["alone_s"]), tuple(d["together_s"]))
 
 
+@functools.lru_cache(maxsize=1)
 def machine_id() -> str:
-    """A short fingerprint of this machine: host name, CPU model and core count."""
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    blob = f"{platform.node()}|{cpu}|{os.cpu_count()}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """This machine's id in the store (``opscope.collector.machine``), so co-run records and the
+    store's measurements of the same machine carry the same id."""
+    from opscope.collector.machine import fingerprint
+    from opscope.collector.machine import machine_id as fingerprint_id
+
+    return fingerprint_id(fingerprint())
 
 
 @dataclass(frozen=True)
@@ -177,7 +149,7 @@ class CorunRecord:
     def makespan_cv(self) -> float | None:
         if len(self.makespan_s) < 2:
             return None
-        return statistics.stdev(self.makespan_s) / statistics.mean(self.makespan_s)
+        return LatencyStats.of(self.makespan_s).cv
 
     @property
     def noisy(self) -> bool:
@@ -316,5 +288,5 @@ def record_from_json(text: str) -> CorunRecord:
     d = json.loads(text)
     return CorunRecord(Arrangement.from_dict(d["arrangement"]),
                        tuple(MemberResult.from_dict(m) for m in d["members"]), tuple(d["makespan_s"]),
-                       CorunProtocol(**d["protocol"]), d["status"], d["error"], d["label"], d["machine_id"],
+                       CorunProtocol.from_dict(d["protocol"]), d["status"], d["error"], d["label"], d["machine_id"],
                        d["created_at"])

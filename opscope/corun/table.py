@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from opscope.corun.measure import CorunProtocol, CorunRecord, MemberResult
+from opscope.corun.measure import CorunRecord, MemberResult
 from opscope.corun.partition import Arrangement
 from opscope.errors import StoreError
+from opscope.store.protocol import CorunProtocol
 
 CORUN_SCHEMA_VERSION = 1
 
@@ -160,7 +161,7 @@ def load_corun(path: str | os.PathLike[str]) -> list[CorunRecord]:
                    for task, keys, names, cores, th, pin, fl, by, a, t in members.get(run_id, []))
         ts = _dt.datetime.fromisoformat(created).timestamp()
         out.append(CorunRecord(Arrangement.from_dict(json.loads(arr)), ms, tuple(json.loads(mk)),
-                               CorunProtocol(**json.loads(proto)), status, error, label, mid, ts))
+                               CorunProtocol.from_dict(json.loads(proto)), status, error, label, mid, ts))
     return out
 
 

@@ -44,13 +44,13 @@ def _worker_main(conn, barriers, all_cores: tuple[int, ...], spin_count: int | N
     if spin_count is not None:  # read once by TVM's thread pool when it starts
         os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = str(spin_count)
     try:
-        import numpy as np
         import tvm
+
+        from opscope.collector import timing
 
         config = tvm.get_global_func("runtime.config_threadpool")
         config(MODE_SHARE_ALL_CORES, len(all_cores), [str(c) for c in all_cores])
         dev = tvm.cpu()
-        rng = np.random.default_rng(0)
         kernels: dict[str, tuple] = {}
     except Exception as exc:  # report start-up failures to the parent instead of dying silently
         conn.send(("error", f"worker start-up failed: {exc}"))
@@ -76,7 +76,7 @@ def _worker_main(conn, barriers, all_cores: tuple[int, ...], spin_count: int | N
                 _, kid, lib_path, arg_specs = msg
                 if kid not in kernels:
                     lib = tvm.runtime.load_module(lib_path)
-                    args = [tvm.runtime.tensor(_random(rng, np, shape, dtype), dev) for shape, dtype in arg_specs]
+                    args = timing.random_args(arg_specs, timing.TIMING_SEED, dev)
                     kernels[kid] = (lib["main"], args)
                 conn.send(("ok", None))
             elif cmd == "configure":
@@ -142,16 +142,6 @@ def _thread_affinities() -> dict[int, tuple[int, ...]]:
         except OSError:  # the thread ended meanwhile
             continue
     return out
-
-
-def _random(rng, np, shape, dtype):
-    if dtype.startswith("float"):
-        return rng.standard_normal(shape).astype(dtype)
-    if dtype.startswith("int") or dtype.startswith("uint"):
-        return rng.integers(0, 4, size=shape).astype(dtype)
-    if dtype == "bool":
-        return rng.integers(0, 2, size=shape).astype(bool)
-    raise OpscopeError(f"cannot make inputs of dtype {dtype!r}")
 
 
 class WorkerError(OpscopeError):

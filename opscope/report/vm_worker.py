@@ -2,8 +2,8 @@
 
 Started by :func:`opscope.report.whole_model.time_in_worker` with ``TVM_NUM_THREADS`` already set in
 its environment, so TVM's thread pool starts with the requested size.  The request names the
-exported library, the inputs (name, shape, dtype; filled with seeded random values) and the timing
-protocol.  The last line of stdout is JSON: ``{"raw_latencies_s": [...], "threads": n}``.
+exported library, the inputs (name, shape, dtype; filled by the timing core's seeded random values)
+and the timing protocol (the timing core's fields); ``time_evaluator`` is the timing core's too.  The last line of stdout is JSON: ``{"raw_latencies_s": [...], "threads": n}``.
 """
 
 from __future__ import annotations
@@ -15,33 +15,23 @@ from pathlib import Path
 
 
 def time_library(request: dict) -> dict:
-    import numpy as np
     import tvm
     from tvm import relax
+
+    from opscope.collector import timing
 
     dev = tvm.device(str(request.get("device", "cpu")))
     lib = tvm.runtime.load_module(request["library"])
     vm = relax.VirtualMachine(lib, dev)
-    rng = np.random.default_rng(int(request.get("seed", 0)))
-    args = []
-    for _name, shape, dtype in request["inputs"]:
-        if dtype.startswith("float"):
-            arr = rng.standard_normal(size=shape).astype(dtype)
-        elif dtype == "bool":
-            arr = rng.integers(0, 2, size=shape).astype(bool)
-        else:
-            arr = rng.integers(0, 8, size=shape).astype(dtype)
-        args.append(tvm.runtime.tensor(arr, dev))
-    vm.set_input("main", *args)
-    timer = vm.time_evaluator("invoke_stateful", dev, number=int(request["number"]),
-                              repeat=int(request["repeat"]), min_repeat_ms=int(request["min_repeat_ms"]))
-    res = timer("main")
+    specs = [(tuple(shape), dtype) for _name, shape, dtype in request["inputs"]]
+    vm.set_input("main", *timing.random_args(specs, int(request.get("seed", timing.TIMING_SEED)), dev))
+    raw = timing.time_function(vm, "invoke_stateful", dev, ["main"], request["protocol"])
     kernels = _kernel_times(vm, int(request.get("profile_runs", 0)))
     threads = int(tvm.runtime.num_threads())
     wanted = os.environ.get("TVM_NUM_THREADS")
     if wanted is not None and int(wanted) != threads:
         raise RuntimeError(f"TVM runs {threads} threads, {wanted} were requested")
-    return {"raw_latencies_s": [float(x) for x in res.results], "threads": threads, "kernels_s": kernels}
+    return {"raw_latencies_s": raw, "threads": threads, "kernels_s": kernels}
 
 
 def _kernel_times(vm, runs: int) -> dict[str, float]:

@@ -21,23 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opscope.errors import OpscopeError
+from opscope.store.protocol import VMProtocol
 
-
-@dataclass(frozen=True)
-class VMProtocol:
-    """How the whole model is timed: ``repeat`` repeats of ``number`` runs (grown to ``min_repeat_ms``)."""
-
-    number: int = 1
-    repeat: int = 5
-    min_repeat_ms: int = 100
-    timeout_s: float = 300.0
-    #: instrumented runs after the timing, to see each kernel's time inside the model (0: none)
-    profile_runs: int = 2
-
-    def __post_init__(self) -> None:
-        if (self.number < 1 or self.repeat < 1 or self.min_repeat_ms < 0 or self.timeout_s <= 0
-                or self.profile_runs < 0):
-            raise OpscopeError(f"invalid whole-model protocol {self}")
+__all__ = ["VMProtocol", "WholeModelResult", "measure_whole_model", "time_in_worker"]
 
 
 @dataclass(frozen=True)
@@ -218,8 +204,7 @@ def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threa
         req = {
             "library": str(lib),
             "inputs": [[n, list(s), d] for n, s, d in inputs],
-            "number": protocol.number, "repeat": protocol.repeat,
-            "min_repeat_ms": protocol.min_repeat_ms, "seed": seed, "profile_runs": profile_runs,
+            "protocol": protocol.timing(), "seed": seed, "profile_runs": profile_runs,
             "device": device,
         }
         req_path = Path(tmp) / "request.json"
