@@ -210,6 +210,9 @@ def compare(
         why_not = "not measured: the model has no Relax module (a layer table cannot be built)"
     elif not spec.tvm_target:
         why_not = f"not measured: target {spec.name!r} is analytical only (no [tvm_target])"
+    elif spec.tvm_target.get("kind") == "cuda" and not _have_gpu():
+        why_not = (f"not measured: target {spec.name!r} is a CUDA GPU and none is visible on this machine "
+                   "(the operators' rows came from where it is)")
     else:
         why_not = ""
     if not why_not:
@@ -233,6 +236,12 @@ def compare(
                                             scaling, turns, summary, wm_result, dtype, say)
     return ComparisonResult(frame=table, figures=figures, html_path=html_path, whole_model=wm_result,
                             scaling=scaling, turnarounds=turns, summary=summary)
+
+
+def _have_gpu() -> bool:
+    from opscope.collector.cuda import have_gpu
+
+    return have_gpu()
 
 
 def _load_workload(model, batch_size: int, dtype: str, params: dict[str, int]):
