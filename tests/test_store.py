@@ -35,7 +35,7 @@ def _rec(op: Operator, sid: str = "s1", threads: int = 1, lat=(1e-3, 1.1e-3, 0.9
 
 def test_fresh_store_is_at_the_current_version(tmp_path):
     with open_store(tmp_path / "a.db") as st:
-        assert st.version == SCHEMA_VERSION == 2
+        assert st.version == SCHEMA_VERSION == 3
         mode = st.connection.execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
 
@@ -119,9 +119,10 @@ def test_version_1_database_is_migrated_and_loads(tmp_path):
     conn.executescript(_V1_ROWS.format(op=op_json))
     conn.close()
     with open_store(path) as st:
-        assert st.version == 2
+        assert st.version == 3
     df = load_dataframe(path)
     assert len(df) == 2
+    assert list(df["workload_script"]) == ["", ""]  # stored before version 3: no TIR
     assert list(df["schedule_id"]) == ["default", "s9"]
     assert list(df["status"]) == ["ok", "timeout"]
     assert df.iloc[0]["latency_median_s"] == pytest.approx(0.002)
@@ -175,3 +176,36 @@ def test_export_command(tmp_path, capsys):
     assert "wrote 1 measurements" in capsys.readouterr().out
     assert main(["export", "--store", str(tmp_path / "none.db"), "--out", str(tmp_path / "o.csv")]) == 2
     assert "none.db" in capsys.readouterr().err
+
+
+def test_version_2_store_read_only_is_migrated_in_memory_and_left_untouched(tmp_path):
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, up_to=2) == 2
+    conn.close()
+    before = path.read_bytes()
+    assert len(load_dataframe(path)) == 0
+    assert path.read_bytes() == before  # a read-only load never migrates the file
+    with open_store(path) as st:  # opening to write migrates it
+        assert st.version == 3
+        cols = [r[1] for r in st.connection.execute("PRAGMA table_info(workloads)")]
+    assert cols[-1] == "workload_script"
+
+
+@pytest.mark.slow
+def test_workload_script_rebuilds_the_operators_function(tmp_path):
+    from opscope.collector.te_ops import dense_operator
+    from opscope.store.sqlite import workload_module
+    from opscope.workloads.extract import structural_key
+
+    op = dense_operator(32, 16, 8)
+    path = tmp_path / "s.db"
+    with open_store(path) as st:
+        st.add_machine("m1", {})
+        st.add(_rec(op))
+    script = load_dataframe(path)["workload_script"].iloc[0]
+    assert "T.prim_func" in script
+    rebuilt = workload_module(script)["main"]
+    assert structural_key(rebuilt.with_attr("global_symbol", "main")) == op.key
+    with pytest.raises(StoreError, match="stored without its TIR"):
+        workload_module("")

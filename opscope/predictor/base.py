@@ -64,23 +64,41 @@ class FramePredictor(BaseEstimator, RegressorMixin):
         return frame, labels(frame)
 
 
-class LearnedPredictor(FramePredictor):
-    """Regress log latency on the features with ``self._engine()``; subclasses choose the engine."""
+#: what a learned predictor regresses: log latency itself, or log of latency over the roofline bound of
+#: the row (its compute peak scaled to the thread share), which carries the operator's scale, so that a
+#: tree ensemble need not extrapolate latency to operators larger or smaller than those it saw
+TARGETS = ("latency", "per_roofline")
 
-    def __init__(self, analytical_features: bool = True, specs: Mapping[str, TargetSpec] | None = None) -> None:
+
+class LearnedPredictor(FramePredictor):
+    """Regress log latency (or its ratio to the roofline, ``target``) on the features with
+    ``self._engine()``; subclasses choose the engine."""
+
+    def __init__(self, analytical_features: bool = True, specs: Mapping[str, TargetSpec] | None = None,
+                 target: str = "latency") -> None:
         self.analytical_features = analytical_features
         self.specs = specs
+        self.target = target
 
     def _engine(self) -> Engine:
         raise NotImplementedError
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray | None = None) -> LearnedPredictor:
+        if self.target not in TARGETS:
+            raise PredictorError(f"target {self.target!r}: expected one of {', '.join(TARGETS)}")
         frame, y = self._training_frame(frame, y)
         self.schema_ = fit_schema(frame, analytical=self.analytical_features)
         feats = build_features(frame, self.schema_, specs_from(self.specs))
-        self.engine_ = self._engine().fit(feats.X, np.log(y))
+        self.engine_ = self._engine().fit(feats.X, np.log(y) - self._anchor(feats))
         self.n_train_ = len(frame)
         return self
+
+    def _anchor(self, feats: Features) -> np.ndarray:
+        """Log of what the engine's output is relative to (0 for plain log latency)."""
+        if getattr(self, "target", "latency") == "latency":
+            return np.zeros(len(feats.X))
+        roof = np.maximum(feats.roofline_s, feats.analytical_threads_s)
+        return np.log(np.where(np.isfinite(roof) & (roof > 0), roof, 1e-6))
 
     def features(self, frame: pd.DataFrame) -> Features:
         self._check_fitted()
@@ -88,7 +106,7 @@ class LearnedPredictor(FramePredictor):
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         feats = self.features(frame)
-        return np.exp(self.engine_.predict(feats.X))
+        return np.exp(self.engine_.predict(feats.X) + self._anchor(feats))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "engine_"):

@@ -2,7 +2,8 @@
 
 The columns are exactly those named in ``docs/contracts.md``; knob columns (``knob_*``) follow the
 fixed ones, sorted by name, NaN where a schedule does not have that knob.  When a noisy measurement
-was measured again, only its latest attempt is a row.
+was measured again, only its latest attempt is a row.  ``workload_script`` is the operator's TIR
+function as TVMScript ('' for workloads stored before schema version 3).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ COLUMNS = (
     "bytes", "bytes_input", "bytes_weight", "bytes_output", "count", "schedule_id", "schedule_kind",
     "trace_json", "knobs_json", "threads", "pinned", "target", "machine_id", "status", "error",
     "raw_latencies_s", "latency_median_s", "latency_mean_s", "latency_min_s", "latency_std_s", "cv",
-    "noisy", "protocol_json", "created_at",
+    "noisy", "protocol_json", "created_at", "workload_script",
 )
 
 _QUERY = """
 SELECT m.measurement_id, m.workload_key, w.op_name, w.kind, w.dtype, w.models, w.operator_json,
        w.flops, w.bytes, w.bytes_input, w.bytes_weight, w.bytes_output, w.count, m.schedule_id,
        s.schedule_kind, s.trace_json, s.knobs_json, m.threads, m.pinned, m.target, m.machine_id,
-       m.status, m.error, m.raw_latencies_s, m.protocol_json, m.created_at, m.attempt, m.protocol_id
+       m.status, m.error, m.raw_latencies_s, m.protocol_json, m.created_at, m.attempt, m.protocol_id,
+       w.workload_script
 FROM measurements m
 JOIN workloads w ON w.workload_key = m.workload_key
 JOIN schedules s ON s.workload_key = m.workload_key AND s.schedule_id = m.schedule_id

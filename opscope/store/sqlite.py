@@ -74,19 +74,25 @@ class Store:
         c = self._conn
         try:
             c.execute("BEGIN IMMEDIATE")
-            row = c.execute("SELECT models FROM workloads WHERE workload_key=?", (op.key,)).fetchone()
+            row = c.execute("SELECT models, workload_script FROM workloads WHERE workload_key=?",
+                            (op.key,)).fetchone()
             if row is None:
                 c.execute(
-                    "INSERT INTO workloads VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO workloads (workload_key, op_name, kind, dtype, models, operator_json, flops, "
+                    "bytes, bytes_input, bytes_weight, bytes_output, count, workload_script) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (op.key, op.name, op.kind, op.dtype, ",".join(op.models), json.dumps(op.to_dict()),
                      op.flops, op.bytes, op.bytes_of("input"), op.bytes_of("weight"), op.bytes_of("output"),
-                     op.count),
+                     op.count, workload_script(op)),
                 )
             else:
                 known = [m for m in row[0].split(",") if m]
                 merged = known + [m for m in op.models if m not in known]
                 if merged != known:
                     c.execute("UPDATE workloads SET models=? WHERE workload_key=?", (",".join(merged), op.key))
+                if not row[1] and op.prim_func is not None:  # a workload stored before version 3
+                    c.execute("UPDATE workloads SET workload_script=? WHERE workload_key=?",
+                              (workload_script(op), op.key))
             c.execute(
                 "INSERT OR IGNORE INTO schedules VALUES (?,?,?,?,?)",
                 (record.schedule_id, op.key, record.schedule_kind, record.trace_json, record.knobs_json()),
@@ -135,6 +141,27 @@ class Store:
         row = self._conn.execute(
             "SELECT fingerprint_json FROM machines WHERE machine_id=?", (machine_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+
+def workload_script(op) -> str:
+    """The operator's TIR function as TVMScript ('' when it has none, e.g. a layer-table operator).
+
+    ``tvm.script.from_source(text)`` gives the function back (``opscope.store.workload_module``)."""
+    func = op.prim_func
+    if func is None:
+        return ""
+    return func.script() if hasattr(func, "script") else str(func)
+
+
+def workload_module(script: str):
+    """The ``tvm.IRModule`` ({"main": the operator's function}) of a stored ``workload_script``."""
+    import tvm
+
+    if not script:
+        raise StoreError("this workload was stored without its TIR (a store older than schema version 3, or "
+                         "an operator without TIR); collect it again to store it")
+    parsed = tvm.script.from_source(script)
+    return parsed if isinstance(parsed, tvm.IRModule) else tvm.IRModule({"main": parsed})
 
 
 def open_store(path: str | os.PathLike[str], read_only: bool = False) -> Store:
