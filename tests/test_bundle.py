@@ -68,7 +68,7 @@ def test_requirements_follow_llvm_features_of_the_mcpu():
     assert {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(v4["cpu_features"])
     arm = requirements({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72"})
     assert arm["machine"] == "aarch64" and "neon" in arm["cpu_features"]
-    assert requirements({"kind": "cuda", "arch": "sm_90"}) == {"gpu": "cuda", "arch": "sm_90"}
+    assert requirements({"kind": "cuda", "arch": "sm_90"}) == {"gpu": "cuda", "arch": "sm_90", "binary": "cubin"}
 
 
 def test_an_existing_bundle_folder_is_never_overwritten(tmp_path):

@@ -56,8 +56,8 @@ def require_numpy():
     try:
         import numpy  # noqa: F401
     except ImportError:
-        fail("needs numpy, which this Python ({}) does not have: install it (python3 -m pip install numpy, "
-             "or the system's python3-numpy package) and run again".format(sys.executable))
+        fail(f"needs numpy, which this Python ({sys.executable}) does not have: install it (python3 -m pip install numpy, "
+             "or the system's python3-numpy package) and run again")
 
 
 CPU_FLAGS = _load_cpu_flags()
@@ -129,19 +129,67 @@ def setup_runtime(manifest):
     return tvm
 
 
-def gpu_problems(requires, tvm):
+def arch_problem(arch, compute_version):
+    """Why a GPU of ``compute_version`` ("8.0") cannot run cubins for ``arch`` ("sm_90"), or "".
+
+    A cubin runs on its own major version at the same or a higher minor one (sm_86 on 8.6 and 8.9,
+    never on 8.0 or 9.0); an arch-specific one (sm_90a) only on exactly that version.
+    """
+    digits = "".join(c for c in arch if c.isdigit())
+    try:
+        major, minor = (int(x) for x in str(compute_version).split(".")[:2])
+    except ValueError:
+        return f"cannot read this GPU's compute capability ({compute_version!r})"
+    if len(digits) < 2:
+        return f"the bundle names no CUDA arch it can be checked against ({arch!r})"
+    want_major, want_minor = int(digits[:-1]), int(digits[-1])
+    exact = arch.endswith("a")
+    if major != want_major or minor < want_minor or (exact and minor != want_minor):
+        return f"the kernels are built for {arch}, this GPU is compute capability {major}.{minor}"
+    return ""
+
+
+def cuda_versions(manifest):
+    """(driver, runtime) CUDA versions as "12.4" from the bundled CUDA runtime, None where unknown."""
+    import ctypes
+
+    got = []
+    for name in manifest.get("preload", []):
+        if "libcudart" not in name:
+            continue
+        lib = ctypes.CDLL(os.path.join(HERE, "runtime", name))
+        for func in (lib.cudaDriverGetVersion, lib.cudaRuntimeGetVersion):
+            value = ctypes.c_int(0)
+            ok = func(ctypes.byref(value)) == 0 and value.value > 0
+            got.append(f"{value.value // 1000}.{value.value % 1000 // 10}" if ok else None)
+        return tuple(got)
+    return None, None
+
+
+def gpu_fault():
+    """opscope's table of CUDA errors that leave a worker's GPU context unusable (gpu_fault.py)."""
+    if "opscope_bundle_gpu_fault" not in sys.modules:
+        sys.modules["opscope_bundle_gpu_fault"] = _load_shipped("gpu_fault", "collector")
+    return sys.modules["opscope_bundle_gpu_fault"]
+
+
+def gpu_problems(requires, manifest):
+    """Why this machine cannot run the bundle's CUDA kernels (loads the bundled runtime first)."""
+    if requires.get("binary") != "cubin":
+        return ["its CUDA kernels carry source that only a CUDA compiler could load (a bundle from an older "
+                "opscope); build it again with `opscope bundle`"]
+    tvm = setup_runtime(manifest)
     dev = tvm.cuda(0)
     if not dev.exist:
-        return ["the kernels are built for a CUDA GPU ({}) and no GPU is visible".format(requires.get("arch"))]
-    arch = requires.get("arch", "")
-    have = str(dev.compute_version)
-    digits = "".join(c for c in arch if c.isdigit())
-    if len(digits) >= 2:
-        want_major, want_minor = int(digits[:-1]), int(digits[-1])
-        major, minor = (int(x) for x in have.split(".")[:2])
-        if major != want_major or minor < want_minor:
-            return [f"the kernels are built for {arch}, this GPU is compute capability {have}"]
-    return []
+        why = "the kernels are built for a CUDA GPU ({}) and no GPU is visible".format(requires.get("arch"))
+        driver, runtime = cuda_versions(manifest)
+        if driver and runtime:
+            why += f" (the driver supports CUDA {driver}, the bundled CUDA runtime is {runtime})"
+        elif runtime:
+            why += f" (no CUDA driver answers; the bundled CUDA runtime is {runtime})"
+        return [why]
+    why = arch_problem(requires.get("arch", ""), dev.compute_version)
+    return [why] if why else []
 
 
 # -- the measuring worker: opscope's own timing core, carried verbatim -------------------------------
@@ -321,7 +369,7 @@ def main(argv=None):
     if problems:
         fail("this device cannot run the bundle: " + "; ".join(problems))
     if manifest["device"] == "cuda":
-        problems = gpu_problems(requires, setup_runtime(manifest))
+        problems = gpu_problems(requires, manifest)
         if problems:
             fail("this device cannot run the bundle: " + "; ".join(problems))
     if args.check:
@@ -355,6 +403,8 @@ def main(argv=None):
                 if worker is None:
                     worker = Worker(t, args.pin, 300.0)
                 reply = worker.ask(eid, limit)
+                if manifest["device"] == "cuda":
+                    reply = gpu_fault().as_crash(reply)  # a faulted GPU context: a fresh worker goes on
                 if reply["status"] in ("crash", "timeout"):
                     worker.kill()
                     worker = None

@@ -165,7 +165,7 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
     except BaseException:
         shutil.rmtree(out if created else out / "kernels", ignore_errors=True)
         if not created:
-            for leftover in ("runtime", "manifest.json", "run.py", "cpu_flags.py", *SHIPPED_FILES):
+            for leftover in ("runtime", "manifest.json", "run.py", "cpu_flags.py", "gpu_fault.py", *SHIPPED_FILES):
                 p = out / leftover
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         raise
@@ -184,6 +184,10 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
     for i, version in enumerate(pythons):
         add_ffi_wheel(runtime, version, ffi_wheels[i] if ffi_wheels else None)
     preload = _cudart_preload(runtime) if device == "cuda" else []
+    if device == "cuda":  # run.py replaces a worker whose kernel faulted the GPU
+        from opscope.collector import gpu_fault
+
+        shutil.copy2(Path(gpu_fault.__file__), out / "gpu_fault.py")
     entries: list[dict[str, Any]] = []
     t0 = time.monotonic()
     try:
