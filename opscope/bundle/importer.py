@@ -101,12 +101,11 @@ def read_results(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tup
     return header, out, incomplete
 
 
-def import_results(path: str | os.PathLike[str], store: Any) -> ImportSummary:
-    """Import ``path`` into ``store`` (a ``Store`` or a path); see the module docstring."""
+def read_records(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tuple[str, dict, Any]], bool]:
+    """(header, [(machine id, fingerprint, Record)], incomplete_last_line): every line checked, nothing written."""
     from opscope.collector.machine import machine_id
     from opscope.collector.protocol import Protocol
     from opscope.store.record import Record
-    from opscope.store.sqlite import Store, open_store
     from opscope.workloads.operator import Operator
 
     path = Path(path)
@@ -142,7 +141,16 @@ def import_results(path: str | os.PathLike[str], store: Any) -> ImportSummary:
         except (KeyError, TypeError, ValueError) as exc:
             raise OpscopeError(f"{path}, line {n}: {exc}; nothing was imported") from None
         records.append((mid, fp, rec))
+    return header, records, incomplete
+
+
+def import_results(path: str | os.PathLike[str], store: Any) -> ImportSummary:
+    """Import ``path`` into ``store`` (a ``Store`` or a path); see the module docstring."""
+    from opscope.store.sqlite import Store, open_store
+
+    path = Path(path)
     # Every line is checked before the first write: a bad line never leaves part of a file imported.
+    header, records, incomplete = read_records(path)
     st = store if isinstance(store, Store) else open_store(store)
     added = duplicates = 0
     machines: list[str] = []
@@ -159,4 +167,4 @@ def import_results(path: str | os.PathLike[str], store: Any) -> ImportSummary:
         if not isinstance(store, Store):
             st.close()
     return ImportSummary(path=path, bundle_id=str(header.get("bundle_id")), machine_ids=tuple(machines),
-                         read=len(rows), added=added, duplicates=duplicates, incomplete_last_line=incomplete)
+                         read=len(records), added=added, duplicates=duplicates, incomplete_last_line=incomplete)

@@ -12,12 +12,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from opscope.bundle import import_results
-    from opscope.bundle.importer import read_results
+    from opscope.bundle.importer import read_records
     from opscope.edges import in_file
     from opscope.store import open_store
 
     for path in args.results:  # every file is read and checked before the store is opened or created
-        read_results(in_file(path, "results file"))
+        read_records(in_file(path, "results file"))
     with open_store(args.store) as store:
         for path in args.results:
             s = import_results(path, store)
