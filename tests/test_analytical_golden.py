@@ -43,7 +43,7 @@ def test_gemm_flat_peak():
 
 def test_gemm_on_pe_array():
     op = dense(b=10, out=20, inp=30)  # GEMM view m=10, n=20, k=30
-    e = estimate(op, PE)
+    e = estimate(op, PE, AnalysisOptions(mapping="none"))  # the GEMM-view model; mappings: test_mapping_*
     # sorted dims a=30, b=20 spatial on the 16 x 8 sides, s=10 streamed
     jobs = math.ceil(30 / 16) * math.ceil(20 / 8)  # 2 * 3 = 6 >= 4 instances
     cycles = math.ceil(jobs / 4) * 10

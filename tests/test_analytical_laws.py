@@ -4,6 +4,9 @@
 - a smaller memory level never decreases modelled traffic or latency for the same mapping
   (ZigZag issue 52: shrinking memories there lowered the modelled load cycles);
 - latency is linear in batch when compute-bound (on a flat-peak spec).
+
+These are the laws of the model without a mapping search (``mapping="none"``); the search's own
+laws are in test_mapping_laws.py.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from opscope.targets.spec import MemoryLevel, PEArray, TargetSpec
 from opscope.workloads.layer_table import conv_op, dense_op, matmul_op
 
 SETTINGS = settings(max_examples=150, deadline=None)
+NONE = AnalysisOptions(mapping="none")
 
 dims = st.integers(min_value=1, max_value=512)
 small = st.integers(min_value=1, max_value=64)
@@ -51,8 +55,9 @@ def specs(draw):
 
 
 sparsity = st.one_of(
-    st.just(AnalysisOptions()),
-    st.builds(lambda a, w, o, c, s: AnalysisOptions(densities=(a, w, o), compress_mem=c, skip_compute=not c or s),
+    st.just(NONE),
+    st.builds(lambda a, w, o, c, s: AnalysisOptions(densities=(a, w, o), compress_mem=c, skip_compute=not c or s,
+                                                    mapping="none"),
               st.floats(0.05, 1.0), st.floats(0.05, 1.0), st.floats(0.05, 1.0), st.booleans(), st.booleans()),
 )
 
@@ -107,7 +112,7 @@ def test_smaller_memory_never_decreases_traffic_or_latency(case, spec, level, sh
     mem = list(big)
     mem[level] = replace(mem[level], size_bytes=max(1, int(mem[level].size_bytes / shrink)))
     smaller = replace(spec, memory=tuple(mem))
-    opts = AnalysisOptions(double_buffer=double)
+    opts = AnalysisOptions(double_buffer=double, mapping="none")
     before, after = estimate(op, spec, opts, tiles=tiles), estimate(op, smaller, opts, tiles=tiles)
     for name in before.bytes_moved:
         assert after.bytes_moved[name] >= before.bytes_moved[name]
@@ -128,7 +133,7 @@ def test_latency_linear_in_batch_when_compute_bound(b, times, out, inp, peak):
 @SETTINGS
 @given(op=operators(), spec=specs())
 def test_untiled_traffic_is_compulsory_and_latency_is_the_max(op, spec):
-    e = estimate(op, spec)
+    e = estimate(op, spec, NONE)
     assert all(v == op.bytes for v in e.bytes_moved.values())
     assert e.latency_s == max(e.compute_s, *e.memory_s.values())
     assert 0 < e.pe_utilization <= 1

@@ -29,6 +29,7 @@ DEFAULT_SPATTN_DENSITY = 0.1
 DEFAULT_M_RATIO = 4.0
 
 Densities = tuple[float, float, float]
+MAPPING_MODES = ("auto", "search", "none")
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,26 @@ class AnalysisOptions:
     low_rank_ratio: float | None = None
     spattn_density: float | None = None
     m_ratio: float | None = None
-    #: with a tiling: overlap transfers with compute (tiles take twice the space); no effect untiled
+    #: with a tiling or a mapping: overlap transfers with compute (buffer tiles take twice the space)
     double_buffer: bool = True
+    #: mapping search: "auto" (for accelerator specs with a PE array and an on-chip buffer, when no tiles
+    #: are given), "search" (always; an error where the spec cannot be mapped) or "none"
+    mapping: str = "auto"
+    #: what the search minimises: "energy", "latency" or "edp" (energy x latency)
+    objective: str = "energy"
+    #: the PE array's dataflow, overriding the spec's (None: the spec's, or the search chooses)
+    dataflow: str | None = None
 
     def __post_init__(self) -> None:
+        from opscope.analytical.search import OBJECTIVES
+        from opscope.targets.spec import DATAFLOWS
+
+        if self.mapping not in MAPPING_MODES:
+            raise OpscopeError(f"mapping must be one of {', '.join(MAPPING_MODES)}, got {self.mapping!r}")
+        if self.objective not in OBJECTIVES:
+            raise OpscopeError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.dataflow is not None and self.dataflow not in DATAFLOWS:
+            raise OpscopeError(f"dataflow must be one of {', '.join(DATAFLOWS)}, got {self.dataflow!r}")
         object.__setattr__(self, "densities", _check_densities(self.densities, "densities"))
         if self.layer_densities is not None:
             object.__setattr__(self, "layer_densities", tuple(

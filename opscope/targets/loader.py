@@ -50,7 +50,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10 needs the tomli ba
     import tomli as tomllib
 
 from opscope.errors import SpecError, unknown_name
-from opscope.targets.spec import DTYPES, TARGET_KINDS, MemoryLevel, PEArray, TargetSpec
+from opscope.targets.spec import DATAFLOWS, DTYPES, TARGET_KINDS, MemoryLevel, PEArray, TargetSpec
 
 #: Names resolved in code rather than from a shipped file.
 BUILTIN_NAMES = ("host",)
@@ -58,10 +58,10 @@ BUILTIN_NAMES = ("host",)
 _TOP_KEYS = {
     "name", "kind", "frequency_hz", "compute_efficiency", "memory_efficiency", "energy_pj_per_mac",
     "nominal", "cores", "vector_bits", "sources", "peak_flops", "pe_array", "pe_dtype_rates",
-    "memory", "tvm_target", "extra",
+    "memory", "tvm_target", "extra", "dataflow",
 }
-_PE_KEYS = {"instances", "height", "width", "macs_per_pe"}
-_MEM_KEYS = {"name", "size_bytes", "bandwidth_Bps", "energy_pj_per_byte"}
+_PE_KEYS = {"instances", "height", "width", "macs_per_pe", "bus_energy_pj_per_byte", "bus_bandwidth_Bps"}
+_MEM_KEYS = {"name", "size_bytes", "bandwidth_Bps", "energy_pj_per_byte", "in_pe"}
 
 
 def user_spec_dir() -> Path:
@@ -171,6 +171,10 @@ def spec_from_dict(data: dict[str, Any], where: str = "<spec>") -> TargetSpec:
             if key not in raw and key != "macs_per_pe":
                 raise fail(f"pe_array.{key}", "missing")
             vals[key] = _pos_int(raw.get(key, 1), f"pe_array.{key}", fail)
+        if "bus_energy_pj_per_byte" in raw:
+            vals["bus_energy_pj_per_byte"] = _nonneg(raw["bus_energy_pj_per_byte"], "pe_array.bus_energy_pj_per_byte", fail)
+        if "bus_bandwidth_Bps" in raw:
+            vals["bus_bandwidth_Bps"] = _positive(raw["bus_bandwidth_Bps"], "pe_array.bus_bandwidth_Bps", fail)
         pe = PEArray(**vals)
     if pe is None and not peaks:
         raise fail("peak_flops", "a spec needs peak_flops for at least one dtype or a [pe_array]")
@@ -186,7 +190,14 @@ def spec_from_dict(data: dict[str, Any], where: str = "<spec>") -> TargetSpec:
             raise fail(f"pe_dtype_rates.{dt}", f"unknown dtype (known: {', '.join(DTYPES)})")
         rates[dt] = _positive(v, f"pe_dtype_rates.{dt}", fail)
 
-    memory = _memory_levels(data["memory"], fail)
+    memory = _memory_levels(data["memory"], fail, pe)
+    dataflow = data.get("dataflow")
+    if dataflow is not None:
+        if pe is None:
+            raise fail("dataflow", "only meaningful with a [pe_array]")
+        if dataflow not in DATAFLOWS:
+            raise fail("dataflow", f"{dataflow!r} is not one of {', '.join(DATAFLOWS)} (omit it to let the mapping "
+                                   "search choose)")
 
     effs = {}
     for key in ("compute_efficiency", "memory_efficiency"):
@@ -220,11 +231,11 @@ def spec_from_dict(data: dict[str, Any], where: str = "<spec>") -> TargetSpec:
         compute_efficiency=effs["compute_efficiency"], memory_efficiency=effs["memory_efficiency"],
         energy_pj_per_mac=e_mac, nominal=nominal, cores=cores, vector_bits=vbits,
         tvm_target=dict(tvm_t) if tvm_t else None, sources=tuple(sources), extra=dict(extra),
-        pe_dtype_rates=rates,
+        pe_dtype_rates=rates, dataflow=dataflow,
     )
 
 
-def _memory_levels(raw: Any, fail) -> tuple[MemoryLevel, ...]:
+def _memory_levels(raw: Any, fail, pe: PEArray | None = None) -> tuple[MemoryLevel, ...]:
     if not isinstance(raw, list) or not raw:
         raise fail("memory", "must be a non-empty array of [[memory]] tables, innermost first")
     levels = []
@@ -255,12 +266,21 @@ def _memory_levels(raw: Any, fail) -> tuple[MemoryLevel, ...]:
         e = lv.get("energy_pj_per_byte")
         if e is not None:
             e = _nonneg(e, f"{where}.energy_pj_per_byte", fail)
-        levels.append(MemoryLevel(name=lname, size_bytes=size, bandwidth_Bps=bw, energy_pj_per_byte=e))
+        in_pe = lv.get("in_pe", False)
+        if not isinstance(in_pe, bool):
+            raise fail(f"{where}.in_pe", "must be true or false")
+        if in_pe and (i != 0 or last):
+            raise fail(f"{where}.in_pe", "only the innermost level, inside an outer one, can be the PEs' registers")
+        if in_pe and pe is None:
+            raise fail(f"{where}.in_pe", "a level inside the PEs needs a [pe_array]")
+        levels.append(MemoryLevel(name=lname, size_bytes=size, bandwidth_Bps=bw, energy_pj_per_byte=e, in_pe=in_pe))
     for inner, outer in zip(levels, levels[1:]):
-        if inner.size_bytes is not None and outer.size_bytes is not None and outer.size_bytes < inner.size_bytes:
+        # a level inside the PEs is sized per PE: all of them together sit inside the next level
+        inner_total = inner.size_bytes * pe.pes if (inner.in_pe and inner.size_bytes is not None) else inner.size_bytes
+        if inner_total is not None and outer.size_bytes is not None and outer.size_bytes < inner_total:
             raise fail(f"memory.{outer.name}.size_bytes",
-                       f"{outer.size_bytes} is smaller than the inner level {inner.name!r} ({inner.size_bytes});"
-                       " levels go innermost first")
+                       f"{outer.size_bytes} is smaller than the inner level {inner.name!r} ({inner_total}"
+                       f"{' in all PEs' if inner.in_pe else ''}); levels go innermost first")
     return tuple(levels)
 
 
@@ -310,12 +330,17 @@ def save_target(spec: TargetSpec, path: str | os.PathLike[str]) -> Path:
     if spec.vector_bits is not None:
         lines.append(f"vector_bits = {spec.vector_bits}")
     lines.append("sources = [" + ", ".join(_toml(s) for s in spec.sources) + "]")
+    if spec.dataflow is not None:
+        lines.append(f"dataflow = {_toml(spec.dataflow)}")
     if spec.peak_flops:
         lines += ["", "[peak_flops]"] + [f"{k} = {_toml(v)}" for k, v in spec.peak_flops.items()]
     if spec.pe_array is not None:
         pe = spec.pe_array
         lines += ["", "[pe_array]", f"instances = {pe.instances}", f"height = {pe.height}",
                   f"width = {pe.width}", f"macs_per_pe = {pe.macs_per_pe}"]
+        for key in ("bus_energy_pj_per_byte", "bus_bandwidth_Bps"):
+            if getattr(pe, key) is not None:
+                lines.append(f"{key} = {_toml(getattr(pe, key))}")
     if spec.pe_dtype_rates:
         lines += ["", "[pe_dtype_rates]"] + [f"{k} = {_toml(v)}" for k, v in spec.pe_dtype_rates.items()]
     for lv in spec.memory:
@@ -325,6 +350,8 @@ def save_target(spec: TargetSpec, path: str | os.PathLike[str]) -> Path:
         lines.append(f"bandwidth_Bps = {_toml(lv.bandwidth_Bps)}")
         if lv.energy_pj_per_byte is not None:
             lines.append(f"energy_pj_per_byte = {_toml(lv.energy_pj_per_byte)}")
+        if lv.in_pe:
+            lines.append("in_pe = true")
     if spec.tvm_target:
         lines += ["", "[tvm_target]"] + [f"{_key(k)} = {_toml(v)}" for k, v in spec.tvm_target.items()]
     if spec.extra:

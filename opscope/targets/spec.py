@@ -13,6 +13,9 @@ from typing import Any
 
 TARGET_KINDS = ("cpu", "gpu", "accelerator")
 DTYPES = ("int8", "float16", "bfloat16", "float32")
+#: How a PE array's PEs use their operands (see opscope/analytical/dataflow.py); a spec may name one,
+#: or leave the mapping search to choose.
+DATAFLOWS = ("row-stationary", "weight-stationary", "output-stationary")
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class MemoryLevel:
     size_bytes: int | None  # None: unbounded (the outermost level)
     bandwidth_Bps: float  # bytes per second between this level and the compute side
     energy_pj_per_byte: float | None = None
+    #: the PEs' own register files: ``size_bytes`` is per PE, and compute reads its operands from it
+    #: on every MAC (how many words each MAC touches is the dataflow's); only the innermost level
+    in_pe: bool = False
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,10 @@ class PEArray:
     height: int
     width: int
     macs_per_pe: int = 1
+    #: the array's delivery network (buffer to PEs, PE to PE): pJ per byte delivered to a PE and its
+    #: bandwidth; None where the spec does not model it
+    bus_energy_pj_per_byte: float | None = None
+    bus_bandwidth_Bps: float | None = None
 
     @property
     def pes(self) -> int:
@@ -64,6 +74,8 @@ class TargetSpec:
     #: PE-array throughput per dtype relative to the array's native one (1.0 when absent); e.g.
     #: FRAME's TPU model runs float32 at half the bf16 rate (0.5) and int8 at twice (2.0).
     pe_dtype_rates: dict[str, float] = field(default_factory=dict)
+    #: the PE array's dataflow (one of DATAFLOWS), or None to let the mapping search choose
+    dataflow: str | None = None
 
     def peak_for(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``: from the PE array (2 FLOP per MAC) or the per-dtype table."""
