@@ -8,7 +8,9 @@ Columns (SI units; a column's unit is in its name where it is not a plain count)
 ``memory_s_<level>``, ``latency_s`` (one call), ``total_s`` (``latency_s x count``), ``share`` (of the
 model's total time) | ``bound`` (``compute`` or a level name) | ``pe_utilization`` |
 ``attainable_flops`` and ``flops_per_s`` (the same: FLOP executed / latency, the roofline's y axis)
-| ``energy_j`` (per call; NaN when the spec has no energies) | ``modelled`` | ``notes``.
+| ``energy_j`` (per call; NaN when the spec has no energies) | ``modelled`` | ``notes``
+| ``bytes_array`` (delivered into the PEs, with a mapping) | ``energy_<part>_j`` (``mac``, each level,
+``array``; when the spec has energies) | ``dataflow`` and ``mapping`` (the chosen mapping, "" without).
 
 In the ``TOTAL`` row, ``count``, ``flops``, ``flops_executed``, bytes, times and energy are sums over
 the model (each operator x its count); ``intensity`` and ``flops_per_s`` are the model's.
@@ -109,6 +111,7 @@ def load_operators(model, batch_size: int = 1, dtype: str = "float32", seq_len: 
 def _frame(rows: list[tuple[Operator, Estimate]], spec: TargetSpec) -> pd.DataFrame:
     levels = [lv.name for lv in spec.memory]
     off = spec.offchip.name
+    parts = ["mac", *levels, "array"] if any(e.energy_by_part for _, e in rows) else []
     records = []
     for op, e in rows:
         rec = {
@@ -118,8 +121,11 @@ def _frame(rows: list[tuple[Operator, Estimate]], spec: TargetSpec) -> pd.DataFr
             "total_s": e.latency_s * op.count, "share": 0.0, "bound": e.bound, "pe_utilization": e.pe_utilization,
             "attainable_flops": e.attainable_flops, "flops_per_s": e.attainable_flops,
             "energy_j": math.nan if e.energy_j is None else e.energy_j, "modelled": e.modelled,
-            "notes": "; ".join(e.notes),
+            "notes": "; ".join(e.notes), "bytes_array": e.array_bytes,
+            "dataflow": e.mapping.dataflow if e.mapping else "", "mapping": e.mapping.describe() if e.mapping else "",
         }
+        for part in parts:
+            rec[f"energy_{part}_j"] = e.energy_by_part.get(part, math.nan)
         for lv in levels:
             rec[f"bytes_{lv}"] = e.bytes_moved[lv]
             rec[f"memory_s_{lv}"] = e.memory_s[lv]
@@ -144,8 +150,12 @@ def _frame(rows: list[tuple[Operator, Estimate]], spec: TargetSpec) -> pd.DataFr
         "attainable_flops": fl_exec / total_s if total_s else 0.0,
         "flops_per_s": fl_exec / total_s if total_s else 0.0,
         "energy_j": float(sum(energies)) if energies else math.nan,
-        "modelled": all(r["modelled"] for r in records), "notes": "",
+        "modelled": all(r["modelled"] for r in records), "notes": "", "bytes_array": total_of("bytes_array"),
+        "dataflow": "", "mapping": "",
     }
+    for part in parts:
+        vals = [r[f"energy_{part}_j"] * r["count"] for r in records if not math.isnan(r[f"energy_{part}_j"])]
+        total[f"energy_{part}_j"] = float(sum(vals)) if vals else math.nan
     for lv in levels:
         total[f"bytes_{lv}"] = total_of(f"bytes_{lv}")
         total[f"memory_s_{lv}"] = total_of(f"memory_s_{lv}")

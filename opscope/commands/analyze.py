@@ -14,7 +14,10 @@ from pathlib import Path
 
 from opscope.analytical import ATTENTION_METHODS, AnalysisOptions, analyze_operators, load_densities
 from opscope.analytical.frame import load_operators
+from opscope.analytical.options import MAPPING_MODES
+from opscope.analytical.search import OBJECTIVES
 from opscope.targets import load_target
+from opscope.targets.spec import DATAFLOWS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     at.add_argument("--low-rank-ratio", type=float, help="lowrank: projected length / seq_len (default 0.1)")
     at.add_argument("--spattn-density", type=float, help="sparse: share of scores kept (default 0.1)")
     at.add_argument("--m-ratio", type=float, help="kernel: random features per head dim (default 4)")
+    mp = parser.add_argument_group("mapping (accelerator specs with a PE array and buffers)")
+    mp.add_argument("--mapping", choices=MAPPING_MODES, default="auto",
+                    help="search the best mapping: auto (accelerator specs, the default), search (always), none")
+    mp.add_argument("--objective", choices=OBJECTIVES, default="energy",
+                    help="what the mapping search minimises (default energy; edp = energy x latency)")
+    mp.add_argument("--dataflow", choices=DATAFLOWS, help="the PE array's dataflow (default: the spec's, or searched)")
+    mp.add_argument("--no-double-buffer", action="store_true",
+                    help="buffer tiles take their own size, not twice it, and transfers do not overlap compute")
+    mp.add_argument("--show-mapping", action="store_true", help="print each operator's chosen mapping")
     parser.add_argument("--out", type=Path, help="write the full table (.csv or .parquet)")
     parser.add_argument("--plot", type=Path, help="write the roofline figure (PNG and SVG)")
     parser.add_argument("--top", type=int, default=20, help="operators to print (default 20; 0 = all)")
@@ -52,7 +64,8 @@ def options_from_args(args: argparse.Namespace) -> AnalysisOptions:
         compress_mem=args.compress_mem, skip_compute=args.skip_compute,
         skip_compute_on_noopt_output=not args.no_skip_on_output, min_density=args.min_density,
         attention=args.attention, low_rank_ratio=args.low_rank_ratio, spattn_density=args.spattn_density,
-        m_ratio=args.m_ratio,
+        m_ratio=args.m_ratio, mapping=args.mapping, objective=args.objective, dataflow=args.dataflow,
+        double_buffer=not args.no_double_buffer,
     )
 
 
@@ -94,6 +107,23 @@ def format_table(df, top: int) -> str:
     return "\n".join(lines)
 
 
+def format_mappings(df) -> str:
+    """Per operator: the chosen mapping, its PE utilisation, traffic per level and energy."""
+    body = df[df["op"] != "TOTAL"]
+    levels = [c[len("bytes_"):] for c in df.columns if c.startswith("bytes_")]
+    lines = ["mappings (traffic per call in bytes):"]
+    for r in body.itertuples(index=False):
+        row = r._asdict()
+        if not row["mapping"]:
+            lines.append(f"  {row['op']}: no mapping ({row['kind']})")
+            continue
+        traffic = "  ".join(f"{lv} {row['bytes_' + lv]:.4g}" for lv in levels)
+        energy = "" if not math.isfinite(row["energy_j"]) else f"  energy {row['energy_j'] * 1e3:.4g} mJ"
+        lines.append(f"  {row['op']}: util {row['pe_utilization']:.2f}  {traffic}{energy}")
+        lines.append(f"    {row['mapping']}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from opscope.edges import at_least, out_file, zoo_params
 
@@ -126,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     nominal = " (nominal peaks)" if spec.nominal else ""
     print(f"model {args.model} on {spec.name}{nominal}, batch {args.batch}, {args.dtype}, attention {args.attention}")
     print(format_table(df, args.top))
+    if args.show_mapping:
+        print(format_mappings(df))
     if args.out:
         suffix = args.out.suffix.lower()
         args.out.parent.mkdir(parents=True, exist_ok=True)
