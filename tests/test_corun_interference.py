@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ def test_split_needs_two_pairs():
 
 def test_model_learns_the_shared_core_doubling_and_beats_no_interference():
     frame = synthetic_frame(12)
-    result = evaluate_interference(frame, InterferenceModel(n_estimators=150), seeds=(0, 1))
+    result = evaluate_interference(frame, InterferenceModel(learner="xgboost", n_estimators=150), seeds=(0, 1))
     by = result[result["kind"] == "all"].groupby("method")["mape"].mean()
     # no interference is 50% off on shared rows (2x) and a little off on split rows
     assert by["no_interference"] > 25
@@ -95,7 +96,7 @@ def test_model_learns_the_shared_core_doubling_and_beats_no_interference():
 
 def test_save_load_round_trip(tmp_path):
     frame = synthetic_frame(6)
-    m = InterferenceModel(n_estimators=30).fit(frame)
+    m = InterferenceModel(learner="xgboost", n_estimators=30).fit(frame)
     m.save(tmp_path / "im")
     back = InterferenceModel.load(tmp_path / "im")
     np.testing.assert_allclose(back.predict(frame), m.predict(frame), rtol=1e-6)
@@ -114,3 +115,65 @@ def test_unfitted_and_bad_input_errors(tmp_path):
         InterferenceModel(learner="svm").fit(synthetic_frame(3))
     with pytest.raises(PredictorError, match="cannot read"):
         InterferenceModel.load(tmp_path)
+
+
+def test_held_out_operators_never_train_on_that_operator():
+    from opscope.corun.interference import operator_split, pair_keys
+
+    frame = synthetic_frame(5)
+    tr, te = operator_split(frame, "op2")
+    assert all("op2" in pair_keys(p) for p in frame.iloc[te]["pair_id"])
+    assert not any("op2" in pair_keys(p) for p in frame.iloc[tr]["pair_id"])
+    # 5 operators, no self pairs: op2 is in 4 of the 10 pairs, 4 rows each
+    assert len(te) == 4 * 4
+    ev = evaluate_interference(frame, InterferenceModel(learner="linear"), split="operators")
+    assert sorted(ev["fold"].unique()) == [f"op{i}" for i in range(5)]
+
+
+def test_contention_features_by_hand():
+    from opscope.corun.contention import MemoryHierarchy, contention_features
+
+    mem = MemoryHierarchy(("L1", "L2", "L3", "DRAM"), (64e3, 1e6, 8e6, math.inf), (100e9, 50e9, 20e9, 10e9), "t")
+    a = _member("a", (0,), 1e-3, 1.2e-3, 2e6, 1e6)      # 2 MB: lives in L3; demand 2 MB / 1 ms = 2 GB/s
+    b = _member("b", (1,), 4e-3, 4.4e-3, 40e6, 1e6)     # 40 MB: DRAM; demand 40 MB / 4 ms = 10 GB/s
+    split = Arrangement("disjoint", (Slot((0,), 1), Slot((1,), 1)))
+    f = contention_features(pd.DataFrame(member_rows((a, b), split)), mem)
+    row = f.iloc[0]  # task a beside b
+    assert (row["level"], row["partner_level"]) == (2, 3)
+    assert row["bw_util"] == pytest.approx(2e9 / 20e9)              # its demand over L3's bandwidth, 1 core
+    assert row["partner_bw_util"] == pytest.approx(10e9 / 10e9)     # b saturates DRAM alone
+    assert row["shared_bw_util"] == pytest.approx((2e9 + 10e9) / 10e9)  # both reach DRAM at most
+    assert row["ws_ratio"] == pytest.approx(math.log2(42e6 / 8e6))
+    assert row["oversubscription"] == 1.0 and row["threads_per_core"] == 1.0
+    assert row["overlap"] == pytest.approx(math.log(4.0))
+    shared = Arrangement("shared", (Slot((0, 1), 2, False), Slot((0, 1), 2, False)))
+    a2 = _member("a", (0, 1), 1e-3, 2e-3, 2e6, 1e6)
+    b2 = _member("b", (0, 1), 4e-3, 8e-3, 40e6, 1e6)
+    g = contention_features(pd.DataFrame(member_rows((a2, b2), shared)), mem).iloc[0]
+    assert g["oversubscription"] == pytest.approx((2 + 2) / 2)  # 4 threads on 2 cores
+    assert g["bw_util"] == pytest.approx(2e9 / (20e9 * 2))
+
+
+def test_a_method_is_used_only_where_it_beat_both_baselines():
+    from opscope.corun.interference import HeldOutError
+
+    m = InterferenceModel(learner="linear").fit(synthetic_frame(6))
+    m.validation_ = [HeldOutError("model", "disjoint", (0.05, 0.06)), HeldOutError("no_interference", "disjoint", (0.1,)),
+                     HeldOutError("median_slowdown", "disjoint", (0.2,)),
+                     HeldOutError("model", "shared", (0.5, 0.6)), HeldOutError("no_interference", "shared", (0.4,)),
+                     HeldOutError("median_slowdown", "shared", (0.3, 0.35))]
+    assert m._methods() == {"disjoint": "model", "shared": "median_slowdown"}
+    # 90th percentile of (0.05, 0.06) by linear interpolation: 0.05 + 0.9 * 0.01
+    assert m.validation("disjoint", "model").bound == pytest.approx(0.059)
+
+
+def test_saved_model_keeps_its_validation(tmp_path):
+    frame = synthetic_frame(6)
+    m = InterferenceModel(learner="linear").fit(frame)
+    m.save(tmp_path / "m")
+    back = InterferenceModel.load(tmp_path / "m")
+    (pred, bound, methods), (pred0, bound0, methods0) = back.estimate(frame), m.estimate(frame)
+    np.testing.assert_allclose(pred, pred0)
+    np.testing.assert_allclose(bound, bound0)
+    assert methods == methods0
+    assert back.method_ == m.method_ and back.summary() == m.summary()

@@ -1,72 +1,185 @@
-"""The interference model: a task's co-run latency from its alone latency and the pair's features.
+"""The interference model: a task's co-run latency from its alone latency and what it contends for.
 
 It learns the slowdown (together / alone) of a task beside its partners, in log space, from rows
 of ``corun_frame`` (one row per member of a co-run), and predicts the co-run latency as
-``alone_s * predicted slowdown``.  By default one booster per group (shared cores or disjoint
-cores: the two behave differently) with a pseudo-Huber loss, because oversubscribed shared runs
-produce rare, huge slowdowns (a tiny kernel starved for a scheduler time slice) that a squared
-loss would chase.  Features describe both sides: alone latencies, bytes and
-intensity, the memory-bandwidth demand each would place alone (bytes / alone latency), thread
-and core counts, and whether the cores are shared.
+``alone_s * predicted slowdown``.  Features: both alone latencies and their ratio, bytes and
+intensity of both sides, and the contention features of ``opscope.corun.contention`` (bandwidth
+demand against the probed bandwidth of the level each working set lives in, both demands against
+the shared levels, working sets against the last cache, threads per core, oversubscription).
+One model per group (shared or disjoint cores: the two behave differently), XGBoost with a
+pseudo-Huber loss (oversubscribed shared runs give rare, huge slowdowns) or ridge regression.
 
-It follows the scikit-learn contract like opscope's latency predictors: ``__init__`` stores
-hyperparameters only, ``fit(frame)`` returns self, learned state ends in ``_``; it saves as JSON
-plus XGBoost's own JSON model, never pickle.
+It must earn its place.  ``fit`` also validates it on held-out pairs (group k-fold over
+``pair_id``) against two baselines fitted on the same folds: ``no_interference`` (co-run =
+alone) and ``median_slowdown`` (the training rows' median per arrangement kind).  Per kind, the
+method with the smallest held-out median error is the one ``estimate`` uses, with that method's
+90th-percentile held-out error as the error bound the chooser (``opscope.corun.chooser``) weighs
+a predicted gain against.  ``predict`` is always the learned model itself.
 
-Evaluation holds out *pairs*: ``pair_split`` puts every row of a pair (both members, every
-arrangement, every repeat) on the same side, the pair being the unordered set of the tasks'
-kernel keys (``pair_id``), so a test pair is one the model never saw co-running.
+The estimators follow the scikit-learn contract (``BaseEstimator``: ``__init__`` stores
+hyperparameters, ``fit`` returns self, learned state ends in ``_``); the model saves as JSON plus
+XGBoost's own JSON model, never pickle.
+
+Evaluation holds out *pairs* (``pair_split``: every row of a pair, both members, every
+arrangement, on one side) or *operators* (``operator_split``: every pair an operator is in), so
+a test pair is one the model never saw co-running.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
 
+from opscope.corun.contention import CONTENTION_FEATURES, MemoryHierarchy, contention_features
 from opscope.errors import PredictorError
 
-FEATURES = (
-    "log_alone", "log_partner_alone", "alone_ratio", "log_bytes", "log_partner_bytes",
-    "log_intensity", "log_partner_intensity", "log_bw", "log_partner_bw", "threads", "partner_threads",
-    "cores", "total_cores", "shared", "pinned", "partners",
-)
+BASE_FEATURES = ("log_alone", "log_partner_alone", "log_bytes", "log_partner_bytes", "log_intensity",
+                 "log_partner_intensity", "cores", "total_cores", "shared", "pinned", "partners")
+FEATURES = BASE_FEATURES + CONTENTION_FEATURES
+#: what the linear learner reads: few rows (tens of pairs) cannot carry more coefficients
+LINEAR_FEATURES = ("log_alone", "bw_util", "partner_bw_util", "shared_bw_util", "ws_ratio", "oversubscription",
+                   "overlap")
 LEARNERS = ("xgboost", "linear")
+METHODS = ("model", "no_interference", "median_slowdown")
+KINDS = ("disjoint", "shared")
+#: the held-out error quantile a predicted gain must exceed before the chooser acts on it
+BOUND_QUANTILE = 0.9
 _REQUIRED = ("alone_s", "partner_alone_s", "bytes", "partner_bytes", "intensity", "partner_intensity",
-             "threads", "partner_threads", "cores", "total_cores", "shared", "pinned", "partners")
+             "threads", "partner_threads", "cores", "total_cores", "shared", "pinned", "partners", "kind")
 
 
-def features(frame: pd.DataFrame) -> pd.DataFrame:
+def features(frame: pd.DataFrame, memory: MemoryHierarchy) -> pd.DataFrame:
     """The model's feature matrix for ``corun_frame`` rows (a PredictorError names missing columns)."""
     missing = [c for c in _REQUIRED if c not in frame.columns]
     if missing:
         raise PredictorError(f"interference frame lacks columns {missing}")
     f = pd.DataFrame(index=frame.index)
-    alone = frame["alone_s"].astype(float).clip(lower=1e-9)
-    partner = frame["partner_alone_s"].astype(float).clip(lower=1e-9)
-    f["log_alone"] = np.log(alone)
-    f["log_partner_alone"] = np.log(partner)
-    f["alone_ratio"] = np.log(alone / partner)
-    f["log_bytes"] = np.log1p(frame["bytes"].astype(float))
-    f["log_partner_bytes"] = np.log1p(frame["partner_bytes"].astype(float))
-    f["log_intensity"] = np.log1p(frame["intensity"].astype(float))
-    f["log_partner_intensity"] = np.log1p(frame["partner_intensity"].astype(float))
-    f["log_bw"] = np.log1p(frame["bytes"].astype(float) / alone)
-    f["log_partner_bw"] = np.log1p(frame["partner_bytes"].astype(float) / partner)
-    for c in ("threads", "partner_threads", "cores", "total_cores", "shared", "pinned", "partners"):
+    f["log_alone"] = np.log(frame["alone_s"].astype(float).clip(lower=1e-9))
+    f["log_partner_alone"] = np.log(frame["partner_alone_s"].astype(float).clip(lower=1e-9))
+    for side in ("", "partner_"):
+        f[f"log_{side}bytes"] = np.log1p(frame[f"{side}bytes"].astype(float))
+        f[f"log_{side}intensity"] = np.log1p(frame[f"{side}intensity"].astype(float))
+    for c in ("cores", "total_cores", "shared", "pinned", "partners"):
         f[c] = frame[c].astype(float)
-    return f[list(FEATURES)]
+    return pd.concat([f, contention_features(frame, memory)], axis=1)[list(FEATURES)]
 
 
-class InterferenceModel:
-    """Predicts co-run latency (seconds) of each ``corun_frame`` row."""
+def _finite_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    if "slowdown" not in frame:
+        return frame.iloc[0:0]
+    return frame[np.isfinite(frame["slowdown"].astype(float))]
 
-    def __init__(self, learner: str = "xgboost", n_estimators: int = 200, max_depth: int = 2,
-                 learning_rate: float = 0.08, alpha: float = 1.0, huber_slope: float = 0.3,
-                 per_kind: bool = True, seed: int = 0):
+
+# -- the two baselines ---------------------------------------------------------------------------
+class NoInterference(BaseEstimator, RegressorMixin):
+    """Co-run latency = alone latency."""
+
+    def fit(self, frame: pd.DataFrame, y=None) -> NoInterference:
+        self.n_train_ = int(len(frame))
+        return self
+
+    def predict_slowdown(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.ones(len(frame))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["alone_s"].astype(float).to_numpy() * self.predict_slowdown(frame)
+
+
+class MedianSlowdown(BaseEstimator, RegressorMixin):
+    """Co-run latency = alone latency x the training rows' median slowdown of the arrangement kind."""
+
+    def fit(self, frame: pd.DataFrame, y=None) -> MedianSlowdown:
+        rows = _finite_rows(frame)
+        if not len(rows):
+            raise PredictorError("median slowdown needs co-run rows with a slowdown")
+        self.by_kind_ = {str(k): float(v) for k, v in rows.groupby("kind")["slowdown"].median().items()}
+        self.overall_ = float(rows["slowdown"].median())
+        return self
+
+    def predict_slowdown(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["kind"].map(self.by_kind_).fillna(self.overall_).to_numpy(dtype=float)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["alone_s"].astype(float).to_numpy() * self.predict_slowdown(frame)
+
+
+# -- held-out errors -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HeldOutError:
+    """Absolute relative errors of co-run latency on held-out rows of one kind, for one method."""
+
+    method: str
+    kind: str
+    errors: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.errors)) if self.errors else math.inf
+
+    @property
+    def bound(self) -> float:
+        """The ``BOUND_QUANTILE`` quantile: the error the chooser assumes a prediction may have."""
+        return float(np.quantile(self.errors, BOUND_QUANTILE)) if self.errors else math.inf
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "kind": self.kind, "n": len(self.errors), "median": self.median,
+                "bound": self.bound}
+
+
+def group_folds(frame: pd.DataFrame, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) row positions, every ``pair_id`` on one side: pairs dealt round-robin in a
+    seeded shuffle into ``n_folds`` folds (at most one fold per pair)."""
+    pairs = np.array(sorted(frame["pair_id"].unique()))
+    if len(pairs) < 2:
+        raise PredictorError(f"holding out pairs needs at least 2 distinct pairs, got {len(pairs)}")
+    rng = np.random.default_rng(seed)
+    rng.shuffle(pairs)
+    k = min(n_folds, len(pairs))
+    fold_of = {p: i % k for i, p in enumerate(pairs)}
+    folds = frame["pair_id"].map(fold_of).to_numpy()
+    return [(np.flatnonzero(folds != i), np.flatnonzero(folds == i)) for i in range(k)]
+
+
+def held_out_errors(make_model, frame: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> list[HeldOutError]:
+    """Per method and kind, the errors on held-out pairs: the learned model (``make_model()``, fitted
+    on each fold's training rows) and both baselines, on the same folds."""
+    frame = _finite_rows(frame).reset_index(drop=True)
+    measured = frame["together_s"].to_numpy(dtype=float)
+    got = {m: np.full(len(frame), np.nan) for m in METHODS}
+    for tr, te in group_folds(frame, n_folds, seed):
+        train, test = frame.iloc[tr], frame.iloc[te]
+        for method, est in (("model", make_model()), ("no_interference", NoInterference()),
+                            ("median_slowdown", MedianSlowdown())):
+            got[method][te] = est.fit(train).predict(test)
+    kinds = frame["kind"].astype(str).to_numpy()
+    out = []
+    for method, pred in got.items():
+        rel = np.abs(pred - measured) / measured
+        for kind in KINDS:
+            mask = (kinds == kind) & np.isfinite(rel)
+            out.append(HeldOutError(method, kind, tuple(float(x) for x in rel[mask])))
+    return out
+
+
+# -- the learned model ---------------------------------------------------------------------------
+class InterferenceModel(BaseEstimator, RegressorMixin):
+    """Predicts co-run latency (seconds) of each ``corun_frame`` row; see the module docstring.
+
+    ``memory``: the ``MemoryHierarchy`` the contention features are computed against (None: this
+    host's at ``fit``).  ``validation_folds``: held-out folds for the model's own validation (0:
+    none, then ``estimate`` uses nothing and the chooser keeps to sequential).
+    """
+
+    def __init__(self, learner: str = "linear", n_estimators: int = 200, max_depth: int = 2,
+                 learning_rate: float = 0.08, alpha: float = 3.0, huber_slope: float = 0.3,
+                 per_kind: bool = True, seed: int = 0, memory: MemoryHierarchy | None = None,
+                 validation_folds: int = 5):
         self.learner = learner
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -75,18 +188,10 @@ class InterferenceModel:
         self.huber_slope = huber_slope
         self.per_kind = per_kind
         self.seed = seed
+        self.memory = memory
+        self.validation_folds = validation_folds
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in ("learner", "n_estimators", "max_depth", "learning_rate", "alpha",
-                                              "huber_slope", "per_kind", "seed")}
-
-    def set_params(self, **params) -> InterferenceModel:
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise PredictorError(f"InterferenceModel has no parameter {k!r}")
-            setattr(self, k, v)
-        return self
-
+    # -- fitting ------------------------------------------------------------------------------
     def _new_model(self):
         if self.learner == "xgboost":
             import xgboost as xgb
@@ -97,42 +202,64 @@ class InterferenceModel:
                                     learning_rate=self.learning_rate, random_state=self.seed, n_jobs=1,
                                     subsample=0.9, **extra)
         if self.learner == "linear":
-            from sklearn.linear_model import Ridge
-
-            return Ridge(alpha=self.alpha)
+            return _Linear(self.alpha, [FEATURES.index(f) for f in LINEAR_FEATURES])
         raise PredictorError(f"unknown interference learner {self.learner!r}; known: {', '.join(LEARNERS)}")
 
-    def _fit_one(self, rows: pd.DataFrame):
+    def _fit_one(self, rows: pd.DataFrame, memory: MemoryHierarchy):
         model = self._new_model()
         y = np.log(rows["slowdown"].astype(float).clip(lower=1e-6).to_numpy())
         if self.learner == "xgboost":
             # start from the median: XGBoost's own intercept estimate goes astray under the
             # pseudo-Huber loss when the targets are (nearly) constant
             model.set_params(base_score=float(np.median(y)))
-        model.fit(features(rows).to_numpy(), y)
-        return model
+        model.fit(features(rows, memory).to_numpy(), y)
+        return _Clipped(model, float(y.min()), float(y.max()))
 
-    def fit(self, frame: pd.DataFrame) -> InterferenceModel:
-        """Fit on rows with a finite slowdown; with ``per_kind`` one model per shared/disjoint
-        group (plus one on all rows for a group absent from training)."""
-        rows = frame[np.isfinite(frame["slowdown"].astype(float))] if "slowdown" in frame else frame.iloc[0:0]
+    def fit(self, frame: pd.DataFrame, y=None) -> InterferenceModel:
+        """Fit on rows with a finite slowdown (one model per shared/disjoint group with
+        ``per_kind``, plus one on all rows for a group absent from training), then validate on
+        held-out pairs against the baselines."""
+        rows = _finite_rows(frame)
         if len(rows) < 2:
             raise PredictorError(f"interference model needs at least 2 co-run rows with a slowdown, got {len(rows)}")
-        features(rows)  # names missing columns before any fitting
-        models = {"all": self._fit_one(rows)}
+        memory = self.memory or MemoryHierarchy.of_host()
+        features(rows, memory)  # names missing columns before any fitting
+        models = {"all": self._fit_one(rows, memory)}
         if self.per_kind:
             for group, sub in rows.groupby(rows["shared"].astype(int)):
                 if len(sub) >= 2:
-                    models[str(group)] = self._fit_one(sub)
+                    models[str(group)] = self._fit_one(sub, memory)
         self.models_ = models
+        self.memory_ = memory
         self.feature_names_ = list(FEATURES)
         self.n_train_ = int(len(rows))
+        self.baseline_ = MedianSlowdown().fit(rows)
+        self.validation_ = []
+        if self.validation_folds and rows["pair_id"].nunique() >= 2:
+            params = dict(self.get_params(), memory=memory, validation_folds=0)
+            self.validation_ = held_out_errors(lambda: InterferenceModel(**params), rows, self.validation_folds,
+                                               self.seed)
+        self.method_ = self._methods()
         return self
 
-    def predict_slowdown(self, frame: pd.DataFrame) -> np.ndarray:
+    def _methods(self) -> dict[str, str]:
+        """Per kind, the method with the smallest held-out median error (the model must beat both)."""
+        out = {}
+        for kind in KINDS:
+            errs = {e.method: e for e in self.validation_ if e.kind == kind and e.errors}
+            if errs:
+                out[kind] = min(METHODS, key=lambda m: (errs[m].median, METHODS.index(m)) if m in errs else
+                                (math.inf, 0))
+        return out
+
+    # -- predicting -----------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
         if not hasattr(self, "models_"):
             raise PredictorError("interference model is not fitted")
-        x = features(frame).to_numpy()
+
+    def predict_slowdown(self, frame: pd.DataFrame) -> np.ndarray:
+        self._check_fitted()
+        x = features(frame, self.memory_).to_numpy()
         out = self.models_["all"].predict(x).astype(float)
         if self.per_kind:
             groups = frame["shared"].astype(int).astype(str).to_numpy()
@@ -146,20 +273,59 @@ class InterferenceModel:
         """Predicted co-run latency, seconds: alone latency x predicted slowdown."""
         return frame["alone_s"].astype(float).to_numpy() * self.predict_slowdown(frame)
 
+    def validation(self, kind: str, method: str) -> HeldOutError | None:
+        self._check_fitted()
+        return next((e for e in self.validation_ if e.kind == kind and e.method == method), None)
+
+    def estimate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """(co-run latency s, error bound, method) per row: per kind the held-out best method and
+        its ``BOUND_QUANTILE`` held-out error (inf where the kind was never validated)."""
+        self._check_fitted()
+        kinds = frame["kind"].astype(str).to_numpy()
+        model = self.predict(frame)
+        base = self.baseline_.predict(frame)
+        alone = frame["alone_s"].astype(float).to_numpy()
+        pred, bound, methods = alone.copy(), np.full(len(frame), math.inf), []
+        for i, kind in enumerate(kinds):
+            method = self.method_.get(kind, "no_interference")
+            pred[i] = {"model": model[i], "median_slowdown": base[i]}.get(method, alone[i])
+            err = self.validation(kind, method) if kind in self.method_ else None
+            bound[i] = err.bound if err is not None else math.inf
+            methods.append(method)
+        return pred, bound, tuple(methods)
+
+    def summary(self) -> str:
+        """One line per kind: held-out median error of each method, the one used, its bound."""
+        self._check_fitted()
+        lines = []
+        for kind in KINDS:
+            errs = [self.validation(kind, m) for m in METHODS]
+            if not any(e is not None and e.errors for e in errs):
+                lines.append(f"{kind}: not validated (no held-out rows): predictions are not used")
+                continue
+            parts = ", ".join(f"{e.method} {e.median * 100:.1f}%" for e in errs if e is not None)
+            used = self.method_[kind]
+            lines.append(f"{kind}: held-out median error {parts}; uses {used} "
+                         f"(error bound {self.validation(kind, used).bound * 100:.0f}%)")
+        return "\n".join(lines)
+
     # -- persistence: JSON + the learner's native format, never pickle --------------------------
     def save(self, directory: str | Path) -> Path:
-        if not hasattr(self, "models_"):
-            raise PredictorError("cannot save an unfitted interference model")
+        self._check_fitted()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        meta = {"kind": "opscope.corun.InterferenceModel", "format": 1, "params": self.get_params(),
-                "features": self.feature_names_, "n_train": self.n_train_, "groups": sorted(self.models_),
-                "linear": {}}
+        params = {k: v for k, v in self.get_params().items() if k != "memory"}
+        meta = {"kind": "opscope.corun.InterferenceModel", "format": 2, "params": params,
+                "memory": self.memory_.to_dict(), "features": self.feature_names_, "n_train": self.n_train_,
+                "groups": sorted(self.models_), "linear": {}, "median_slowdown": self.baseline_.by_kind_,
+                "median_slowdown_all": self.baseline_.overall_, "methods": self.method_,
+                "validation": [dict(e.to_dict(), errors=list(e.errors)) for e in self.validation_]}
+        meta["clip"] = {g: [m.low, m.high] for g, m in self.models_.items()}
         for g, model in self.models_.items():
             if self.learner == "xgboost":
-                model.save_model(str(d / f"model_{g}.json"))
+                model.model.save_model(str(d / f"model_{g}.json"))
             else:
-                meta["linear"][g] = {"coef": [float(c) for c in model.coef_], "intercept": float(model.intercept_)}
+                meta["linear"][g] = model.model.to_dict()
         (d / "metadata.json").write_text(json.dumps(meta, indent=2))
         return d
 
@@ -172,26 +338,80 @@ class InterferenceModel:
             raise PredictorError(f"{d / 'metadata.json'}: cannot read interference model: {exc}") from None
         if meta.get("kind") != "opscope.corun.InterferenceModel":
             raise PredictorError(f"{d}: not an interference model (kind {meta.get('kind')!r})")
-        if meta.get("features") != list(FEATURES):
-            raise PredictorError(f"{d}: saved with features {meta.get('features')}, this opscope uses {list(FEATURES)}")
-        self = cls(**meta["params"])
-        models = {}
-        for g in meta["groups"]:
-            model = self._new_model()
-            if self.learner == "xgboost":
-                model.load_model(str(d / f"model_{g}.json"))
-            else:
-                model.coef_ = np.array(meta["linear"][g]["coef"])
-                model.intercept_ = meta["linear"][g]["intercept"]
-                model.n_features_in_ = len(FEATURES)
-            models[g] = model
-        self.models_ = models
+        if meta.get("format") != 2 or meta.get("features") != list(FEATURES):
+            raise PredictorError(f"{d}: saved by another opscope (format {meta.get('format')}, features "
+                                 f"{meta.get('features')}); fit it again")
+        try:
+            memory = MemoryHierarchy.from_dict(meta["memory"])
+            self = cls(**meta["params"], memory=memory)
+            models = {}
+            for g in meta["groups"]:
+                if self.learner == "xgboost":
+                    model = self._new_model()
+                    model.load_model(str(d / f"model_{g}.json"))
+                else:
+                    model = _Linear.from_dict(meta["linear"][g])
+                models[g] = _Clipped(model, *(float(x) for x in meta["clip"][g]))
+            baseline = MedianSlowdown()
+            baseline.by_kind_ = {str(k): float(v) for k, v in meta["median_slowdown"].items()}
+            baseline.overall_ = float(meta["median_slowdown_all"])
+            validation = [HeldOutError(e["method"], e["kind"], tuple(e["errors"])) for e in meta["validation"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PredictorError(f"{d / 'metadata.json'}: damaged interference model ({exc})") from None
+        self.models_, self.memory_, self.baseline_ = models, memory, baseline
         self.feature_names_ = list(FEATURES)
         self.n_train_ = int(meta["n_train"])
+        self.validation_ = validation
+        self.method_ = dict(meta["methods"])
         return self
 
 
-# -- held-out pairs ---------------------------------------------------------------------------
+class _Clipped:
+    """A learner whose log-slowdown predictions stay inside the range seen in training: an
+    operator unlike any training one must not extrapolate to a 1e170x slowdown."""
+
+    def __init__(self, model, low: float, high: float):
+        self.model, self.low, self.high = model, low, high
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(self.model.predict(x), self.low, self.high)
+
+
+class _Linear:
+    """Huber regression (robust to the rare starved run) on a few standardised features, stored as
+    plain numbers; ``columns`` are the feature positions it reads."""
+
+    def __init__(self, alpha: float, columns: list[int]):
+        self.alpha = alpha
+        self.columns = list(columns)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Linear:
+        from sklearn.linear_model import HuberRegressor
+
+        x = x[:, self.columns]
+        self.mean_ = x.mean(axis=0)
+        std = x.std(axis=0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+        r = HuberRegressor(alpha=self.alpha, max_iter=500).fit((x - self.mean_) / self.scale_, y)
+        self.coef_, self.intercept_ = np.asarray(r.coef_, float), float(r.intercept_)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return ((x[:, self.columns] - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+
+    def to_dict(self) -> dict:
+        return {"alpha": self.alpha, "columns": self.columns, "mean": self.mean_.tolist(),
+                "scale": self.scale_.tolist(), "coef": self.coef_.tolist(), "intercept": self.intercept_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> _Linear:
+        self = cls(float(d["alpha"]), [int(c) for c in d["columns"]])
+        self.mean_, self.scale_ = np.array(d["mean"], float), np.array(d["scale"], float)
+        self.coef_, self.intercept_ = np.array(d["coef"], float), float(d["intercept"])
+        return self
+
+
+# -- held-out evaluation ----------------------------------------------------------------------
 
 def pair_split(frame: pd.DataFrame, test_fraction: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Row positions (train, test) such that no ``pair_id`` is on both sides.
@@ -214,6 +434,20 @@ def pair_split(frame: pd.DataFrame, test_fraction: float = 0.25, seed: int = 0) 
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
+def pair_keys(pair_id: str) -> set[str]:
+    """The kernel keys of the tasks of a pair (``pair_id`` is their sorted, '|'-joined key lists)."""
+    return {k for task in pair_id.split("|") for k in task.split(",")}
+
+
+def operator_split(frame: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (train, test): the test side is every pair that has operator ``key`` in it,
+    so the model has never seen that operator co-run with anything."""
+    has = frame["pair_id"].map(lambda p: key in pair_keys(p)).to_numpy()
+    if has.all() or not has.any():
+        raise PredictorError(f"operator {key!r} is in {'every' if has.all() else 'no'} pair: nothing to hold out")
+    return np.flatnonzero(~has), np.flatnonzero(has)
+
+
 def _errors(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     rel = np.abs(predicted - measured) / measured
     return {"mape": float(np.mean(rel) * 100), "within_10pct": float(np.mean(rel <= 0.10) * 100),
@@ -221,34 +455,37 @@ def _errors(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_interference(frame: pd.DataFrame, model: InterferenceModel | None = None, test_fraction: float = 0.25,
-                          seeds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> pd.DataFrame:
-    """Error on held-out pairs for the model and two baselines, one row per (seed, method, kind),
-    ``kind`` being ``all`` or an arrangement kind (``disjoint``, ``shared``).
+                          seeds: tuple[int, ...] = (0, 1, 2, 3, 4), split: str = "pairs") -> pd.DataFrame:
+    """Error on held-out pairs (``split="pairs"``: ``pair_split`` per seed) or held-out operators
+    (``"operators"``: each operator in turn, ``operator_split``) for the model and the two
+    baselines, one row per (fold, method, kind), ``kind`` being ``all`` or an arrangement kind.
 
-    Baselines: ``no_interference`` (co-run latency = alone latency) and ``median_slowdown`` (the
-    training rows' median slowdown per arrangement kind).  Errors are on co-run latency: MAPE (%),
-    share within 10% (%), median APE (%).
+    Errors are on co-run latency: MAPE (%), share within 10% (%), median APE (%).
     """
-    frame = frame[np.isfinite(frame["slowdown"].astype(float))].reset_index(drop=True)
+    frame = _finite_rows(frame).reset_index(drop=True)
     model = model or InterferenceModel()
+    if split == "pairs":
+        folds = [(f"seed{s}", *pair_split(frame, test_fraction, s)) for s in seeds]
+    elif split == "operators":
+        keys = sorted({k for p in frame["pair_id"] for k in pair_keys(p)})
+        folds = [(k, *operator_split(frame, k)) for k in keys]
+    else:
+        raise PredictorError(f"split {split!r}: expected 'pairs' or 'operators'")
+    params = dict(model.get_params(), validation_folds=0)
     rows = []
-    for seed in seeds:
-        tr, te = pair_split(frame, test_fraction, seed)
+    for fold, tr, te in folds:
         train, test = frame.iloc[tr], frame.iloc[te]
         measured = test["together_s"].to_numpy(dtype=float)
-        fitted = InterferenceModel(**model.get_params()).fit(train)
-        med_slow = train.groupby("kind")["slowdown"].median()
-        base = test["kind"].map(med_slow).fillna(train["slowdown"].median()).to_numpy(dtype=float)
         preds = {
-            f"model_{model.learner}": fitted.predict(test),
-            "no_interference": test["alone_s"].to_numpy(dtype=float),
-            "median_slowdown": test["alone_s"].to_numpy(dtype=float) * base,
+            f"model_{model.learner}": InterferenceModel(**params).fit(train).predict(test),
+            "no_interference": NoInterference().fit(train).predict(test),
+            "median_slowdown": MedianSlowdown().fit(train).predict(test),
         }
         kinds = test["kind"].to_numpy()
         for name, p in preds.items():
             for kind in ("all", *sorted(set(kinds))):
                 mask = np.ones(len(test), bool) if kind == "all" else kinds == kind
-                rows.append({"seed": seed, "method": name, "kind": kind, "train_rows": len(train),
+                rows.append({"fold": fold, "method": name, "kind": kind, "train_rows": len(train),
                              "test_rows": int(mask.sum()), "test_pairs": int(test["pair_id"][mask].nunique()),
                              **_errors(measured[mask], p[mask])})
     return pd.DataFrame(rows)

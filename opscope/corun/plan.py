@@ -9,9 +9,10 @@
    (``measure_corun``), in ``rounds`` interleaved rounds so that drift on a busy machine hits all
    of them alike; records go to the store when one is given;
 4. each task's latency curve (alone on 1..N cores) from the alone phases of those records, and
-   from the curves (plus, when given, the interference model's co-run latencies) the predicted
-   makespan of every arrangement; the smallest is chosen.  The co-run phases are not used for
-   the choice, so the chosen arrangement can be compared fairly with the measured best.
+   from the curves (plus, when given, the interference model's validated co-run latencies) the
+   predicted makespan of every arrangement; ``choose_safe`` keeps sequential unless an
+   arrangement's gain exceeds the prediction's held-out error.  The co-run phases are not used
+   for the choice, so the chosen arrangement can be compared fairly with the measured best.
 """
 
 from __future__ import annotations
@@ -24,22 +25,32 @@ from pathlib import Path
 from typing import Any
 
 from opscope.corun.branches import Region, find_regions
+from opscope.corun.chooser import Decision, choose_safe, model_estimate
 from opscope.corun.kernels import build_kernel
-from opscope.corun.measure import CorunProtocol, CorunRecord, MemberResult, Task, measure_corun
-from opscope.corun.partition import Arrangement, Choice, LatencyCurve, all_arrangements, choose_arrangement
+from opscope.corun.measure import CorunProtocol, CorunRecord, Task, measure_corun
+from opscope.corun.partition import Arrangement, Choice, LatencyCurve, all_arrangements
 from opscope.corun.worker import WorkerPool, progress
 from opscope.errors import OpscopeError
 
 
 @dataclass(frozen=True)
 class RegionResult:
-    """One region: its tasks, curves, the choice made and the measured arrangements (all rounds)."""
+    """One region: its tasks, curves, the decision made and the measured arrangements (all rounds)."""
 
     region: Region
     tasks: tuple[Task, ...]
     curves: tuple[LatencyCurve, ...]
-    choice: Choice
+    decision: Decision
     records: tuple[CorunRecord, ...]
+
+    @property
+    def choice(self) -> Choice:
+        """The predicted makespan of every arrangement."""
+        return self.decision.choice
+
+    @property
+    def chosen(self) -> Arrangement:
+        return self.decision.chosen
 
     def makespans(self, arrangement: Arrangement) -> tuple[float, ...]:
         """Every makespan measured for ``arrangement``, over all rounds."""
@@ -56,7 +67,7 @@ class RegionResult:
 
     @property
     def chosen_measured_s(self) -> float | None:
-        return self.measured(self.choice.chosen)
+        return self.measured(self.decision.chosen)
 
     @property
     def best(self) -> tuple[Arrangement, float] | None:
@@ -107,22 +118,6 @@ def region_tasks(mod, region: Region, target, kernel_dir: str | Path, operators=
     return tuple(tasks)
 
 
-def interference_predictor(model):
-    """A ``predict_corun(arrangement, alone)`` for ``choose_arrangement`` from a fitted model."""
-    import pandas as pd
-
-    from opscope.corun.table import member_rows
-
-    def predict(tasks: tuple[Task, ...]):
-        def fn(arr: Arrangement, alone: tuple[float, ...]) -> tuple[float, ...]:
-            members = tuple(MemberResult(t.name, t.keys, tuple(k.name for k in t.kernels), s.cores, s.threads,
-                                         s.pinned, t.flops, t.bytes, (a,), ()) for t, s, a in zip(tasks, arr.slots, alone))
-            frame = pd.DataFrame(member_rows(members, arr, require_together=False))
-            return tuple(float(x) for x in model.predict(frame))
-        return fn
-    return predict
-
-
 def curves_from_records(tasks: tuple[Task, ...], records) -> tuple[LatencyCurve, ...]:
     """Each task's alone latency per core count, pooled over the records' alone phases.
 
@@ -157,9 +152,14 @@ def plan_region(region: Region, tasks: tuple[Task, ...], pool: WorkerPool, proto
     if any(not c.points for c in curves):
         raise OpscopeError(f"region {region.describe()}: every measurement failed: "
                            + "; ".join(sorted({r.error for r in records if r.error})))
-    predict = interference_predictor(interference)(tasks) if interference is not None else None
-    choice = choose_arrangement(curves, pool.cores, predict_corun=predict)
-    return RegionResult(region, tasks, curves, choice, tuple(records))
+    return RegionResult(region, tasks, curves, decide(tasks, curves, pool.cores, interference), tuple(records))
+
+
+def decide(tasks: tuple[Task, ...], curves: tuple[LatencyCurve, ...], cores: tuple[int, ...],
+           interference=None) -> Decision:
+    """``choose_safe`` with the interference model's validated estimates (sequential without one)."""
+    estimate = model_estimate(interference, tasks) if interference is not None else None
+    return choose_safe(curves, cores, estimate)
 
 
 def corun_model(model: str, target: str = "host", store: str | Path | None = None, max_regions: int = 3,
@@ -215,7 +215,7 @@ def format_region(i: int, res: RegionResult) -> str:
         pts = "  ".join(f"{n}c {t_ * 1e3:.3f}" for n, t_ in c.points)
         lines.append(f"  branch {t.name}   alone ms: {pts}")
     lines.append(f"  {'arrangement':<18} {'predicted ms':>12} {'measured ms':>12} {'min ms':>9}  note")
-    chosen = res.choice.chosen
+    chosen = res.decision.chosen
     best = res.best
     for arr, pred in res.choice.predicted:
         recs = [r for r in res.records if r.arrangement == arr]
@@ -234,10 +234,12 @@ def format_region(i: int, res: RegionResult) -> str:
                      f"{', '.join(tags + ([note.strip()] if note.strip() else []))}")
     seq = res.sequential_s
     cm = res.chosen_measured_s
-    verdict = f"  chosen {chosen.label}: predicted {_ms(res.choice.chosen_makespan_s)} ms, measured {_ms(cm)} ms"
+    verdict = (f"  chosen {chosen.label}: predicted {_ms(res.decision.chosen_predicted_s)} ms, "
+               f"measured {_ms(cm)} ms")
     if seq and cm:
         verdict += f"; sequential {_ms(seq)} ms ({seq / cm:.2f}x)"
     if best and cm:
         verdict += f"; measured best {best[0].label} {_ms(best[1])} ms (chosen/best {cm / best[1]:.2f})"
     lines.append(verdict)
+    lines.append(f"  why: {res.decision.reason}")
     return "\n".join(lines)
