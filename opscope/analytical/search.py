@@ -41,6 +41,9 @@ from opscope.targets.spec import MemoryLevel, TargetSpec
 OBJECTIVES = ("energy", "latency", "edp")
 SPATIAL_KEEP = 16
 DIVISORS_KEEP = 6
+#: buffer-tile candidates per PE tile at most: fewer divisors per loop when many loops are split
+ROWS_PER_PE_TILE = 2048
+SMALL_ROOM = 32
 _CACHE: dict = {}
 _CACHE_MAX = 4096
 _L = len(LOOPS)
@@ -84,7 +87,7 @@ class Costing:
     double_buffer: bool = True
 
 
-def search(shape: LayerShape, spec: TargetSpec, costing: Costing, dataflows: tuple[str, ...]) -> Mapping:
+def search(shape: LayerShape, spec: TargetSpec, costing: Costing, dataflows: tuple[str | Dataflow, ...]) -> Mapping:
     """The best mapping of ``shape`` on ``spec`` over ``dataflows``; ``MappingError`` when none is legal."""
     if costing.objective not in OBJECTIVES:
         raise OpscopeError(f"unknown mapping objective {costing.objective!r}; known: {', '.join(OBJECTIVES)}")
@@ -98,9 +101,10 @@ def search(shape: LayerShape, spec: TargetSpec, costing: Costing, dataflows: tup
     best = None
     reasons = []
     for name in dataflows:
-        found, why = _search_dataflow(shape, spec, hier, costing, BY_NAME[name])
+        df = BY_NAME[name] if isinstance(name, str) else name  # a name, or a Dataflow of one's own
+        found, why = _search_dataflow(shape, spec, hier, costing, df)
         if found is None:
-            reasons.append(f"{name}: {why}")
+            reasons.append(f"{df.name}: {why}")
         elif best is None or found[0] < best[0]:
             best = found
     if best is None:
@@ -132,11 +136,13 @@ def thin_divisors(n: int, keep: int = DIVISORS_KEEP) -> list[int]:
 
 
 def _factors(extent: int, room: int) -> list[int]:
-    """Spatial factors of a loop of ``extent`` on ``room`` PEs: divisors that fit, and the best fill."""
+    """Spatial factors of a loop of ``extent`` on ``room`` PEs: divisors that fit, and the best fill of
+    ``room`` (of every room up to ``SMALL_ROOM``, so that a larger array only adds options)."""
     if room <= 1 or extent <= 1:
         return [1]
     out = {d for d in range(1, min(extent, room) + 1) if extent % d == 0}
-    out.add(math.ceil(extent / math.ceil(extent / room)))
+    for x in (range(1, room + 1) if room <= SMALL_ROOM else (room,)):
+        out.add(math.ceil(extent / math.ceil(extent / x)))
     return sorted(out)
 
 
@@ -270,7 +276,11 @@ def _rows(C: list[int], t0s: list[list[int]]):
     t0_rows, t1_rows = [], []
     for t0 in t0s:
         A = [c // t for c, t in zip(C, t0)]
-        grids = [thin_divisors(a) if a > 1 else [1] for a in A]
+        keep = DIVISORS_KEEP
+        grids = [thin_divisors(a, keep) if a > 1 else [1] for a in A]
+        while keep > 2 and math.prod(len(g) for g in grids) > ROWS_PER_PE_TILE:
+            keep -= 1
+            grids = [thin_divisors(a, keep) if a > 1 else [1] for a in A]
         mesh = np.array(np.meshgrid(*grids, indexing="ij")).reshape(_L, -1).T
         t1_rows.append(mesh)
         t0_rows.append(np.repeat(np.array([t0]), len(mesh), axis=0))
@@ -376,7 +386,9 @@ def _evaluate(shape: LayerShape, spec: TargetSpec, hier: Hierarchy, costing: Cos
                 else:
                     lat = compute_s + np.sum(times, axis=0)
                 energy = pj * 1e-12
-                if costing.objective == "latency" or not has_energy:
+                if not has_energy:  # no energies: the fastest, then the least traffic off-chip, then on-chip
+                    score = (lat, off_bytes + 1e-6 * buf_bytes)
+                elif costing.objective == "latency":
                     score = (lat, energy)
                 elif costing.objective == "energy":
                     score = (energy, lat)
