@@ -69,9 +69,10 @@ def blocks_of(func: Any) -> tuple[Block, ...]:
 
     An iteration extent that is not a constant is accepted when it depends only on the iteration
     variables of enclosing blocks: an adaptive pool's window depends on the output position, a
-    static loop nest with data-independent bounds.  Its extent is then an upper bound over the
-    enclosing ranges (TVM's constant-integer bound; it may exceed the largest window).  Any other
-    free variable (a symbolic shape) is refused.
+    static loop nest with data-independent bounds.  Its extent is then the largest it takes over
+    the enclosing positions (found by trying them all when there are few, else TVM's
+    constant-integer bound, which may exceed it).  Any other free variable (a symbolic shape) is
+    refused.
     """
     import tvm
     from tvm import s_tir
@@ -99,17 +100,39 @@ def blocks_of(func: Any) -> tuple[Block, ...]:
     return tuple(out)
 
 
+#: Most combinations of enclosing positions tried to find a window's exact largest extent.
+_MAX_ENUMERATED = 4096
+
+
 def _extent(block: str, extent: Any, outer: list[Any], analyzer: Any) -> int:
-    """A block variable's extent as an int: constant, or the bound of one set by enclosing blocks."""
+    """A block variable's extent as an int: constant, or the largest one set by enclosing blocks."""
     if hasattr(extent, "value"):
         return int(extent.value)
+    import itertools
+
+    import tvm
     from tvm.tirx.analysis import undefined_vars
 
-    free = undefined_vars(extent, outer)
     bound = analyzer.const_int_bound(extent)
-    if free or bound.max_value >= bound.POS_INF:
+    if undefined_vars(extent, outer) or bound.max_value >= bound.POS_INF:
         raise WorkloadError(f"block {block}: symbolic extent {extent} (dynamic shapes are not supported)")
-    return max(int(bound.max_value), 0)
+    used = [v for v in undefined_vars(extent, []) if any(v.same_as(o) for o in outer)]
+    ranges = []
+    for v in used:
+        b = analyzer.const_int_bound(v)
+        ranges.append(range(int(b.min_value), int(b.max_value) + 1))
+    if math.prod(len(r) for r in ranges) > _MAX_ENUMERATED:
+        return max(int(bound.max_value), 0)  # TVM's bound: may exceed the largest window
+    best = 0
+    for values in itertools.product(*ranges):
+        point = tvm.sym.Analyzer()
+        for v, x in zip(used, values):
+            point.bind(v, tvm.tirx.const(x, str(v.ty)))
+        got = point.simplify(extent)
+        if not hasattr(got, "value"):
+            return max(int(bound.max_value), 0)
+        best = max(best, int(got.value))
+    return best
 
 
 def tir_flops(func: Any) -> int:
