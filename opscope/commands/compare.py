@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from opscope.report.comparison import compare
     from opscope.report.whole_model import VMProtocol
 
+    if args.threads is not None and args.threads < 1:
+        raise OpscopeError(f"--threads must be >= 1, got {args.threads}")
     if not args.no_whole_model:  # the whole model runs here, on this machine's CPUs
         thread_count(args.threads)
-    at_least(args.threads, 1, "--threads")
     at_least(args.batch_size, 1, "--batch-size")
     if args.out:
         out_dir(args.out, "--out")
