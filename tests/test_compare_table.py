@@ -187,6 +187,32 @@ def test_a_trained_predictor_from_the_predictor_room(setup):
     assert rows["conv"]["predicted_s"] > 0
 
 
+def test_predictions_on_training_operators_are_marked_in_sample_and_not_scored(setup):
+    wl, spec, _m, db = setup
+    fc1, fc2, _conv = wl.operators
+
+    class Known:
+        """Predicts 1 ms everywhere; trained on fc1 only."""
+
+        training_workloads_ = frozenset({fc1.key})
+
+        def predict(self, frame):
+            return np.full(len(frame), 1e-3)
+
+    res = compare(wl, target=spec, store=db, predictor=Known(), whole_model=False, progress=False)
+    rows = by_op(res.frame)
+    assert rows["fc1"]["in_sample"] and not rows["fc2"]["in_sample"] and not rows["conv"]["in_sample"]
+    # only fc2 (measured, held out) is scored: its best is 1.1 ms, predicted 1 ms -> error 1/1.1 - 1
+    err = abs(1e-3 / rows["fc2"]["best_s"] - 1)
+    assert f"MAPE {100 * err:.1f}%" in res.summary[1] and "on 1 held-out operator(s)" in res.summary[1]
+    fc1_err = abs(1e-3 / rows["fc1"]["best_s"] - 1)
+    assert f"1 operator(s) in its training set, in-sample MAPE {100 * fc1_err:.1f}%" in res.summary[1]
+
+    Known.training_workloads_ = frozenset({fc1.key, fc2.key})
+    res = compare(wl, target=spec, store=db, predictor=Known(), whole_model=False, progress=False)
+    assert "predicted: no held-out operator to score (2 operator(s) in its training set" in res.summary[1]
+
+
 def test_store_from_another_machine_is_refused_naming_both(setup, tmp_path):
     wl, spec, _m, db = setup
     with open_store(db) as st:

@@ -70,6 +70,8 @@ def test_save_load_round_trip(frame, tmp_path, name):
     loaded = persist.load_predictor(out, specs=SPECS)
     assert type(loaded) is type(pred)
     np.testing.assert_allclose(loaded.predict(frame), pred.predict(frame), rtol=1e-9)
+    if name != "analytical":  # which operators it was trained on survives the round trip
+        assert loaded.training_workloads_ == set(frame["workload_key"]) == pred.training_workloads_
 
 
 def test_xgboost_is_saved_in_native_json(frame, tmp_path):

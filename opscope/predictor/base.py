@@ -51,6 +51,10 @@ class FramePredictor(BaseEstimator, RegressorMixin):
         return 1.0 - ss_res / ss_tot if ss_tot else 0.0
 
     def _training_frame(self, frame: pd.DataFrame, y: np.ndarray | None) -> tuple[pd.DataFrame, np.ndarray]:
+        """The rows and labels to fit on; also records which workloads the predictor has seen
+        (``training_workloads_``), so that reports can tell in-sample predictions from held-out ones."""
+        if "workload_key" in frame:
+            self.training_workloads_ = frozenset(frame["workload_key"].astype(str))
         if y is not None:
             y = np.asarray(y, dtype=float)
             if len(y) != len(frame):

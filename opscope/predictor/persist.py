@@ -66,9 +66,11 @@ def training_summary(frame: pd.DataFrame) -> dict[str, Any]:
         return {str(k): int(v) for k, v in frame[col].value_counts().items()} if col in frame else {}
 
     models = sorted({m for v in frame.get("models", pd.Series(dtype=str)).dropna() for m in str(v).split(",") if m})
-    return {"rows": len(frame), "workloads": int(frame["workload_key"].nunique()) if "workload_key" in frame else 0,
-            "kinds": counts("kind"), "threads": counts("threads"), "targets": counts("target"),
-            "models": models}
+    keys = sorted(frame["workload_key"].astype(str).unique()) if "workload_key" in frame else []
+    return {"rows": len(frame), "workloads": len(keys), "kinds": counts("kind"), "threads": counts("threads"),
+            "targets": counts("target"), "models": models,
+            # which operators it has seen: compare marks their predictions in-sample
+            "workload_keys": keys}
 
 
 def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.DataFrame | None = None,
@@ -188,4 +190,7 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
         pred.n_train_ = int(meta.get("n_train", 0))
     except (TypeError, ValueError):
         raise PredictorError(f"{directory / METADATA}: field 'n_train' {meta.get('n_train')!r} is not a number") from None
+    training = meta.get("training")
+    if isinstance(training, dict) and isinstance(training.get("workload_keys"), list):
+        pred.training_workloads_ = frozenset(str(k) for k in training["workload_keys"])
     return pred

@@ -198,7 +198,8 @@ def compare(
     store_label = str(store) if isinstance(store, (str, os.PathLike)) else "runs.db"
     cmds = {op.key: collect_command(model_label, target_label, store_label, [op.name], params)
             for op in ops if op.key not in measured}
-    op_table = operator_rows(ops, measured, estimates, estimates_m, predicted, cmds)
+    op_table = operator_rows(ops, measured, estimates, estimates_m, predicted, cmds,
+                             trained_on=getattr(pred_obj, "training_workloads_", None))
 
     scaling = scaling_frame(rows)
     turns = tuple(turnarounds(scaling))

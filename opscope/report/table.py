@@ -30,7 +30,7 @@ COLUMNS = (
     "analytical_s", "bound", "analytical_measured_s", "bound_measured", "attainable_flops",
     "default_s", "default_threads", "best_s", "best_threads", "best_schedule_id", "best_noisy", "n_measurements",
     "in_model_s",
-    "predicted_s", "analytical_err", "analytical_measured_err", "predicted_err",
+    "predicted_s", "in_sample", "analytical_err", "analytical_measured_err", "predicted_err",
     "achieved_flops", "roofline_share", "measured", "collect_cmd",
 )
 #: Latency columns summed (weighted by count) into the TOTAL row.
@@ -107,8 +107,12 @@ def operator_rows(
     estimates_measured: Sequence[object] | None = None,
     predicted: Sequence[float] | None = None,
     collect_cmd: Mapping[str, str] | None = None,
+    trained_on: frozenset[str] | None = None,
 ) -> pd.DataFrame:
     """The per-operator table (no TOTAL row), in the order of ``ops``.
+
+    ``trained_on`` holds the workload keys the predictor was trained on: those rows are marked
+    ``in_sample`` and left out of the predictor's error summary (None: not known, nothing marked).
 
     ``estimates``/``estimates_measured`` are analytical ``Estimate`` objects aligned with ``ops``;
     ``predicted`` is aligned with ``ops`` too; ``collect_cmd`` maps keys of unmeasured operators to
@@ -154,6 +158,7 @@ def operator_rows(
             # filled in by the whole-model run: the operator's time per call inside the built model
             "in_model_s": math.nan,
             "predicted_s": pred,
+            "in_sample": bool(trained_on is not None and op.key in trained_on),
             "analytical_err": _rel(float(est.latency_s), best_s),
             "analytical_measured_err": _rel(ana_m, best_s),
             "predicted_err": _rel(pred, best_s),
@@ -175,6 +180,7 @@ def total_row(table: pd.DataFrame) -> dict[str, object]:
     w = meas["count"]
     row: dict[str, object] = {c: math.nan for c in COLUMNS}
     row.update(op=TOTAL, kind="", key="", bound="", bound_measured="", best_schedule_id=None, best_noisy=False,
+               in_sample=bool(len(meas)) and bool(meas["in_sample"].all()),
                default_threads=None, best_threads=None, collect_cmd="", measured=bool(len(meas)))
     row["count"] = int(w.sum())
     row["flops"] = int((meas["flops"] * w).sum())
@@ -212,8 +218,17 @@ def summary_numbers(table: pd.DataFrame) -> dict[str, float]:
     }
     out["coverage"] = (out["measured_analytical_s"] / out["whole_analytical_s"]
                        if out["whole_analytical_s"] > 0 else math.nan)
+    held_out = meas[~meas["in_sample"].astype(bool)] if "in_sample" in meas else meas
     for name in ("analytical_err", "analytical_measured_err", "predicted_err"):
-        errs = meas[name].dropna().abs()
+        # the predictor is scored on operators it was not trained on only
+        rows = held_out if name == "predicted_err" else meas
+        errs = rows[name].dropna().abs()
         out[f"{name}_mape"] = float(errs.mean()) if len(errs) else math.nan
         out[f"{name}_within10"] = float((errs <= 0.10).mean()) if len(errs) else math.nan
+    if "in_sample" in meas:
+        scored = meas[meas["predicted_err"].notna()]
+        out["predicted_in_sample"] = float(scored["in_sample"].astype(bool).sum())
+        out["predicted_held_out"] = float(len(scored) - out["predicted_in_sample"])
+        ins = scored[scored["in_sample"].astype(bool)]["predicted_err"].abs()
+        out["predicted_in_sample_mape"] = float(ins.mean()) if len(ins) else math.nan
     return out

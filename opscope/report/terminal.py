@@ -100,6 +100,19 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
     return "\n".join(lines)
 
 
+def predicted_summary(s: dict[str, float], held_out_err: str) -> str:
+    """The predictor's error on operators it was not trained on, and how many were in its training set."""
+    ins, held = int(s.get("predicted_in_sample", 0) or 0), int(s.get("predicted_held_out", 0) or 0)
+    if ins == 0:
+        return held_out_err
+    in_mape = s.get("predicted_in_sample_mape", math.nan)
+    note = (f"{ins} operator(s) in its training set, in-sample MAPE {100 * in_mape:.1f}% (not a measure of "
+            "accuracy)")
+    if held == 0:
+        return f"no held-out operator to score ({note})"
+    return f"{held_out_err} on {held} held-out operator(s); {note}"
+
+
 def summary_lines(table: pd.DataFrame, whole_model: object | None = None,
                   no_whole_model_reason: str = "not measured") -> list[str]:
     """Three lines: coverage and totals; error of each estimate; the whole-model gap."""
@@ -115,7 +128,7 @@ def summary_lines(table: pd.DataFrame, whole_model: object | None = None,
             return "-"
         return f"MAPE {100 * mape:.1f}%, {100 * s[f'{name}_within10']:.0f}% within +-10%"
 
-    line2 = f"analytical: {err('analytical_err')}; predicted: {err('predicted_err')}"
+    line2 = f"analytical: {err('analytical_err')}; predicted: {predicted_summary(s, err('predicted_err'))}"
     if whole_model is None:
         line3 = f"whole model: {no_whole_model_reason}"
     else:
