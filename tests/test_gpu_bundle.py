@@ -188,3 +188,18 @@ def test_an_ordinary_run_error_keeps_its_worker(tmp_path):
     assert statuses == ["run_error", "run_error"]
     pids = (tmp_path / "pids.txt").read_text().split()
     assert len(pids) == 2 and pids[0] == pids[1]
+
+
+def test_default_only_operators_get_no_sampled_schedules(tmp_path):
+    """The GPU check's bundle carries the probe kernels with their default schedule only."""
+    from opscope.bundle import write_bundle
+    from opscope.collector.te_ops import add_operator, dense_operator
+
+    dense, add = dense_operator(32, 32, 32), add_operator(256)
+    info = write_bundle([dense, add], "host", 2, tmp_path / "b", progress=False, default_only={add.key})
+    manifest = json.loads((info.path / "manifest.json").read_text())
+    kinds = {}
+    for e in manifest["entries"]:
+        kinds.setdefault(e["op_name"], []).append(e["schedule_kind"])
+    assert kinds[add.name] == ["default"]
+    assert kinds[dense.name][0] == "default" and kinds[dense.name].count("sampled") == 2

@@ -24,7 +24,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,11 +130,13 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
                  threads: Sequence[int] = (1,), seed: int = 0, protocol: Any = None, ops: Any = None,
                  max_ops: int | None = None, mcpu: str | None = None, arch: str | None = None,
                  timeout_s: float = 10.0, pythons: Sequence[str] = (), ffi_wheels: Sequence[str] = (),
-                 progress: bool = True) -> BundleInfo:
+                 progress: bool = True, default_only: Collection[str] = ()) -> BundleInfo:
     """Compile ``trials`` sampled schedules (plus the default) of each operator into a bundle at ``out``.
 
     ``pythons`` adds tvm_ffi for other Python versions (``"3.12"``; downloaded with pip unless
-    ``ffi_wheels`` gives the wheel files, in the same order).
+    ``ffi_wheels`` gives the wheel files, in the same order).  Operators whose key is in
+    ``default_only`` get their default schedule only (the GPU probe's kernels: a random GPU draw of
+    an 8192^3 GEMM can take seconds a call).
     """
     from opscope.collector.protocol import Protocol
     from opscope.collector.registry import make_roles
@@ -161,7 +163,7 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
     (out / "kernels").mkdir(parents=True, exist_ok=True)
     try:
         return _write(out, spec, device, target_dict, requires, thread_counts, protocol, operators, roles,
-                      trials, seed, timeout_s, pythons, ffi_wheels, progress)
+                      trials, seed, timeout_s, pythons, ffi_wheels, progress, frozenset(default_only))
     except BaseException:
         shutil.rmtree(out if created else out / "kernels", ignore_errors=True)
         if not created:
@@ -174,7 +176,7 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
 def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any], requires: dict[str, Any],
            thread_counts: tuple[int, ...], protocol: Any, operators: list[Any], roles: Any, trials: int,
            seed: int, timeout_s: float, pythons: Sequence[str], ffi_wheels: Sequence[str],
-           progress: bool) -> BundleInfo:
+           progress: bool, default_only: frozenset[str] = frozenset()) -> BundleInfo:
     import opscope
     from opscope.collector.roles import arg_specs
 
@@ -192,7 +194,7 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
     t0 = time.monotonic()
     try:
         for n, op in enumerate(operators):
-            cands = roles.sampler.candidates(op, trials, seed)
+            cands = roles.sampler.candidates(op, 0 if op.key in default_only else trials, seed)
             built = roles.builder.build(cands)
             args = arg_specs(op.prim_func if not hasattr(op.prim_func, "functions") else op.prim_func["main"])
             default_id = None
