@@ -34,7 +34,7 @@ from opscope.analytical.layer import layer_shape
 from opscope.analytical.mapping import Mapping
 from opscope.analytical.options import AnalysisOptions, Densities
 from opscope.analytical.pe_array import pe_utilization
-from opscope.analytical.search import Costing, hierarchy, search
+from opscope.analytical.search import Costing, MappingError, hierarchy, search
 from opscope.analytical.sparsity import sparse_view
 from opscope.analytical.tiling import Tiles, level_bytes
 from opscope.errors import OpscopeError
@@ -148,7 +148,10 @@ def _estimate(op: Operator, spec: TargetSpec, opts: AnalysisOptions, dens: Densi
         costing = Costing(peak_flops=peak, flops_factor=view.flops_factor,
                           fixed_compute_s=None if named else compute_s, objective=opts.objective,
                           double_buffer=opts.double_buffer)
-        mapping = search(shape, spec, costing, dataflows)
+        try:
+            mapping = search(shape, spec, costing, dataflows)
+        except MappingError as exc:
+            raise MappingError(f"operator {op.name!r}: {exc}") from None
         traffic = dict(mapping.traffic)
         moved = {lv.name: traffic[lv.name] for lv in spec.memory}
         array_bytes = traffic["array"]
