@@ -102,3 +102,14 @@ def test_bad_split_name_and_single_thread(frame):
         make_splits(frame, "by-moon-phase")
     with pytest.raises(PredictorError, match="nothing to hold out"):
         make_splits(frame[frame["threads"] == 1], "unseen-threads")
+
+
+def test_leave_one_model_out_keeps_space_operators_in_training(frame):
+    f = frame.copy()
+    space_keys = sorted(f["workload_key"].unique())[:3]
+    f.loc[f["workload_key"].isin(space_keys), "models"] = "space"
+    folds = make_splits(f, "leave-one-model-out")
+    assert sorted(fold.held_out for fold in folds) == [f"model={m}" for m in ("model0", "model1", "model2", "model3")]
+    space_rows = np.flatnonzero(f["workload_key"].isin(space_keys).to_numpy())
+    for fold in folds:  # generated operators are never held out as if they were a model
+        assert set(space_rows) <= set(fold.train)

@@ -77,8 +77,11 @@ def make_splits(frame: pd.DataFrame, split: str, seed: int = 0, test_size: float
             mask = kinds == kind
             out.append(Fold(split, f"kind={kind}", rows[~mask], rows[mask]))
     elif split == "leave-one-model-out":
+        from opscope.workloads.space import SPACE_MODEL
+
         models = _models_per_workload(frame)
-        for model in sorted({m for ms in models for m in ms}):
+        # operators drawn from a space belong to no model: they are always training data
+        for model in sorted({m for ms in models for m in ms} - {SPACE_MODEL}):
             mask = models.map(lambda ms, m=model: m in ms).to_numpy()
             out.append(Fold(split, f"model={model}", rows[~mask], rows[mask]))
     elif split == "unseen-threads":
