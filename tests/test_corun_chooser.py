@@ -52,6 +52,23 @@ def test_gain_below_the_error_bound_keeps_sequential():
     assert edge.chosen.kind == "sequential"
 
 
+def test_sequentials_own_error_bound_counts_in_both_directions():
+    # split's worst case is 2.2 / 0.7 = 3.143 ms (30% bound).  Sequential predicted 4 ms:
+    # with a 20% bound its best case is 4 / 1.2 = 3.333 ms > 3.143 ms -> split is still safe;
+    # with a 30% bound its best case is 4 / 1.3 = 3.077 ms < 3.143 ms -> keep sequential.
+    curves = (flat("a", 2e-3), flat("b", 2e-3))
+    model = fake({"disjoint": 1.1, "shared": 2.0}, 0.30)
+    safe = choose_safe(curves, CORES, model, lambda total: (total, 0.20, "sum"))
+    assert safe.chosen.kind == "disjoint" and "sequential's own bound 20%" in safe.reason
+    assert safe.sequential.best_s == pytest.approx(4e-3 / 1.2)
+    kept = choose_safe(curves, CORES, model, lambda total: (total, 0.30, "sum"))
+    assert kept.chosen.kind == "sequential" and "sequential's own bound 30%" in kept.reason
+    # a calibrated sequential prediction (x1.5: 6 ms) is what the gain is measured against
+    calibrated = choose_safe(curves, CORES, fake({"disjoint": 1.1, "shared": 2.0}, 0.5),
+                             lambda total: (1.5 * total, 0.0, "median ratio"))
+    assert calibrated.sequential.predicted_s == pytest.approx(6e-3) and calibrated.chosen.kind == "disjoint"
+
+
 def test_without_a_validated_model_the_tasks_run_in_sequence():
     curves = (flat("a", 2e-3), flat("b", 2e-3))
     d = choose_safe(curves, CORES)
@@ -70,9 +87,9 @@ def test_an_unbounded_error_never_acts():
 @settings(max_examples=200, deadline=None)
 @given(a1=st.floats(1e-4, 1e-2), a2=st.floats(1e-4, 1e-2), b1=st.floats(1e-4, 1e-2), b2=st.floats(1e-4, 1e-2),
        slow=st.tuples(st.floats(1.0, 3.0), st.floats(1.0, 3.0)), bound=st.floats(0.0, 0.9),
-       where=st.tuples(st.floats(0, 1), st.floats(0, 1)))
+       seq_bound=st.floats(0.0, 0.9), where=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)))
 def test_when_the_error_stays_within_its_bound_the_choice_never_loses_to_sequential(a1, a2, b1, b2, slow, bound,
-                                                                                    where):
+                                                                                    seq_bound, where):
     """The guarantee behind the rule: true co-run latencies anywhere within the bound of the
     prediction (and no faster than alone) give a true makespan at most sequential's."""
     curves = (LatencyCurve("a", ((1, a1), (2, a2))), LatencyCurve("b", ((1, b1), (2, b2))))
@@ -80,10 +97,13 @@ def test_when_the_error_stays_within_its_bound_the_choice_never_loses_to_sequent
     def estimate(arr, alone):
         return tuple(a * s for a, s in zip(alone, slow)), bound, "fake"
 
-    d = choose_safe(curves, CORES, estimate)
-    seq = a2 + b2
+    d = choose_safe(curves, CORES, estimate, lambda total: (total, seq_bound, "sum"))
+    pred_seq = a2 + b2
+    # the true sequential makespan, anywhere within its own bound of the prediction
+    lo, hi = pred_seq / (1 + seq_bound), pred_seq / (1 - seq_bound)
+    seq = lo + where[2] * (hi - lo)
     if d.chosen.kind == "sequential":
-        assert d.sequential.predicted_s == pytest.approx(seq)
+        assert d.sequential.predicted_s == pytest.approx(pred_seq)
         return
     alone = tuple(c.at(len(s.cores)) for c, s in zip(curves, d.chosen.slots))
     pred = tuple(a * s for a, s in zip(alone, slow))
@@ -119,3 +139,23 @@ def test_model_estimate_uses_the_validated_method_and_its_bound():
     assert method == model.method_["shared"]
     assert bound == pytest.approx(shared_err.bound)
     assert corun[0] == pytest.approx(2e-3, rel=0.1)
+
+
+def test_the_model_validates_the_sequential_prediction_too():
+    import pandas as pd
+    from test_corun_interference import synthetic_frame
+
+    from opscope.corun.chooser import model_sequential
+    from opscope.corun.interference import InterferenceModel
+
+    frame = synthetic_frame(8)
+    # one sequential run per pair whose chain takes 1.5x the sum of its alone latencies
+    seq = frame.groupby("pair_id").agg(alone_s=("alone_s", "sum")).reset_index()
+    seq = seq.assign(kind="sequential", together_s=1.5 * seq["alone_s"], slowdown=1.5, shared=0)
+    model = InterferenceModel(learner="linear").fit(pd.concat([frame, seq], ignore_index=True))
+    assert model.method_["sequential"] == "median_slowdown"
+    made, bound, method = model_sequential(model)(4e-3)
+    assert (made, method) == (pytest.approx(6e-3), "median_slowdown") and bound == pytest.approx(0.0)
+    # without sequential runs there is nothing to bound it with: never act on a prediction
+    plain = InterferenceModel(learner="linear").fit(frame)
+    assert math.isinf(model_sequential(plain)(4e-3)[1])

@@ -92,9 +92,10 @@ def test_corun_all_arrangements_and_store_round_trip(setup):
     with open_store(db) as store:  # the store still opens and sees its own schema
         assert store.version >= 1
     frame = corun_frame(db)
-    assert len(frame) == 4  # two members in each of the two co-running records
+    assert len(frame) == 5  # two members in each of the two co-running records, one sequential run
     assert frame["pair_id"].nunique() == 1
     assert set(frame["shared"]) == {0, 1}
+    assert list(frame["kind"]).count("sequential") == 1
 
 
 def test_a_broken_kernel_becomes_a_run_error_record(setup, tmp_path):

@@ -48,8 +48,13 @@ def test_round_trip_keeps_everything_including_failures(tmp_path):
 
 def test_frame_rows_and_partner_features(tmp_path):
     frame = corun_frame(records())
-    # only the ok co-run record contributes (sequential has no co-run, the failed one no data)
-    assert len(frame) == 2
+    # the ok co-run record gives a row per member, the sequential one a row for the run, the failed none
+    assert len(frame) == 3
+    assert len(corun_frame(records(), sequential=False)) == 2
+    seq = frame[frame["kind"] == "sequential"].iloc[0]
+    # alone medians 0.6 ms + 1.1 ms = 1.7 ms predicted; 1.8 ms measured
+    assert seq["alone_s"] == pytest.approx(1.7e-3) and seq["together_s"] == pytest.approx(1.8e-3)
+    assert seq["slowdown"] == pytest.approx(1.8 / 1.7)
     a = frame[frame["task"] == "a"].iloc[0]
     assert a["partner_bytes"] == 4000.0 and a["partner_alone_s"] == pytest.approx(2e-3)
     assert a["intensity"] == pytest.approx(2000.0 / 1000.0)

@@ -13,9 +13,12 @@ prediction's own held-out error says the gain is real:
   ``predicted / (1 - e)``: the progress-rate makespan is non-decreasing in each co-run latency and
   grows at most in proportion when all of them grow by the same factor (it is
   ``T_A + (1 - T_A/T_B) L_B`` for two tasks, ``T >= L``);
-- the arrangement with the smallest such worst case is used only when that worst case is below
-  sequential's makespan, i.e. when the predicted gain ``1 - M / M_seq`` exceeds what the error
-  could take away.  Otherwise the tasks run in sequence.
+- sequential's own prediction has an error too (``sequential(sum of alone latencies)`` gives the
+  predicted makespan and its held-out error ``e_seq``): its true makespan is at least
+  ``M_seq / (1 + e_seq)``;
+- the arrangement with the smallest worst case is used only when that worst case is below
+  sequential's best case, i.e. when the predicted gain exceeds what both errors could take away.
+  Otherwise the tasks run in sequence.
 
 The ``Decision`` says which it did and why, in one line.
 """
@@ -31,6 +34,8 @@ from opscope.errors import OpscopeError
 
 #: ``estimate(arrangement, alone latencies) -> (co-run latencies, relative error bound, method name)``
 Estimate = Callable[[Arrangement, tuple[float, ...]], tuple[tuple[float, ...], float, str]]
+#: ``sequential(sum of alone latencies) -> (predicted makespan, relative error bound, method name)``
+SequentialEstimate = Callable[[float], tuple[float, float, str]]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,11 @@ class Option:
     def worst_s(self) -> float:
         """The makespan if every co-run latency was under-predicted by the full error bound."""
         return self.predicted_s / (1.0 - self.error_bound) if self.error_bound < 1.0 else math.inf
+
+    @property
+    def best_s(self) -> float:
+        """The makespan if it was over-predicted by the full error bound."""
+        return self.predicted_s / (1.0 + self.error_bound)
 
 
 @dataclass(frozen=True)
@@ -79,18 +89,27 @@ def _ms(x: float) -> str:
     return f"{x * 1e3:.3f} ms"
 
 
-def choose_safe(curves, cores: tuple[int, ...], estimate: Estimate | None = None) -> Decision:
-    """Sequential unless an arrangement's worst case (prediction / (1 - error bound)) beats it.
+def choose_safe(curves, cores: tuple[int, ...], estimate: Estimate | None = None,
+                sequential: SequentialEstimate | None = None) -> Decision:
+    """Sequential unless an arrangement's worst case (prediction / (1 - error bound)) is below
+    sequential's best case (prediction / (1 + its error bound)).
 
     ``curves``: each task's latency alone per core count (the slot sizes and all ``cores`` must be
     on them).  Without ``estimate`` nothing bounds a co-run prediction: the tasks run in sequence.
+    Without ``sequential`` its makespan is taken as the sum of alone latencies, exactly.
     """
     curves = tuple(curves)
     if len(curves) < 2:
         raise OpscopeError(f"a co-run choice needs at least two tasks, got {len(curves)}")
     arrangements = all_arrangements(len(curves), tuple(cores))
     seq_arr = arrangements[0]
-    seq = Option(seq_arr, sum(c.at(len(cores)) for c in curves), 0.0, "measured alone")
+    total = sum(c.at(len(cores)) for c in curves)
+    seq = Option(seq_arr, total, 0.0, "sum of alone latencies")
+    if sequential is not None:
+        made, seq_bound, seq_method = sequential(total)
+        if not (made > 0 and seq_bound >= 0):
+            raise OpscopeError(f"sequential estimate gave makespan {made!r}, error bound {seq_bound!r}")
+        seq = Option(seq_arr, float(made), float(seq_bound), seq_method)
     options = [seq]
     for arr in arrangements[1:]:
         alone = tuple(c.at(len(s.cores)) for c, s in zip(curves, arr.slots))
@@ -109,16 +128,18 @@ def choose_safe(curves, cores: tuple[int, ...], estimate: Estimate | None = None
         return Decision(tuple(options), seq_arr, False,
                         f"sequential: no validated co-run prediction (an interference model fitted on co-run "
                         f"records bounds its error); sequential {_ms(seq.predicted_s)}")
-    if best.worst_s < seq.predicted_s:
+    seq_note = f", sequential's own bound {seq.error_bound:.0%}" if seq.error_bound else ""
+    if best.worst_s < seq.best_s:
         return Decision(tuple(options), best.arrangement, True,
                         f"{best.arrangement.label}: predicted {_ms(best.predicted_s)} ({best.method}), "
                         f"{gain:.0%} below sequential {_ms(seq.predicted_s)}, more than its held-out error "
-                        f"bound {best.error_bound:.0%} (worst case {_ms(best.worst_s)})")
+                        f"bound {best.error_bound:.0%}{seq_note} (worst case {_ms(best.worst_s)} < "
+                        f"{_ms(seq.best_s)})")
     bound = "unbounded" if math.isinf(best.error_bound) else f"{best.error_bound:.0%}"
     return Decision(tuple(options), seq_arr, False,
                     f"sequential: the best predicted gain, {best.arrangement.label} at {gain:.0%} "
                     f"({_ms(best.predicted_s)} vs {_ms(seq.predicted_s)}), does not exceed the held-out "
-                    f"error bound {bound} of its {best.method} prediction")
+                    f"error bound {bound} of its {best.method} prediction{seq_note}")
 
 
 def model_estimate(model, tasks) -> Estimate:
@@ -136,4 +157,16 @@ def model_estimate(model, tasks) -> Estimate:
         pred, bound, methods = model.estimate(frame)
         return tuple(float(x) for x in pred), float(max(bound)), "/".join(sorted(set(methods)))
     return estimate
+
+
+def model_sequential(model) -> SequentialEstimate:
+    """A ``SequentialEstimate`` from a fitted ``InterferenceModel``: its validated prediction of a
+    sequential run from the sum of alone latencies (a bound of inf where it saw no sequential run)."""
+    import pandas as pd
+
+    def sequential(total: float) -> tuple[float, float, str]:
+        row = {"kind": "sequential", "alone_s": total, "shared": 0}
+        pred, bound, methods = model.estimate(pd.DataFrame([row]))
+        return float(pred[0]), float(bound[0]), methods[0]
+    return sequential
 

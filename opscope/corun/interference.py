@@ -47,7 +47,7 @@ LINEAR_FEATURES = ("log_alone", "bw_util", "partner_bw_util", "shared_bw_util", 
                    "overlap")
 LEARNERS = ("xgboost", "linear")
 METHODS = ("model", "no_interference", "median_slowdown")
-KINDS = ("disjoint", "shared")
+KINDS = ("disjoint", "shared", "sequential")
 #: the held-out error quantile a predicted gain must exceed before the chooser acts on it
 BOUND_QUANTILE = 0.9
 _REQUIRED = ("alone_s", "partner_alone_s", "bytes", "partner_bytes", "intensity", "partner_intensity",
@@ -148,15 +148,19 @@ def group_folds(frame: pd.DataFrame, n_folds: int, seed: int = 0) -> list[tuple[
 
 def held_out_errors(make_model, frame: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> list[HeldOutError]:
     """Per method and kind, the errors on held-out pairs: the learned model (``make_model()``, fitted
-    on each fold's training rows) and both baselines, on the same folds."""
+    on each fold's training rows) and both baselines, on the same folds.  Sequential rows are
+    predicted by the baselines only (the sum of alone latencies, or it times the median ratio)."""
     frame = _finite_rows(frame).reset_index(drop=True)
     measured = frame["together_s"].to_numpy(dtype=float)
+    corun = (frame["kind"] != "sequential").to_numpy()
     got = {m: np.full(len(frame), np.nan) for m in METHODS}
     for tr, te in group_folds(frame, n_folds, seed):
         train, test = frame.iloc[tr], frame.iloc[te]
-        for method, est in (("model", make_model()), ("no_interference", NoInterference()),
-                            ("median_slowdown", MedianSlowdown())):
+        for method, est in (("no_interference", NoInterference()), ("median_slowdown", MedianSlowdown())):
             got[method][te] = est.fit(train).predict(test)
+        learn, ask = train[corun[tr]], te[corun[te]]
+        if len(learn) >= 2 and len(ask):
+            got["model"][ask] = make_model().fit(learn).predict(frame.iloc[ask])
     kinds = frame["kind"].astype(str).to_numpy()
     out = []
     for method, pred in got.items():
@@ -219,7 +223,8 @@ class InterferenceModel(BaseEstimator, RegressorMixin):
         """Fit on rows with a finite slowdown (one model per shared/disjoint group with
         ``per_kind``, plus one on all rows for a group absent from training), then validate on
         held-out pairs against the baselines."""
-        rows = _finite_rows(frame)
+        everything = _finite_rows(frame)
+        rows = everything[everything["kind"] != "sequential"] if "kind" in everything else everything
         if len(rows) < 2:
             raise PredictorError(f"interference model needs at least 2 co-run rows with a slowdown, got {len(rows)}")
         memory = self.memory or MemoryHierarchy.of_host()
@@ -233,12 +238,12 @@ class InterferenceModel(BaseEstimator, RegressorMixin):
         self.memory_ = memory
         self.feature_names_ = list(FEATURES)
         self.n_train_ = int(len(rows))
-        self.baseline_ = MedianSlowdown().fit(rows)
+        self.baseline_ = MedianSlowdown().fit(everything)
         self.validation_ = []
-        if self.validation_folds and rows["pair_id"].nunique() >= 2:
+        if self.validation_folds and everything["pair_id"].nunique() >= 2:
             params = dict(self.get_params(), memory=memory, validation_folds=0)
-            self.validation_ = held_out_errors(lambda: InterferenceModel(**params), rows, self.validation_folds,
-                                               self.seed)
+            self.validation_ = held_out_errors(lambda: InterferenceModel(**params), everything,
+                                               self.validation_folds, self.seed)
         self.method_ = self._methods()
         return self
 
@@ -282,7 +287,10 @@ class InterferenceModel(BaseEstimator, RegressorMixin):
         its ``BOUND_QUANTILE`` held-out error (inf where the kind was never validated)."""
         self._check_fitted()
         kinds = frame["kind"].astype(str).to_numpy()
-        model = self.predict(frame)
+        corun = kinds != "sequential"
+        model = np.full(len(frame), np.nan)
+        if corun.any():
+            model[corun] = self.predict(frame[corun])
         base = self.baseline_.predict(frame)
         alone = frame["alone_s"].astype(float).to_numpy()
         pred, bound, methods = alone.copy(), np.full(len(frame), math.inf), []
@@ -303,7 +311,7 @@ class InterferenceModel(BaseEstimator, RegressorMixin):
             if not any(e is not None and e.errors for e in errs):
                 lines.append(f"{kind}: not validated (no held-out rows): predictions are not used")
                 continue
-            parts = ", ".join(f"{e.method} {e.median * 100:.1f}%" for e in errs if e is not None)
+            parts = ", ".join(f"{e.method} {e.median * 100:.1f}%" for e in errs if e is not None and e.errors)
             used = self.method_[kind]
             lines.append(f"{kind}: held-out median error {parts}; uses {used} "
                          f"(error bound {self.validation(kind, used).bound * 100:.0f}%)")
@@ -460,9 +468,11 @@ def evaluate_interference(frame: pd.DataFrame, model: InterferenceModel | None =
     (``"operators"``: each operator in turn, ``operator_split``) for the model and the two
     baselines, one row per (fold, method, kind), ``kind`` being ``all`` or an arrangement kind.
 
-    Errors are on co-run latency: MAPE (%), share within 10% (%), median APE (%).
+    Errors are on co-run latency: MAPE (%), share within 10% (%), median APE (%).  Sequential
+    rows (no co-run) are left out.
     """
-    frame = _finite_rows(frame).reset_index(drop=True)
+    frame = _finite_rows(frame)
+    frame = frame[frame["kind"] != "sequential"].reset_index(drop=True)
     model = model or InterferenceModel()
     if split == "pairs":
         folds = [(f"seed{s}", *pair_split(frame, test_fraction, s)) for s in seeds]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from opscope.corun.branches import Region, find_regions
-from opscope.corun.chooser import Decision, choose_safe, model_estimate
+from opscope.corun.chooser import Decision, choose_safe, model_estimate, model_sequential
 from opscope.corun.kernels import build_kernel
 from opscope.corun.measure import CorunProtocol, CorunRecord, Task, measure_corun
 from opscope.corun.partition import Arrangement, Choice, LatencyCurve, all_arrangements
@@ -158,8 +158,9 @@ def plan_region(region: Region, tasks: tuple[Task, ...], pool: WorkerPool, proto
 def decide(tasks: tuple[Task, ...], curves: tuple[LatencyCurve, ...], cores: tuple[int, ...],
            interference=None) -> Decision:
     """``choose_safe`` with the interference model's validated estimates (sequential without one)."""
-    estimate = model_estimate(interference, tasks) if interference is not None else None
-    return choose_safe(curves, cores, estimate)
+    if interference is None:
+        return choose_safe(curves, cores)
+    return choose_safe(curves, cores, model_estimate(interference, tasks), model_sequential(interference))
 
 
 def corun_model(model: str, target: str = "host", store: str | Path | None = None, max_regions: int = 3,

@@ -165,8 +165,11 @@ def load_corun(path: str | os.PathLike[str]) -> list[CorunRecord]:
     return out
 
 
-def corun_frame(records_or_path) -> pd.DataFrame:
-    """One row per member of every ok co-run (not sequential), with its partners' features.
+def corun_frame(records_or_path, sequential: bool = True) -> pd.DataFrame:
+    """One row per member of every ok co-run, with its partners' features, and (``sequential``) one
+    row per ok sequential run: kind ``sequential``, ``alone_s`` the sum of its tasks' alone
+    medians, ``together_s`` its median makespan (what the interference model validates the
+    sequential prediction with), no partner.
 
     Columns: ``run_id, label, arrangement, kind, pair_id`` (the sorted task keys of the run: the
     unit a held-out split keeps together), ``task, keys, cores, threads, pinned, shared`` (1 when
@@ -177,10 +180,31 @@ def corun_frame(records_or_path) -> pd.DataFrame:
     records = load_corun(records_or_path) if isinstance(records_or_path, (str, os.PathLike)) else list(records_or_path)
     rows = []
     for run_id, rec in enumerate(records):
-        if rec.status != "ok" or rec.arrangement.kind == "sequential":
+        if rec.status != "ok":
+            continue
+        if rec.arrangement.kind == "sequential":
+            rows += [sequential_row(rec, run_id)] if sequential else []
             continue
         rows += member_rows(rec.members, rec.arrangement, run_id=run_id, label=rec.label)
     return pd.DataFrame(rows)
+
+
+def sequential_row(rec: CorunRecord, run_id: int = -1) -> dict:
+    """The ``corun_frame`` row of a sequential run: predicted by the sum of alone medians."""
+    members = rec.members
+    alone = sum(m.alone_median_s or 0.0 for m in members)
+    made = rec.makespan_median_s
+    flops, nbytes = sum(m.flops for m in members), sum(m.bytes for m in members)
+    slot = rec.arrangement.slots[0]
+    return {"run_id": run_id, "label": rec.label, "arrangement": rec.arrangement.label, "kind": "sequential",
+            "pair_id": "|".join(sorted(",".join(m.kernel_keys) for m in members)),
+            "task": "+".join(m.task for m in members), "keys": ",".join(k for m in members for k in m.kernel_keys),
+            "cores": len(slot.cores), "threads": slot.threads, "pinned": int(slot.pinned), "shared": 0,
+            "flops": flops, "bytes": nbytes, "intensity": flops / nbytes if nbytes else 0.0, "alone_s": alone,
+            "together_s": made if made is not None else float("nan"),
+            "slowdown": made / alone if made and alone else float("nan"),
+            "partner_flops": 0.0, "partner_bytes": 0.0, "partner_intensity": 0.0, "partner_alone_s": alone,
+            "partner_threads": 0, "partners": 0, "total_cores": len(slot.cores)}
 
 
 def member_rows(members, arrangement: Arrangement, run_id: int = -1, label: str = "",
