@@ -62,8 +62,9 @@ EOF
     size=$(du -sm "$DIR" | cut -f1)
     echo "built in $(( $(date +%s) - start )) s; $DIR is ${size} MB"
     echo
-    echo "on the GPU machine (Python 3 with numpy and torch), in the folder that holds $DIR:"
-    echo "  python3 $DIR/run.py --check && python3 $DIR/run.py --out $DIR/results.json && python3 $DIR/library.py --out $DIR/library.json --gemm-size $GEMM --copy-mib $COPY_MIB"
+    B=$(basename "$DIR")
+    echo "on the GPU machine (Python 3 with numpy and torch), in the folder you copied $B into:"
+    echo "  python3 $B/run.py --check && python3 $B/run.py --out $B/results.json && python3 $B/library.py --out $B/library.json --gemm-size $GEMM --copy-mib $COPY_MIB"
     echo
     echo "then bring $DIR back and run here:  benchmarks/gpu_check.sh import $DIR"
     ;;

@@ -202,3 +202,14 @@ def test_probe_bundle_holds_the_tvm_probe_kernels_as_cubins_and_library_py(tmp_p
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3 and proc.stderr.strip() == "library.py: torch sees no CUDA GPU"
     assert not (tmp_path / "l.json").exists()
+
+
+def test_a_figure_above_nominal_is_refused_not_written():
+    # 10 us for an 8192^3 float32 GEMM would be 2 x 8192^3 / 1e-5 = 110 PFLOP/s, 1641x the nominal 67 TFLOP/s
+    timings = [Timing("gemm", "float32", "tvm", N, (1e-5,)), Timing("copy", "float32", "library", COPY, LIB_COPY)]
+    with pytest.raises(OpscopeError, match=r"tvm float32 GEMM at 109951.2 TFLOP/s is 1641.1x the nominal 67.0"):
+        measured_gpu_spec(load_target("h200"), result_from_timings(timings, "GPU", "test"))
+    # a copy at 2 x 1 GiB / 0.1 ms = 21.5 TB/s on a 4.8 TB/s HBM
+    timings = [Timing("gemm", "float32", "library", N, (0.024,)), Timing("copy", "float32", "tvm", COPY, (1e-4,))]
+    with pytest.raises(OpscopeError, match=r"tvm copy at 21.5 TB/s is 4.5x the nominal 4.8 TB/s of h200"):
+        measured_gpu_spec(load_target("h200"), result_from_timings(timings, "GPU", "test"))

@@ -113,8 +113,28 @@ def result_from_timings(timings: Iterable[Timing], device: str, how: str) -> Gpu
     return GpuProbeResult(device=device, gemm_flops=gemm, bandwidth_Bps=bw, gemm_n=n, copy_bytes=nbytes, how=how)
 
 
+#: a measured figure above nominal x this is not a measurement (a kernel that did not run, a clock
+#: read before the GPU finished): refused, not written into a spec
+IMPOSSIBLE_OVER_NOMINAL = 1.1
+
+
+def _check_possible(base: TargetSpec, result: GpuProbeResult) -> None:
+    checks = [(f"{src} {dt} GEMM", v, base.peak_flops.get(dt), 1e12, "TFLOP/s")
+              for dt, per in result.gemm_flops.items() for src, v in per.items()]
+    checks += [(f"{src} copy", v, base.memory[-1].bandwidth_Bps, 1e12, "TB/s") for src, v in result.bandwidth_Bps.items()]
+    for what, got, nominal, unit, name in checks:
+        if nominal and got > IMPOSSIBLE_OVER_NOMINAL * nominal:
+            raise OpscopeError(f"GPU probe: {what} at {got / unit:.1f} {name} is {got / nominal:.1f}x the nominal "
+                               f"{nominal / unit:.1f} {name} of {base.name}: not a real measurement, nothing written "
+                               f"(check the timings it came from, {result.how})")
+
+
 def measured_gpu_spec(base: TargetSpec, result: GpuProbeResult) -> TargetSpec:
-    """``base`` with the measured peaks and off-chip bandwidth: the ``<base>-measured`` spec."""
+    """``base`` with the measured peaks and off-chip bandwidth: the ``<base>-measured`` spec.
+
+    A figure more than ``IMPOSSIBLE_OVER_NOMINAL`` times the nominal one is refused (``OpscopeError``).
+    """
+    _check_possible(base, result)
     peaks = dict(base.peak_flops)
     notes = []
     measured = {dt: result.peak(dt) for dt in result.gemm_flops}
