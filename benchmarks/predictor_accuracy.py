@@ -3,6 +3,12 @@ shipped dataset, on every held-out split, plus prediction throughput against the
 
     python benchmarks/predictor_accuracy.py                       # first dataset under datasets/
     python benchmarks/predictor_accuracy.py --data runs.parquet --splits unseen-shapes,random
+    python benchmarks/predictor_accuracy.py --train space.parquet --test zoo.parquet   # models never seen
+
+With ``--train``/``--test`` the predictors learn from the first and are scored on the second, whose
+workloads are removed from the training rows (operators of models never seen); beside them stand the
+naive GFLOP/s-per-kind baseline and the noise floor (worker 2 of each measurement predicting worker 1,
+for rows measured with ``--workers 2``).
 
 Goals (issue 4): calibrated MAPE <= 10 % on unseen shapes; >= 90 % of held-out models' totals
 within +-10 %; top-1 peak score >= 0.9; >= 100,000 predictions per second.
@@ -74,7 +80,14 @@ def main() -> int:
     ap.add_argument("--label", default="latency_median_s", help="or latency_min_s on a busy machine")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--throughput-rows", type=int, default=200_000)
+    ap.add_argument("--train", type=Path, nargs="+", default=None, help="training data (with --test)")
+    ap.add_argument("--test", type=Path, nargs="+", default=None, help="held-out data (with --train)")
+    ap.add_argument("--params", default="", help="predictor hyperparameters for --train, e.g. target=per_roofline")
     args = ap.parse_args()
+    if args.train or args.test:
+        if not (args.train and args.test):
+            sys.exit("--train and --test go together")
+        return unseen(args)
     path = args.data or default_dataset()
     frame = read_frame(path, label=args.label)
     print(f"dataset {path}: {len(frame)} ok rows, {frame['workload_key'].nunique()} workloads, "
@@ -110,6 +123,61 @@ def main() -> int:
               f"{r['cpu']:,.0f}/s per CPU-second; model alone {r['model_wall']:,.0f}/s wall, "
               f"{r['model_cpu']:,.0f}/s per CPU-second")
     print(f"  measurement: {measurement_rate(frame)}")
+    return 0
+
+
+def _params(text: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        k, _, v = item.partition("=")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def unseen(args: argparse.Namespace) -> int:
+    """Train on ``--train``, score on ``--test`` (its workloads removed from training), per thread count."""
+    from opscope.predictor.baseline import RateBaseline
+    from opscope.predictor.metrics import accuracy_table
+    from opscope.predictor.noise import noise_floor
+
+    train = pd.concat([read_frame(p, label=args.label) for p in args.train], ignore_index=True)
+    test = pd.concat([read_frame(p, label=args.label) for p in args.test], ignore_index=True)
+    held = set(test["workload_key"])
+    train = train[~train["workload_key"].isin(held)].reset_index(drop=True)
+    if train.empty:
+        sys.exit("no training rows left once the test set's operators are removed")
+    print(f"train {', '.join(map(str, args.train))}: {len(train)} rows, {train['workload_key'].nunique()} operators, "
+          f"kinds {dict(train.groupby('kind')['workload_key'].nunique())}")
+    print(f"test  {', '.join(map(str, args.test))}: {len(test)} rows, {test['workload_key'].nunique()} operators "
+          f"(none in training), kinds {dict(test.groupby('kind')['workload_key'].nunique())}")
+    y_train, y_test = labels(train, args.label), labels(test, args.label)
+    params = _params(args.params)
+    names = [n.strip() for n in args.predictors.split(",") if n.strip()]
+    preds: dict[str, np.ndarray] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        kw = {} if name == "analytical" else params
+        pred = make_predictor(name)
+        pred = make_predictor(name, **{k: v for k, v in kw.items() if k in pred.get_params()})
+        preds[name] = pred.fit(train, y_train).predict(test)
+        print(f"  {name}: fitted and predicted in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    preds["rate-baseline"] = RateBaseline().fit(train, y_train).predict(test)
+    cols = ["predictor", "rows", "mape", "median_ape", "within10", "within20", "spearman", "top1", "top5"]
+    threads = test["threads"].to_numpy()
+    for t in [None, *sorted(set(threads.tolist()))]:
+        sub = np.ones(len(test), bool) if t is None else threads == t
+        part = [{"predictor": n, **accuracy_table(test[sub], p[sub], y_test[sub])} for n, p in preds.items()]
+        floor = noise_floor(test[sub].reset_index(drop=True), args.label)
+        if floor:
+            part.append({"predictor": "noise floor (worker 2 -> worker 1)", **floor})
+        print("\noperators of models never seen, " + ("all thread counts:" if t is None else f"threads = {t}:"))
+        print(pd.DataFrame(part)[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 

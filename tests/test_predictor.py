@@ -88,7 +88,9 @@ def test_schema_mismatch_is_a_clear_error(frame, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(PredictorError, match="feature schema .* v999 does not match"):
         persist.load_predictor(out, specs=SPECS)
-    meta["schema"]["version"] = 1
+    from opscope.predictor.features import SCHEMA_VERSION
+
+    meta["schema"]["version"] = SCHEMA_VERSION
     meta["schema"]["columns"] = meta["schema"]["columns"][:-3] + ["f_mystery"]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(PredictorError, match="feature columns do not match"):

@@ -9,7 +9,12 @@ One feature row per measurement row, in four groups (prefixes in brackets):
 - threads and the machine [``t_``, ``m_``]: threads, share of cores, pinning, cores, cache sizes,
   peaks and bandwidths (nominal, and measured ones when a ``<target>-measured`` spec exists);
 - the analytical model [``a_``]: compute time, memory time per level (tiling-aware when the
-  schedule's tile factors map onto the operator's loops), bound, roofline bound.
+  schedule's tile factors map onto the operator's loops), bound, roofline bound;
+- the schedule relative to the operator and the machine [``r_``] (version 2), which carry a schedule's
+  effect from one shape to another where absolute tile sizes do not: how evenly the parallel loop's
+  iterations divide among the threads, the vector length over the machine's lanes, the innermost and
+  first-level tile footprints in bytes over the L1 and L2 sizes, the work per thread, and the tile
+  factors as fractions of their loops' extents.
 
 Sizes and times enter as log2.  The schema (``FeatureSchema``) is fixed when a predictor is fitted
 and saved with it; a frame is always turned into exactly the schema's columns, in its order.
@@ -34,7 +39,7 @@ from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import KINDS, Operator, dtype_bytes
 
 SCHEMA_NAME = "opscope-features"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 LOOP_NAMES = ("n", "k", "c", "p", "q", "r", "s", "b", "m")
 _ATTRS = ("stride", "groups", "kernel", "seq_len", "heads", "head_dim")
@@ -141,6 +146,7 @@ def _fixed_columns(analytical: bool) -> list[str]:
     for i in range(MAX_LEVELS):
         cols += [f"m_l{i}_size_log2", f"m_l{i}_bw_log2"]
     cols += ["m_offchip_bw_log2", "m_meas_peak_log2", "m_meas_offchip_bw_log2"]
+    cols += list(_RELATIVE)
     if analytical:
         cols += ["a_compute_log2", "a_compute_threads_log2", "a_latency_log2", "a_pe_util"]
         cols += [f"a_l{i}_log2" for i in range(MAX_LEVELS)]
@@ -224,6 +230,39 @@ def _canonical_orders(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Opera
     records = frame[cols].iloc[first].to_dict("records")
     words = [tiles_mod.canonical_order(ops[op_codes[r]], rec) for r, rec in zip(first, records)]
     return pd.Series(np.asarray(words, dtype=object)[codes], index=frame.index)
+
+
+#: schedule features relative to the operator and the machine (see the module docstring)
+_RELATIVE = ("r_par_balance", "r_par_per_thread_log2", "r_vector_lanes_log2", "r_inner_vs_l1_log2",
+             "r_l1_vs_l2_log2", "r_flops_per_thread_log2", "r_inner_frac_log2", "r_outer_frac_log2")
+
+
+def _relative_features(X: np.ndarray, cols: dict[str, int], frame: pd.DataFrame, threads: np.ndarray) -> None:
+    """Fill the ``r_`` columns from columns already in ``X`` and the frame's knobs."""
+    def col(name: str) -> np.ndarray:
+        return X[:, cols[name]] if name in cols else np.full(len(X), np.nan)
+
+    def knob(name: str) -> np.ndarray:
+        if name not in frame:
+            return np.full(len(X), np.nan)
+        return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        par = knob("knob_parallel_extent")
+        t = np.where(threads > 0, threads, np.nan)
+        X[:, cols["r_par_balance"]] = par / (np.ceil(par / t) * t)
+        X[:, cols["r_par_per_thread_log2"]] = np.log2(par / t)
+        lanes = col("m_vector_bits") / (8.0 * col("f_dtype_bytes"))
+        X[:, cols["r_vector_lanes_log2"]] = np.log2(knob("knob_vector_len") / lanes)
+        dtype_log2 = np.log2(col("f_dtype_bytes"))
+        X[:, cols["r_inner_vs_l1_log2"]] = col("sk_inner_vol_log2") + dtype_log2 - col("m_l0_size_log2")
+        X[:, cols["r_l1_vs_l2_log2"]] = col("sk_l1_vol_log2") + dtype_log2 - col("m_l1_size_log2")
+        X[:, cols["r_flops_per_thread_log2"]] = col("f_flops_log2") - np.log2(t)
+        # the log2 volume of all loops (sum of log2 extents) against the tiles' volumes
+        loops = np.nansum(np.stack([col(f"l_{n}_log2") for n in LOOP_NAMES]), axis=0)
+        loops = np.where(loops > 0, loops, np.nan)
+        X[:, cols["r_inner_frac_log2"]] = col("sk_inner_vol_log2") - loops
+        X[:, cols["r_outer_frac_log2"]] = col("sk_outer_iters_log2") - loops
 
 
 #: per schedule, summed over loops (log2): the innermost (register) tile volume, the tile volume
@@ -328,6 +367,7 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
 
     for c, values in _tile_features(frame, op_codes, ops).items():
         X[:, cols[c]] = values
+    _relative_features(X, cols, frame, threads)
     vocab = dict(schema.knob_vocab)
     for c in schema.knob_columns:
         if c not in frame.columns:
