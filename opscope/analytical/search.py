@@ -20,7 +20,8 @@ energy, then lower latency, then the first found.  The candidate sets depend onl
 the array and the loop extents, never on a memory's size, so a larger buffer or register file only
 adds legal candidates and never raises the best objective (the law ZigZag issue 52 broke).  With
 the ``latency`` objective unrollings are visited by PE steps and the search stops when compute time
-alone exceeds the best latency, so it is exact over every unrolling.  Results are cached per
+alone reaches the best latency, so its latency is exact over every unrolling (among mappings of equal
+latency, the energy tie-break sees only those visited).  Results are cached per
 (layer shape, spec, options).
 """
 
@@ -201,14 +202,28 @@ def _search_dataflow(shape: LayerShape, spec: TargetSpec, hier: Hierarchy, costi
     if df.pe_full_loops and regs is None:
         return None, "needs registers in the PEs (a memory level with in_pe = true)"
     options = spatial_options(shape, spec, df)
-    if costing.objective != "latency":
+    if costing.objective != "latency" or costing.fixed_compute_s is not None:
+        # (with a fixed compute time the latency search has no bound to stop on)
         options = options[:SPATIAL_KEEP]
     best = None
     reg_reason = None
+    # no mapping moves less than every tensor once off-chip (inputs only where the stride skips no
+    # pixel), nor reads fewer registers
+    full = shape.full()
+    dense_input = shape.stride[0] <= full["r"] and shape.stride[1] <= full["s"]
+    floor_bytes = shape.other_bytes + sum(shape.elems(x, full) * shape.elem_bytes[k] for k, x in enumerate(TENSORS)
+                                          if x != "input" or dense_input)
+    floor_s = floor_bytes / (hier.offchip.bandwidth_Bps * spec.memory_efficiency)
+    if regs is not None:
+        reg_bytes = shape.macs * costing.flops_factor * df.register_words_per_mac * shape.word_bytes
+        floor_s = max(floor_s, reg_bytes / (regs.bandwidth_Bps * spec.memory_efficiency))
     for vec, first, h, w, i in options:
         if best is not None and costing.objective == "latency" and costing.fixed_compute_s is None:
             steps = math.prod(math.ceil(e / s) for e, s in zip(shape.extents, vec))
-            if _compute_s(steps, spec, costing) > best[0][0]:
+            bound = _compute_s(steps, spec, costing)
+            if costing.double_buffer:
+                bound = max(bound, floor_s)
+            if bound >= best[0][0]:  # none of the rest can be faster
                 break
         found, why = _search_spatial(shape, spec, hier, costing, df, vec)
         if found is None:
