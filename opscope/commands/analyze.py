@@ -16,6 +16,7 @@ from opscope.analytical import ATTENTION_METHODS, AnalysisOptions, analyze_opera
 from opscope.analytical.frame import load_operators
 from opscope.analytical.options import MAPPING_MODES
 from opscope.analytical.search import OBJECTIVES
+from opscope.errors import OpscopeError
 from opscope.targets import load_target
 from opscope.targets.spec import DATAFLOWS
 
@@ -137,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
         for suffix in (".png", ".svg"):
             out_file(stem.with_suffix(suffix), "--plot")
     spec = load_target(args.target)
-    options = options_from_args(args)
+    try:
+        options = options_from_args(args)
+    except UnicodeDecodeError as exc:
+        raise OpscopeError(f"--densities-csv {args.densities_csv}: not UTF-8 text (byte {exc.start}); give a "
+                           "CSV text file") from None
     t0 = time.perf_counter()
     print(f"loading {args.model} ...", file=sys.stderr)
     if params:

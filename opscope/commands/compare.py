@@ -44,6 +44,21 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise OpscopeError(f"--repeat must be >= 1, got {args.repeat}")
     params = zoo_params(args.param)
+    # the store and the predictor are checked before the model is loaded
+    from pathlib import Path
+
+    from opscope.store.sqlite import sniff_store
+
+    if Path(args.store).is_dir():
+        raise OpscopeError(f"store {args.store}: is a directory, expected a SQLite file")
+    if not Path(args.store).is_file():
+        raise OpscopeError(f"store {args.store}: no such file (measure with `opscope collect ... --store "
+                           f"{args.store}`)")
+    sniff_store(args.store)
+    if args.predictor:
+        from opscope.predictor.persist import read_metadata
+
+        read_metadata(args.predictor)
     result = compare(
         args.model, target=args.target, store=args.store, predictor=args.predictor, out=args.out or None,
         allow_other_machine=args.allow_other_machine, whole_model=not args.no_whole_model,

@@ -51,7 +51,8 @@ def parse_cores(text: str) -> tuple[int, ...]:
     allowed = os.sched_getaffinity(0)
     bad = sorted(set(out) - allowed)
     if bad:
-        raise OpscopeError(f"--cores: {bad} not available to this process (allowed: {sorted(allowed)})")
+        shown = ", ".join(str(c) for c in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise OpscopeError(f"--cores: {shown} not available to this process (allowed: {sorted(allowed)})")
     return tuple(sorted(set(out)))
 
 

@@ -27,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
     at_least(args.batch_size, 1, "--batch-size")
     if args.out:
         out_file(args.out, "--out", (".csv",))
+    from opscope.targets import load_target
+
+    load_target(args.target)  # an unknown target is named as the flag's, not as "in the data"
     pred = load_predictor(args.predictor)
     workload = load_model(args.model, batch_size=args.batch_size)
     frame = operator_frame(workload.operators, args.target, threads=args.threads)

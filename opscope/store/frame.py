@@ -51,6 +51,8 @@ def load_dataframe(path_or_store: str | os.PathLike[str] | Store) -> pd.DataFram
     if isinstance(path_or_store, Store):
         store, own = path_or_store, False
     else:
+        if Path(path_or_store).is_dir():
+            raise StoreError(f"store {path_or_store}: is a directory, expected a SQLite file")
         if not Path(path_or_store).is_file():
             raise StoreError(f"store {path_or_store}: no such file")
         store, own = open_store(path_or_store, read_only=True), True
