@@ -124,6 +124,7 @@ def _runtime_only_load(artifact, stub) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_runtime_only_load_of_a_cubin_reaches_the_driver_without_a_compiler(roles, tmp_path, monkeypatch):
     """The kernel loads with TVM's runtime alone and its launch gets to the CUDA driver (a stub here);
     a library that carries source instead fails in the compile step at load, which the device lacks."""
@@ -138,6 +139,7 @@ def test_runtime_only_load_of_a_cubin_reaches_the_driver_without_a_compiler(role
     cand = roles.sampler.default_candidate(op)
     built = roles.builder.build([cand])[0]
     assert built.ok, built.error
+    assert [(m.format, m.arch) for m in cuda_binaries(built.artifact)] == [("cubin", "sm_90")]
     stub = build_driver_stub(tmp_path)
     out = _runtime_only_load(built.artifact, stub)
     assert "loaded" in out and "launch failed" in out and "stub library" in out, out
@@ -222,3 +224,11 @@ def test_cuda_bundle_carries_the_cuda_runtime_and_refuses_without_a_gpu(tmp_path
     assert proc.returncode == 3
     assert "cannot load the CUDA runtime" in proc.stderr or "no GPU is visible" in proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_driver_stub_with_a_missing_compiler_is_one_line(tmp_path, monkeypatch):
+    from opscope.collector.cuda_build import build_driver_stub
+
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(OpscopeError, match="cannot run the C compiler .*no-such-cc.* for the CUDA driver stub"):
+        build_driver_stub(tmp_path)

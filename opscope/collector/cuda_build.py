@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -78,17 +79,20 @@ def toolkit_stub() -> Path | None:
 
 def build_driver_stub(directory: str | os.PathLike[str]) -> Path:
     """Compile the driver stub (soname ``libcuda.so.1``) into ``directory`` with the C compiler."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+    cc = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc") or ""]
+    if not cc[0]:
         raise OpscopeError("building CUDA kernels without a CUDA driver needs a C compiler (cc) for the driver "
                            "stub; install gcc, or the NVIDIA driver")
     out = Path(directory) / "libcuda.so.1"
     src = Path(directory) / "libcuda_stub.c"
     src.write_text(_stub_source())
-    proc = subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(out), str(src)],
-                          capture_output=True, text=True)
+    try:
+        proc = subprocess.run([*cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(out), str(src)],
+                              capture_output=True, text=True)
+    except OSError as exc:
+        raise OpscopeError(f"cannot run the C compiler {cc[0]!r} for the CUDA driver stub: {exc.strerror}") from None
     if proc.returncode != 0:
-        raise OpscopeError(f"cannot compile the CUDA driver stub with {cc}: {proc.stderr.strip()[-300:]}")
+        raise OpscopeError(f"cannot compile the CUDA driver stub with {cc[0]}: {proc.stderr.strip()[-300:]}")
     return out
 
 
