@@ -3,17 +3,19 @@
 Part 1, interference data: a set of small operators of different character (compute-bound
 matmuls and a conv, memory-bound elementwise adds, a reduction, a softmax), every unordered pair
 (and each operator with itself) run sequentially, co-run on disjoint cores (one each) and sharing
-all cores.
-Part 2, the interference model: error of the co-run latency predicted on held-out pairs (5 seeds),
-against two baselines (no interference; median slowdown per arrangement kind); then, per pair,
-the arrangement chosen from the curves alone and from the curves plus the interference model
-(fitted without that pair) vs sequential and vs the measured best.
-Part 3, model branches: for each model's fork-join regions, the arrangement chosen from the
-latency curves and the interference model (trained on all of part 1) vs the sequential run and vs
-the best arrangement measured.
+all cores, in ``--rounds`` interleaved rounds (drift on a busy machine hits every arrangement alike).
+Part 2, the interference model: error of the co-run latency predicted on held-out pairs (25% of
+pairs, 5 seeds) and on held-out operators (each operator's pairs in turn), linear and XGBoost,
+beside the two baselines (no interference; median slowdown per arrangement kind).
+Part 3, the choice per pair (the interference model fitted without that pair): the old rule (the
+smallest predicted makespan) and the safe chooser (sequential unless the predicted gain exceeds
+the model's own held-out error), each against sequential and against the measured best.
+Part 4, model branches: for each model's fork-join regions, the safe choice (interference model
+fitted on all of part 1) vs the sequential run and vs the best arrangement measured.
 
-    python benchmarks/corun.py                      # full run (~5-10 min on 2 busy cores)
-    python benchmarks/corun.py --quick              # fewer operators, shorter windows
+    python benchmarks/corun.py                      # full run (9 operators, 45 pairs)
+    python benchmarks/corun.py --quick              # 4 operators, shorter windows (~4 min on 2 cores)
+    python benchmarks/corun.py --quick --models ''  # pairs only
     python benchmarks/corun.py --store corun.db --out corun.json
 """
 
@@ -23,6 +25,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -86,30 +89,48 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
+def choice_summary(results) -> dict:
+    """Geomean sequential/chosen and chosen/best, their worst pair, and how often the prediction was used."""
+    seq = [r.sequential_s / r.chosen_measured_s for r in results]
+    gap = [r.chosen_measured_s / r.best[1] for r in results]
+    return {"pairs": len(results), "sequential_over_chosen": geomean(seq), "worst_sequential_over_chosen": min(seq),
+            "chosen_over_best": geomean(gap), "worst_chosen_over_best": max(gap),
+            "sequential_over_best": geomean([r.sequential_s / r.best[1] for r in results]),
+            "chosen_is_best": sum(r.chosen == r.best[0] for r in results),
+            "chosen_kinds": {k: sum(r.chosen.kind == k for r in results) for k in ("sequential", "disjoint", "shared")},
+            "used_prediction": sum(r.decision.used_prediction for r in results)}
+
+
+def show_choice(name: str, c: dict) -> None:
+    print(f"   {name:<28} sequential/chosen {c['sequential_over_chosen']:.2f}x (worst pair "
+          f"{c['worst_sequential_over_chosen']:.2f}x), chosen/best {c['chosen_over_best']:.2f}x (worst "
+          f"{c['worst_chosen_over_best']:.2f}x), sequential/best {c['sequential_over_best']:.2f}x, chosen = best "
+          f"{c['chosen_is_best']}/{c['pairs']}, kinds {c['chosen_kinds']}, prediction used {c['used_prediction']}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--models", default="resnet18:image_size=64,bert:seq_len=64:hidden=256:heads=4:ff=512:layers=1",
-                    help="comma list of model[:key=value...] (empty: skip part 3)")
+                    help="comma list of model[:key=value...] (empty: skip part 4)")
     ap.add_argument("--max-regions", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per pair and region (default 3)")
     ap.add_argument("--store", default=None, help="SQLite file for the co-run records (default: a temp file)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--spin-count", type=int, default=None,
                     help="TVM_THREAD_POOL_SPIN_COUNT in the workers (default: TVM's)")
     args = ap.parse_args(argv)
+    rounds = args.rounds or 3
+
+    import pandas as pd
 
     from opscope.corun.branches import Branch, Region
+    from opscope.corun.chooser import Decision, Option
     from opscope.corun.interference import InterferenceModel, evaluate_interference
     from opscope.corun.kernels import build_kernel
     from opscope.corun.measure import CorunProtocol, Task, measure_corun
     from opscope.corun.partition import all_arrangements, choose_arrangement
-    from opscope.corun.plan import (
-        RegionResult,
-        corun_model,
-        curves_from_records,
-        format_region,
-        interference_predictor,
-    )
+    from opscope.corun.plan import RegionResult, corun_model, curves_from_records, decide, format_region
     from opscope.corun.table import corun_frame, save_corun
     from opscope.corun.worker import WorkerPool
     from opscope.targets import load_target, tvm_target
@@ -120,12 +141,14 @@ def main(argv=None) -> int:
                              makespan_repeats=7 if args.quick else 11, spin_count=args.spin_count)
     target = tvm_target(load_target("host"))
     t0 = time.time()
+    load_start = os.getloadavg()
     ops = micro_ops(args.quick)
     kernels = [build_kernel(f, op.name, target, tmp / "kernels", key=op.key,
                             operator_json=json.dumps(op.to_dict(), default=str)) for op, f in ops]
     log(f"built {len(kernels)} operators in {time.time() - t0:.1f} s")
 
-    results: dict = {"protocol": protocol.to_dict(), "operators": [k.name for k in kernels]}
+    results: dict = {"protocol": protocol.to_dict(), "operators": [k.name for k in kernels], "rounds": rounds,
+                     "load_average_start": load_start}
     with WorkerPool(2, spin_count=args.spin_count) as pool:
         cores = pool.cores[:2]
         results["cores"] = list(cores)
@@ -135,7 +158,8 @@ def main(argv=None) -> int:
         t1 = time.time()
         for n_done, (i, j) in enumerate(pairs, 1):
             tasks = (Task(kernels[i].name, (kernels[i],)), Task(kernels[j].name + ("'" if i == j else ""), (kernels[j],)))
-            recs = [measure_corun(tasks, arr, pool, protocol, label="bench:pairs") for arr in arrangements]
+            recs = [measure_corun(tasks, arr, pool, protocol, label="bench:pairs")
+                    for _ in range(rounds) for arr in arrangements]
             records += recs
             pair_records.append((tasks, recs))
             log(f"pair {n_done}/{len(pairs)} {kernels[i].name}+{kernels[j].name} ({time.time() - t1:.0f} s)")
@@ -147,28 +171,31 @@ def main(argv=None) -> int:
                         "slowdown_median": {k: float(g["slowdown"].median()) for k, g in frame.groupby("kind")},
                         "slowdown_max": {k: float(g["slowdown"].max()) for k, g in frame.groupby("kind")}}
 
-    print(f"== co-run pairs on cores {list(cores)}: {len(pairs)} pairs x {len(arrangements)} arrangements, "
-          f"{len(records)} records ({len(bad)} failed), {len(frame)} member rows")
+    print(f"== co-run pairs on cores {list(cores)}: {len(pairs)} pairs x {len(arrangements)} arrangements x "
+          f"{rounds} rounds, {len(records)} records ({len(bad)} failed), {len(frame)} member rows")
     for kind, g in frame.groupby("kind"):
         print(f"   {kind:<9} slowdown median {g['slowdown'].median():.2f}  p90 {g['slowdown'].quantile(0.9):.2f}  "
               f"max {g['slowdown'].max():.2f}")
 
-    print("== interference model, error of co-run latency on held-out pairs (25% of pairs, 5 seeds; %)")
-    evals = []
-    for learner in ("xgboost", "linear"):
-        ev = evaluate_interference(frame, InterferenceModel(learner=learner), seeds=(0, 1, 2, 3, 4))
-        evals.append(ev if learner == "xgboost" else ev[ev["method"] == "model_linear"])
-    import pandas as pd
-
-    ev = pd.concat(evals)
-    summary = ev.groupby(["kind", "method"])[["mape", "median_ape", "within_10pct"]].mean()
-    print(summary.round(1).to_string())
-    results["interference"] = {f"{k}/{m}": {c: round(float(v), 2) for c, v in row.items()}
-                               for (k, m), row in summary.iterrows()}
+    results["interference"] = {}
+    for split, what in (("pairs", "held-out pairs (25% of pairs, 5 seeds)"),
+                        ("operators", "held-out operators (each operator's pairs in turn)")):
+        print(f"== interference model, error of co-run latency on {what}; %")
+        evals = []
+        for learner in ("linear", "xgboost"):
+            ev = evaluate_interference(frame, InterferenceModel(learner=learner), split=split)
+            evals.append(ev if learner == "linear" else ev[ev["method"] == "model_xgboost"])
+        summary = pd.concat(evals).groupby(["kind", "method"])[["median_ape", "mape", "within_10pct"]].mean()
+        print(summary.round(1).to_string())
+        results["interference"][split] = {f"{k}/{m}": {c: round(float(v), 2) for c, v in row.items()}
+                                          for (k, m), row in summary.iterrows()}
     model = InterferenceModel().fit(frame)
+    print("== the fitted model's own validation (what the chooser weighs a gain against)")
+    print("   " + model.summary().replace("\n", "\n   "))
+    results["validation"] = model.summary()
 
-    print("== arrangement choice for each operator pair vs measured (interference model: leave-one-pair-out)")
-    decisions = {"curves only": [], "curves + interference": []}
+    print("== arrangement choice for each operator pair vs measured (model fitted without the pair)")
+    decisions: dict[str, list] = {"smallest prediction (old)": [], "safe chooser": []}
     for tasks, recs in pair_records:
         curves = curves_from_records(tasks, recs)
         if any(not c.points for c in curves) or any(r.status != "ok" for r in recs):
@@ -176,33 +203,34 @@ def main(argv=None) -> int:
         region = Region("pair", "pair", tuple(Branch((t.name,), (t.name,)) for t in tasks))
         pid = "|".join(sorted(",".join(t.keys) for t in tasks))
         held_out = InterferenceModel().fit(frame[frame["pair_id"] != pid])
-        for name, predict in (("curves only", None),
-                              ("curves + interference", interference_predictor(held_out)(tasks))):
-            choice = choose_arrangement(curves, cores, predict_corun=predict)
-            decisions[name].append(RegionResult(region, tasks, curves, choice, tuple(recs)))
+        safe = decide(tasks, curves, cores, held_out)
+        raw_predict = _raw_predictor(held_out, tasks)
+        old = choose_arrangement(curves, cores, predict_corun=raw_predict)
+        old_decision = Decision(tuple(Option(a, t, 0.0, "model") for a, t in old.predicted), old.chosen, True,
+                                "smallest predicted makespan")
+        decisions["smallest prediction (old)"].append(RegionResult(region, tasks, curves, old_decision, tuple(recs)))
+        decisions["safe chooser"].append(RegionResult(region, tasks, curves, safe, tuple(recs)))
     results["pair_choice"] = {}
     for name, res in decisions.items():
-        if not res:
-            continue
-        sp = geomean([r.sequential_s / r.chosen_measured_s for r in res])
-        gap = geomean([r.chosen_measured_s / r.best[1] for r in res])
-        oracle = geomean([r.sequential_s / r.best[1] for r in res])
-        hits = sum(r.choice.chosen == r.best[0] for r in res)
-        kinds = {k: sum(r.choice.chosen.kind == k for r in res) for k in ("sequential", "disjoint", "shared")}
-        print(f"   {name:<22} sequential/chosen {sp:.2f}x, chosen/best {gap:.2f}x, sequential/best {oracle:.2f}x, "
-              f"chosen = measured best {hits}/{len(res)}, chosen kinds {kinds}")
-        results["pair_choice"][name] = {"pairs": len(res), "sequential_over_chosen": sp, "chosen_over_best": gap,
-                                        "sequential_over_best": oracle, "chosen_is_best": hits, "chosen_kinds": kinds}
+        if res:
+            results["pair_choice"][name] = c = choice_summary(res)
+            show_choice(name, c)
+    for res in decisions["safe chooser"]:
+        print(f"     {'+'.join(t.name for t in res.tasks):<24} seq {res.sequential_s * 1e3:8.3f} ms  chosen "
+              f"{res.chosen_measured_s * 1e3:8.3f} ms  best {res.best[0].label} {res.best[1] * 1e3:.3f} ms; "
+              f"{res.decision.reason}")
 
     results["models"] = []
+    region_results = []
     specs = [s for s in args.models.split(",") if s.strip()]
     for spec in specs:
         name, *kv = spec.split(":")
         params = {k: int(v) for k, v in (p.split("=") for p in kv)}
-        print(f"== {name} {params}: branches, chosen arrangement (curves + interference model) vs measured")
+        print(f"== {name} {params}: branches, safe choice (interference model on all pairs) vs measured")
         try:
             regions = corun_model(name, "host", store=store, max_regions=args.max_regions, protocol=protocol,
-                                  interference=model, params=params, kernel_dir=tmp / "kernels", show=log)
+                                  interference=model, params=params, kernel_dir=tmp / "kernels", show=log,
+                                  rounds=rounds)
         except Exception as exc:  # report and go on with the next model
             print(f"   skipped: {type(exc).__name__}: {exc}")
             results["models"].append({"model": name, "error": str(exc)})
@@ -210,27 +238,39 @@ def main(argv=None) -> int:
         for i, res in enumerate(regions, 1):
             print(format_region(i, res))
             best = res.best
+            region_results.append(res)
             results["models"].append({
                 "model": name, "region": i, "branches": [t.name for t in res.tasks],
-                "chosen": res.choice.chosen.label, "predicted_s": res.choice.chosen_makespan_s,
+                "chosen": res.chosen.label, "predicted_s": res.decision.chosen_predicted_s,
                 "chosen_measured_s": res.chosen_measured_s, "sequential_s": res.sequential_s,
-                "best": best[0].label if best else None, "best_s": best[1] if best else None})
-    rows = [r for r in results["models"] if r.get("chosen_measured_s")]
-    if rows:
-        sp = geomean([r["sequential_s"] / r["chosen_measured_s"] for r in rows])
-        gap = geomean([r["chosen_measured_s"] / r["best_s"] for r in rows])
-        hits = sum(r["chosen"] == r["best"] for r in rows)
-        errs = [abs(r["predicted_s"] - r["chosen_measured_s"]) / r["chosen_measured_s"] for r in rows]
-        err = sum(errs) / len(errs)
-        print(f"== over {len(rows)} regions: sequential / chosen = {sp:.2f}x (geomean), chosen / measured best = "
-              f"{gap:.2f}x, chosen is the measured best in {hits}/{len(rows)}, predicted vs measured makespan of the "
-              f"chosen: {err * 100:.0f}% mean abs error")
-        results["summary"] = {"regions": len(rows), "sequential_over_chosen": sp, "chosen_over_best": gap,
-                              "chosen_is_best": hits, "makespan_mean_abs_error": err}
-    print(f"records in {store}; total {time.time() - t0:.0f} s")
+                "best": best[0].label if best else None, "best_s": best[1] if best else None,
+                "reason": res.decision.reason})
+    measured = [r for r in region_results if r.chosen_measured_s and r.best]
+    if measured:
+        results["summary"] = c = choice_summary(measured)
+        print(f"== over {len(measured)} model regions:")
+        show_choice("safe chooser", c)
+    results["load_average_end"] = os.getloadavg()
+    results["seconds"] = round(time.time() - t0, 1)
+    print(f"records in {store}; total {time.time() - t0:.0f} s; load average {load_start[0]:.2f} at the start, "
+          f"{results['load_average_end'][0]:.2f} at the end")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2, default=str))
     return 0
+
+
+def _raw_predictor(model, tasks):
+    """The learned model's own co-run latencies, for the old smallest-prediction rule."""
+    import pandas as pd
+
+    from opscope.corun.measure import MemberResult
+    from opscope.corun.table import member_rows
+
+    def predict(arr, alone):
+        members = tuple(MemberResult(t.name, t.keys, tuple(k.name for k in t.kernels), s.cores, s.threads, s.pinned,
+                                     t.flops, t.bytes, (a,), ()) for t, s, a in zip(tasks, arr.slots, alone))
+        return tuple(float(x) for x in model.predict(pd.DataFrame(member_rows(members, arr, require_together=False))))
+    return predict
 
 
 if __name__ == "__main__":
