@@ -94,18 +94,27 @@ def test_bad_arch_is_one_clear_error():
         cuda_target_dict(load_target("host"))
 
 
-def _runtime_only_load(artifact, stub) -> str:
-    """Load ``artifact`` with TVM's runtime only (no compiler library) and call its kernel; the last line."""
+def _runtime_only_load(artifact, stub, paths=(), preload=()) -> str:
+    """Load ``artifact`` with TVM's runtime only (no compiler library) and call its kernel; the last line.
+
+    ``paths`` go first on ``sys.path`` (a bundle's runtime), ``preload`` are loaded before TVM (its
+    CUDA runtime library)."""
+    import json
     import subprocess
     import sys
 
     script = (
-        "import ctypes, os, sys\n"
+        "import ctypes, json, os, sys\n"
         "os.environ['TVM_USE_RUNTIME_LIB'] = '1'\n"
+        "paths, preload = json.loads(sys.argv[3]), json.loads(sys.argv[4])\n"
+        "sys.path[:0] = paths\n"
         "ctypes.CDLL(sys.argv[2], ctypes.RTLD_GLOBAL)\n"
+        "for lib in preload:\n"
+        "    ctypes.CDLL(lib, ctypes.RTLD_GLOBAL)\n"
         "import tvm\n"
         "from tvm.base import _LOADED_LIBS\n"
         "assert 'tvm_compiler' not in _LOADED_LIBS, sorted(_LOADED_LIBS)\n"
+        "assert all(os.path.abspath(tvm.__file__).startswith(os.path.abspath(p)) for p in paths[:1]), tvm.__file__\n"
         "ctypes.CDLL(os.path.join(os.path.dirname(tvm.__file__), 'lib', 'libtvm_runtime_cuda.so'),"
         " ctypes.RTLD_GLOBAL)\n"
         "try:\n"
@@ -118,8 +127,8 @@ def _runtime_only_load(artifact, stub) -> str:
         "except Exception as exc:\n"
         "    print('launch failed:', str(exc).strip().splitlines()[-1])\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script, str(artifact), str(stub)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script, str(artifact), str(stub), json.dumps([str(p) for p in paths]),
+                           json.dumps([str(p) for p in preload])], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -201,6 +210,7 @@ def test_measure_on_gpu(roles):
 
 @pytest.mark.slow
 def test_cuda_bundle_carries_the_cuda_runtime_and_refuses_without_a_gpu(tmp_path):
+    import ctypes
     import json
     import subprocess
     import sys
@@ -217,12 +227,27 @@ def test_cuda_bundle_carries_the_cuda_runtime_and_refuses_without_a_gpu(tmp_path
     assert info.kernels == 2 and info.build_errors == 0
     assert all((info.path / "runtime" / p).is_file() for p in manifest["preload"])
     assert any("libcudart" in p for p in manifest["preload"])
+    # the bundle's own runtime (no compiler library, no nvcc needed) loads every kernel, and a launch
+    # reaches the CUDA driver: a stub here, so it stops there with the driver's error
+    from opscope.collector.cuda_build import build_driver_stub
+
+    stub = build_driver_stub(tmp_path)
+    runtime = info.path / "runtime"
+    paths = (runtime / "common", runtime / "cp{}{}".format(*sys.version_info[:2]))
+    for entry in manifest["entries"]:
+        out = _runtime_only_load(info.path / entry["artifact"], stub, paths, [runtime / p for p in manifest["preload"]])
+        assert "loaded" in out and "stub library" in out, (entry["schedule_id"], out)
     if have_gpu():
         pytest.skip("a GPU is present: the refusal below is for machines without one")
     proc = subprocess.run([sys.executable, str(info.path / "run.py"), "--out", str(tmp_path / "r.json")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3
-    assert "cannot load the CUDA runtime" in proc.stderr or "no GPU is visible" in proc.stderr
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        expected = "no GPU is visible"  # a driver without a GPU
+    except OSError:
+        expected = "cannot load the CUDA runtime (is an NVIDIA driver installed?)"  # no driver at all
+    assert expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "r.json").exists()
 
 
