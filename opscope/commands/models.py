@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="import models not yet cached, to show their operator counts (slow)")
     parser.add_argument("--show", metavar="MODEL",
                         help="print the operators of MODEL (zoo name, .onnx or .csv path)")
-    parser.add_argument("--batch", type=int, default=1, help="batch size for --show/--detail (default 1)")
+    parser.add_argument("--batch", "--batch-size", dest="batch", type=int, default=1,
+                        help="batch size for --show/--detail (default 1)")
     parser.add_argument("--dtype", default="float32", help="dtype for --show/--detail (default float32)")
     parser.add_argument("--param", "--set", dest="params", action="append", default=[], metavar="NAME=INT",
                         help="a zoo model parameter for --show, e.g. --param image_size=112 (repeatable; "
