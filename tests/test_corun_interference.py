@@ -177,3 +177,16 @@ def test_saved_model_keeps_its_validation(tmp_path):
     np.testing.assert_allclose(bound, bound0)
     assert methods == methods0
     assert back.method_ == m.method_ and back.summary() == m.summary()
+
+
+def test_the_linear_learner_does_not_extend_its_line_past_the_training_range():
+    from opscope.corun.interference import FEATURES, _Linear
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(40, len(FEATURES)))
+    y = 0.5 * x[:, 0]
+    lin = _Linear(1.0, [0]).fit(x, y)
+    far, edge = x[:1].copy(), x[:1].copy()
+    far[0, 0], edge[0, 0] = 1e6, x[:, 0].max()
+    assert lin.predict(far)[0] == pytest.approx(lin.predict(edge)[0])
+    assert lin.predict(edge)[0] > lin.predict(x[np.argmin(x[:, 0])][None, :])[0]  # it did learn the slope

@@ -387,7 +387,9 @@ class _Clipped:
 
 class _Linear:
     """Huber regression (robust to the rare starved run) on a few standardised features, stored as
-    plain numbers; ``columns`` are the feature positions it reads."""
+    plain numbers; ``columns`` are the feature positions it reads.  Features are clipped to their
+    training range before predicting: a line fitted on a few operators must not be extended far
+    past them."""
 
     def __init__(self, alpha: float, columns: list[int]):
         self.alpha = alpha
@@ -397,6 +399,7 @@ class _Linear:
         from sklearn.linear_model import HuberRegressor
 
         x = x[:, self.columns]
+        self.low_, self.high_ = x.min(axis=0), x.max(axis=0)
         self.mean_ = x.mean(axis=0)
         std = x.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
@@ -405,17 +408,20 @@ class _Linear:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return ((x[:, self.columns] - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+        x = np.clip(x[:, self.columns], self.low_, self.high_)
+        return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
     def to_dict(self) -> dict:
         return {"alpha": self.alpha, "columns": self.columns, "mean": self.mean_.tolist(),
-                "scale": self.scale_.tolist(), "coef": self.coef_.tolist(), "intercept": self.intercept_}
+                "scale": self.scale_.tolist(), "coef": self.coef_.tolist(), "intercept": self.intercept_,
+                "low": self.low_.tolist(), "high": self.high_.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> _Linear:
         self = cls(float(d["alpha"]), [int(c) for c in d["columns"]])
         self.mean_, self.scale_ = np.array(d["mean"], float), np.array(d["scale"], float)
         self.coef_, self.intercept_ = np.array(d["coef"], float), float(d["intercept"])
+        self.low_, self.high_ = np.array(d["low"], float), np.array(d["high"], float)
         return self
 
 
