@@ -8,7 +8,7 @@ A depthwise convolution has ``g`` = channels and ``c = 1``: channels are indepen
 (FRAME's DWCONV is a GEMM whose reduction runs over the channels, which overcounts its reuse).
 
 Each tensor depends on some loops (``RELEVANT``); the input's tile includes the convolution halo,
-``((t_p - 1) x stride + t_r) x ((t_q - 1) x stride + t_s)``.  Tile sizes are scaled to the tensor's
+``((t_p - 1) x stride + (t_r - 1) x dilation + 1)`` rows (and likewise columns).  Tile sizes are scaled to the tensor's
 real bytes (after compression), so padding and sparsity carry through.
 """
 
@@ -34,6 +34,7 @@ class LayerShape:
 
     extents: tuple[int, ...]  # in LOOPS order
     stride: tuple[int, int]
+    dilation: tuple[int, int]
     #: bytes per element of input, weight, output (real bytes / tile elements at full extent)
     elem_bytes: tuple[float, float, float]
     #: bytes of tensors the nest does not follow (bias ...): moved once at every level
@@ -56,8 +57,9 @@ class LayerShape:
             return t["g"] * t["k"] * t["c"] * t["r"] * t["s"]
         if tensor == "output":
             return t["g"] * t["n"] * t["k"] * t["p"] * t["q"]
-        sh, sw = self.stride
-        return t["g"] * t["n"] * t["c"] * ((t["p"] - 1) * sh + t["r"]) * ((t["q"] - 1) * sw + t["s"])
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        return t["g"] * t["n"] * t["c"] * ((t["p"] - 1) * sh + (t["r"] - 1) * dh + 1) * (
+            (t["q"] - 1) * sw + (t["s"] - 1) * dw + 1)
 
     def full(self) -> dict[str, int]:
         return dict(zip(LOOPS, self.extents))
@@ -80,13 +82,15 @@ def layer_shape(op: Operator, byte_factors: Mapping[str, float]) -> LayerShape |
     if not {"a", "w", "o"} <= set(by_role):
         return None
     ext = dict(op.loops)
-    stride = (1, 1)
+    stride = dilation = (1, 1)
     if op.kind in ("conv2d", "depthwise_conv2d"):
         if not {"n", "k", "c", "p", "q", "r", "s"} <= set(ext):
             return None
         groups = int(op.attr("groups", 1) or 1)
         st = op.attr("stride", (1, 1)) or (1, 1)
         stride = (int(st), int(st)) if isinstance(st, int) else (int(st[0]), int(st[1]))
+        dl = op.attr("dilation", (1, 1)) or (1, 1)
+        dilation = (int(dl), int(dl)) if isinstance(dl, int) else (int(dl[0]), int(dl[1]))
         k_total = ext["k"]
         if groups < 1 or k_total % groups:
             return None
@@ -100,7 +104,7 @@ def layer_shape(op: Operator, byte_factors: Mapping[str, float]) -> LayerShape |
     extents = tuple(int(e[loop]) for loop in LOOPS)
     if min(extents) < 1:
         return None
-    shape = LayerShape(extents=extents, stride=stride, elem_bytes=(1.0, 1.0, 1.0),
+    shape = LayerShape(extents=extents, stride=stride, dilation=dilation, elem_bytes=(1.0, 1.0, 1.0),
                        other_bytes=0.0, word_bytes=by_role["o"].nbytes // max(1, math.prod(by_role["o"].shape)))
     full = shape.full()
     per = []
@@ -110,5 +114,5 @@ def layer_shape(op: Operator, byte_factors: Mapping[str, float]) -> LayerShape |
         followed.add(t.name)
         per.append(t.nbytes * byte_factors.get(t.name, 1.0) / shape.elems(tensor, full))
     other = sum(t.nbytes * byte_factors.get(t.name, 1.0) for t in op.tensors if t.name not in followed)
-    return LayerShape(extents=extents, stride=stride, elem_bytes=tuple(per),
+    return LayerShape(extents=extents, stride=stride, dilation=dilation, elem_bytes=tuple(per),
                       other_bytes=float(other), word_bytes=max(1, shape.word_bytes))

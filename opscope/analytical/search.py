@@ -210,7 +210,7 @@ def _search_dataflow(shape: LayerShape, spec: TargetSpec, hier: Hierarchy, costi
     # no mapping moves less than every tensor once off-chip (inputs only where the stride skips no
     # pixel), nor reads fewer registers
     full = shape.full()
-    dense_input = shape.stride[0] <= full["r"] and shape.stride[1] <= full["s"]
+    dense_input = shape.dilation == (1, 1) and shape.stride[0] <= full["r"] and shape.stride[1] <= full["s"]
     floor_bytes = shape.other_bytes + sum(shape.elems(x, full) * shape.elem_bytes[k] for k, x in enumerate(TENSORS)
                                           if x != "input" or dense_input)
     floor_s = floor_bytes / (hier.offchip.bandwidth_Bps * spec.memory_efficiency)
