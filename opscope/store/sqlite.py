@@ -215,15 +215,21 @@ def _sniff(p: Path, meta_tables: tuple[str, ...] = ("meta",)) -> None:
     """Refuse, without opening it for writing, a file that is not an opscope store."""
     try:
         with open(p, "rb") as fh:
-            head = fh.read(len(_SQLITE_MAGIC))
+            header = fh.read(100)
     except OSError as exc:
         raise StoreError(f"store {p}: cannot read ({exc.strerror}); check its permissions") from None
+    head = header[:len(_SQLITE_MAGIC)]
     if not head:
         raise StoreError(f"store {p}: empty file, not an opscope store; remove it or choose another --store")
     if head != _SQLITE_MAGIC:
         raise StoreError(f"store {p}: not an SQLite database; choose an opscope store (opscope collect writes one)")
+    # A rollback-journal file (another program's, most likely) or a WAL file whose writer is at
+    # work (its -wal file exists) is read through SQLite's locks with mode=ro, which creates
+    # nothing beside it; a WAL file nobody has open is read as immutable, which needs no -shm.
+    wal = len(header) > 19 and header[18] == 2
+    flags = "immutable=1" if wal and not p.with_name(p.name + "-wal").exists() else "mode=ro"
     try:
-        conn = sqlite3.connect(f"{_uri(p)}?immutable=1", uri=True, isolation_level=None)
+        conn = sqlite3.connect(f"{_uri(p)}?{flags}", uri=True, timeout=30.0, isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"store {p}: cannot open ({exc})") from None
     try:
