@@ -181,24 +181,31 @@ def test_probe_here_without_a_gpu_says_how_to_probe_one_elsewhere(capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not __import__("shutil").which("nvcc"), reason="nvcc not installed")
-def test_probe_bundle_holds_the_tvm_probe_kernels_as_cubins_and_library_py(tmp_path):
+def test_probe_bundle_holds_the_tvm_probe_kernels_as_cubins_and_library_py(tmp_path, capsys):
     import subprocess
     import sys
+    from pathlib import Path
 
+    from opscope.cli import main
     from opscope.collector.cuda_binary import cuda_binaries
-    from opscope.collector.gpu_probe import write_probe_bundle
 
-    info = write_probe_bundle(load_target("h200"), tmp_path / "b", gemm_n=256, copy_bytes=1 << 20, progress=False)
-    manifest = json.loads((info.path / "manifest.json").read_text())
+    assert main(["probe", "--target", "h200", "--bundle", str(tmp_path / "b"), "--gemm-size", "256",
+                 "--copy-mib", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"python {tmp_path / 'b'}/library.py --out library.json --gemm-size 256 --copy-mib 1" in printed
+    assert "opscope probe --target h200 --results results.json --library library.json" in printed
+    bundle = Path(tmp_path / "b")
+    manifest = json.loads((bundle / "manifest.json").read_text())
     assert [e["op_name"] for e in manifest["entries"]] == [
         "probe_gemm_float32_256", "probe_gemm_float16_256", f"probe_copy_{1 << 20}"]
-    assert [e["schedule_kind"] for e in manifest["entries"]] == ["default"] * 3 and info.build_errors == 0
+    assert [e["schedule_kind"] for e in manifest["entries"]] == ["default"] * 3
+    assert all(e["build_error"] is None for e in manifest["entries"])
     assert manifest["requires"] == {"gpu": "cuda", "arch": "sm_90", "binary": "cubin"}
     for e in manifest["entries"]:
-        assert [(m.format, m.arch) for m in cuda_binaries(info.path / e["artifact"])] == [("cubin", "sm_90")]
+        assert [(m.format, m.arch) for m in cuda_binaries(bundle / e["artifact"])] == [("cubin", "sm_90")]
     assert manifest["entries"][2]["args"] == [[[1 << 18], "float32"], [[1 << 18], "float32"]]
     # library.py is the standalone torch side: here torch has no GPU, and it says so in one line
-    proc = subprocess.run([sys.executable, str(info.path / "library.py"), "--out", str(tmp_path / "l.json")],
+    proc = subprocess.run([sys.executable, str(bundle / "library.py"), "--out", str(tmp_path / "l.json")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3 and proc.stderr.strip() == "library.py: torch sees no CUDA GPU"
     assert not (tmp_path / "l.json").exists()
