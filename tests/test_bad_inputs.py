@@ -559,3 +559,27 @@ def test_docs_remote_tracker_default_host_is_all_interfaces():
         start = src.index('"--host"')
         assert 'default="0.0.0.0"' in src[start:start + 200], module.__name__
     assert "listen on `0.0.0.0`" in (REPO / "docs" / "remote.md").read_text()
+
+
+def _write_records(path: str, n: int) -> None:
+    with open_store(path) as st:
+        for i in range(n):
+            st.add(_rec(_op(8 + i % 50), sid=f"w{i}"))
+
+
+def test_a_store_being_written_is_read_whole(tmp_path):
+    # export/train/compare while a collection writes: every read sees a whole store, never "damaged"
+    import multiprocessing
+
+    path = make_store(tmp_path / "busy.db", rows=1)
+    writer = multiprocessing.get_context("fork").Process(target=_write_records, args=(str(path), 600))
+    writer.start()
+    sizes = []
+    try:
+        while writer.is_alive() and len(sizes) < 200:
+            sizes.append(len(load_dataframe(path)))
+    finally:
+        writer.join(timeout=120)
+    assert writer.exitcode == 0
+    assert sizes and sizes == sorted(sizes) and all(1 <= s <= 601 for s in sizes)
+    assert len(load_dataframe(path)) == 601
