@@ -77,3 +77,23 @@ def test_check_cubin_accepts_the_arch_specific_variant(tmp_path):
     lib = tmp_path / "k.so"
     lib.write_bytes(_cuda_record("cubin", _elf(0x6005A04, 8)))  # nvcc writes sm_90a's flags as sm_90's
     assert check_cubin(lib, "sm_90a") == ""
+
+
+def test_the_driver_stub_answers_every_call_with_an_error(tmp_path):
+    """The stub compiled for building without a driver: soname libcuda.so.1, every entry point an error."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    from opscope.collector.cuda_build import CUDA_ERROR_STUB_LIBRARY, build_driver_stub
+
+    if shutil.which("cc") is None or shutil.which("readelf") is None:
+        pytest.skip("needs cc and readelf")
+    lib_path = build_driver_stub(tmp_path)
+    dynamic = subprocess.run(["readelf", "-d", str(lib_path)], capture_output=True, text=True).stdout
+    assert "(SONAME)" in dynamic and "[libcuda.so.1]" in dynamic  # TVM's CUDA runtime links to that name
+    lib = ctypes.CDLL(str(lib_path))
+    assert lib.cuModuleLoadData() == CUDA_ERROR_STUB_LIBRARY == 34
+    assert lib.cuInit() == 34
+    name = ctypes.c_char_p()
+    assert lib.cuGetErrorName(34, ctypes.byref(name)) == 0 and name.value == b"CUDA_ERROR_STUB_LIBRARY"

@@ -96,6 +96,16 @@ def build_driver_stub(directory: str | os.PathLike[str]) -> Path:
     return out
 
 
+def _loads_as_driver(path: Path) -> bool:
+    """Load ``path``; True when ``libcuda.so.1`` then resolves to it (its soname is the driver's)."""
+    try:
+        ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return False
+    return True
+
+
 def load_driver() -> str:
     """Load ``libcuda.so.1`` into this process; returns "system", "toolkit stub" or "opscope stub"."""
     if "driver" in _state:
@@ -105,8 +115,7 @@ def load_driver() -> str:
         _state["driver"] = "system"
     except OSError:
         stub = toolkit_stub()
-        if stub is not None:
-            ctypes.CDLL(str(stub), mode=ctypes.RTLD_GLOBAL)
+        if stub is not None and _loads_as_driver(stub):
             _state["driver"] = "toolkit stub"
         else:
             with tempfile.TemporaryDirectory(prefix="opscope-cuda-stub-") as tmp:
