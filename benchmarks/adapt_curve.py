@@ -1,0 +1,163 @@
+"""Learning curve of adapting a predictor to a new machine, on every pair of machines we have data for.
+
+For a pair (source, destination): the base predictor is fitted on every row of the source machine.
+The destination's operators are split into ``--folds`` folds (whole operators); for each fold the
+other operators' rows are the candidate pool and the fold's rows are the held-out test set.  For each
+budget K, K rows of the pool are chosen (``select_measurements``, or at random for comparison) and:
+
+- ``adapted``: the base predictor with a per-machine correction fitted on those K rows
+  (``AdaptedPredictor``, ``--correction``);
+- ``scratch``: an XGBoost predictor trained on the same K rows only;
+- ``base``: the base predictor unchanged (the same at every K);
+- ``pool``: (once) an XGBoost predictor trained on the whole pool, the within-machine reference.
+
+Held-out predictions are pooled over folds and scored with opscope's metrics (median APE, share
+within +-10 %, TenSet top-1 over each operator's schedules at one thread count).
+
+Each machine gets a spec of its own from its fingerprint (``opscope.predictor.machine_spec``), and
+its rows a target name of their own, so machine features and analytical estimates describe the
+machine that measured the row.  The datasets carry no probe of their machines (``m_meas_*`` are
+NaN); ``adapt`` on a live machine adds them.
+
+    python benchmarks/adapt_curve.py [--pairs host-cpu-v1:xeon16,...] [--ks 0,10,25,50,100,200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from opscope.predictor import make_predictor, read_frame
+from opscope.predictor.adapt import AdaptedPredictor, select_measurements
+from opscope.predictor.machine_spec import retarget, spec_from_fingerprint, store_fingerprints
+from opscope.predictor.metrics import accuracy_table
+
+ROOT = Path(__file__).resolve().parent.parent
+#: dataset -> (path, fingerprint or None to read it from the store's machines table, clock in Hz)
+DATASETS = {
+    # DATASHEET.md of each: the fingerprints as stored when the data was measured
+    "host-cpu-v1": (ROOT / "datasets/host-cpu-v1/measurements.parquet",
+                    {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "32K", "L2": "512K", "L3": "32M"},
+                     "tvm_target": {"mcpu": "znver3"}}, None),
+    "xeon16": (ROOT / "datasets/xeon16-bundle-v1/measurements.parquet",
+               # kernels built for x86-64-v3 (AVX2), whatever the Xeon's own AVX-512
+               {"cpu_model": "Intel Xeon", "cores": 16, "caches": {"L1d": "48K", "L2": "2M", "L3": "300M"},
+                "tvm_target": {"mcpu": "x86-64-v3"}}, None),
+    "space-v2": (Path("/work/data/space-v2.db"), None, 2.596e9),
+}
+LABEL = "latency_min_s"
+
+
+def load(name: str) -> tuple[pd.DataFrame, object]:
+    path, fp, freq = DATASETS[name]
+    frame = read_frame(path, label=LABEL)
+    if fp is None:
+        fps = store_fingerprints(str(path))
+        mid = str(frame["machine_id"].iloc[0])
+        fp = fps[mid]
+    spec = spec_from_fingerprint(fp, name, frequency_hz=freq)
+    return retarget(frame, name), spec
+
+
+def curve(src: pd.DataFrame, dst: pd.DataFrame, specs: dict, ks: list[int], base_name: str, folds: int,
+          correction: str, seed: int, log) -> pd.DataFrame:
+    y_src = src[LABEL].to_numpy()
+    t0 = time.perf_counter()
+    base = make_predictor(base_name, specs=specs).fit(src, y_src)
+    log(f"  base {base_name} fitted on {len(src)} rows in {time.perf_counter() - t0:.1f} s")
+    keys = np.random.default_rng(seed).permutation(dst["workload_key"].unique())
+    parts = np.array_split(keys, folds)
+    y = dst[LABEL].to_numpy()
+    preds: dict[tuple[str, int], np.ndarray] = {}
+    chosen: dict[int, list[str]] = {}
+
+    def put(method: str, k: int, test: np.ndarray, p: np.ndarray) -> None:
+        preds.setdefault((method, k), np.full(len(dst), np.nan))[test] = p
+
+    for fi, held in enumerate(parts):
+        test = dst["workload_key"].isin(held).to_numpy()
+        pool = dst[~test].reset_index(drop=True)
+        test_frame = dst[test].reset_index(drop=True)
+        y_pool = y[~test]
+        base_test = base.predict(test_frame)
+        ref = make_predictor("xgboost", specs=specs).fit(pool, y_pool)
+        put("pool", -1, test, ref.predict(test_frame))
+        for k in ks:
+            put("base", k, test, base_test)
+            picks = {"adapted": select_measurements(base, pool, k, specs, seed=seed).indices,
+                     "adapted-random": tuple(np.random.default_rng(seed + fi).choice(
+                         len(pool), min(k, len(pool)), replace=False))}
+            for method, idx in picks.items():
+                idx = np.asarray(idx, dtype=int)
+                if k == 0:
+                    put(method, k, test, base_test)
+                    continue
+                ad = AdaptedPredictor(base, correction=correction, specs=specs, seed=seed)
+                ad.fit(pool.iloc[idx].reset_index(drop=True), y_pool[idx])
+                put(method, k, test, base_test * ad.correction_factor(test_frame))
+                if method == "adapted":
+                    chosen.setdefault(k, []).append(ad.chosen_)
+            idx = np.asarray(picks["adapted"], dtype=int)
+            if k >= 2:
+                sc = make_predictor("xgboost", specs=specs).fit(pool.iloc[idx].reset_index(drop=True), y_pool[idx])
+                put("scratch", k, test, sc.predict(test_frame))
+        log(f"  fold {fi + 1}/{folds}: {int(test.sum())} test rows, {len(pool)} in the pool "
+            f"({time.perf_counter() - t0:.0f} s)")
+    rows = []
+    for (method, k), p in sorted(preds.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        m = accuracy_table(dst, p, y)
+        rows.append({"method": method, "K": k if k >= 0 else "all", **m,
+                     "corrections": ",".join(sorted(set(chosen.get(k, [])))) if method == "adapted" else ""})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,host-cpu-v1:space-v2,"
+                                       "space-v2:host-cpu-v1,xeon16:space-v2,space-v2:xeon16")
+    ap.add_argument("--ks", default="0,10,25,50,100,200")
+    ap.add_argument("--base", default="xgboost", help="base predictor(s), comma separated")
+    ap.add_argument("--correction", default="auto")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="CSV of every row of the curves")
+    args = ap.parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    ks = [int(k) for k in args.ks.split(",")]
+    cache: dict[str, tuple[pd.DataFrame, object]] = {}
+    tables = []
+    t0 = time.perf_counter()
+    for pair in args.pairs.split(","):
+        a, b = pair.split(":")
+        for name in (a, b):
+            if name not in cache:
+                cache[name] = load(name)
+                log(f"{name}: {len(cache[name][0])} ok rows, {cache[name][0]['workload_key'].nunique()} operators")
+        (src, sa), (dst, sb) = cache[a], cache[b]
+        specs = {a: sa, b: sb}
+        for base_name in args.base.split(","):
+            log(f"{a} -> {b}, base {base_name}")
+            t = curve(src, dst, specs, ks, base_name, args.folds, args.correction, args.seed, log)
+            t.insert(0, "base", base_name)
+            t.insert(0, "pair", f"{a}->{b}")
+            tables.append(t)
+            show = t[["method", "K", "median_ape", "within10", "top1", "spearman", "mape", "corrections"]]
+            print(f"\n## {a} -> {b} (base {base_name})\n")
+            print(show.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    out = pd.concat(tables, ignore_index=True)
+    if args.out:
+        out.to_csv(args.out, index=False)
+    log(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
