@@ -583,3 +583,18 @@ def test_a_store_being_written_is_read_whole(tmp_path):
     assert writer.exitcode == 0
     assert sizes and sizes == sorted(sizes) and all(1 <= s <= 601 for s in sizes)
     assert len(load_dataframe(path)) == 601
+
+
+def test_a_file_that_corun_made_is_ours(tmp_path):
+    # `opscope corun --store runs.db` may create the file before any collection writes to it
+    from opscope.corun.table import save_corun
+
+    path = tmp_path / "runs.db"
+    save_corun(path, [])
+    before = _snapshot([path])
+    assert len(load_dataframe(path)) == 0  # read-only: migrated in memory, the file untouched
+    assert _snapshot([path]) == before
+    with open_store(path) as st:
+        st.add_machine("m1", {"cpu": "x"})
+        st.add(_rec(_op()))
+    assert load_dataframe(path)["schedule_id"].tolist() == ["s1"]

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         from opscope.store.sqlite import sniff_store
 
         # another program's database, or a damaged one, is refused before anything is measured
-        sniff_store(args.store, meta_tables=("meta", "corun_meta"))
+        sniff_store(args.store)
     if args.repeats < 1 or args.rounds < 1 or args.window_ms <= 0:
         raise OpscopeError("--repeats and --rounds must be >= 1 and --window-ms > 0")
     if args.spin_count is not None and args.spin_count < 0:

@@ -202,16 +202,17 @@ def open_store(path: str | os.PathLike[str], read_only: bool = False) -> Store:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def sniff_store(path: str | os.PathLike[str], meta_tables: tuple[str, ...] = ("meta",)) -> None:
-    """Refuse, without writing it, a file that is not an opscope store.
+#: Tables that mark an SQLite file as opscope's: the measurement store's ``meta``, and the co-run
+#: tables' ``corun_meta`` (``opscope corun`` may have made the file before any collection did).
+OUR_META_TABLES = ("meta", "corun_meta")
 
-    ``meta_tables`` are the tables that mark a file as ours: ``meta`` for the measurement store;
-    the co-run tables (``corun_meta``) may live in a file of their own.
-    """
+
+def sniff_store(path: str | os.PathLike[str], meta_tables: tuple[str, ...] = OUR_META_TABLES) -> None:
+    """Refuse, without writing it, a file that is not an opscope store (see ``OUR_META_TABLES``)."""
     _sniff(Path(path), meta_tables)
 
 
-def _sniff(p: Path, meta_tables: tuple[str, ...] = ("meta",)) -> None:
+def _sniff(p: Path, meta_tables: tuple[str, ...] = OUR_META_TABLES) -> None:
     """Refuse, without opening it for writing, a file that is not an opscope store."""
     try:
         with open(p, "rb") as fh:
@@ -223,13 +224,9 @@ def _sniff(p: Path, meta_tables: tuple[str, ...] = ("meta",)) -> None:
         raise StoreError(f"store {p}: empty file, not an opscope store; remove it or choose another --store")
     if head != _SQLITE_MAGIC:
         raise StoreError(f"store {p}: not an SQLite database; choose an opscope store (opscope collect writes one)")
-    # A rollback-journal file (another program's, most likely) or a WAL file whose writer is at
-    # work (its -wal file exists) is read through SQLite's locks with mode=ro, which creates
-    # nothing beside it; a WAL file nobody has open is read as immutable, which needs no -shm.
-    wal = len(header) > 19 and header[18] == 2
-    flags = "immutable=1" if wal and not p.with_name(p.name + "-wal").exists() else "mode=ro"
     try:
-        conn = sqlite3.connect(f"{_uri(p)}?{flags}", uri=True, timeout=30.0, isolation_level=None)
+        conn = sqlite3.connect(f"{_uri(p)}?{_read_flags(p, header)}", uri=True, timeout=30.0,
+                               isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"store {p}: cannot open ({exc})") from None
     try:
@@ -244,6 +241,20 @@ def _sniff(p: Path, meta_tables: tuple[str, ...] = ("meta",)) -> None:
         raise StoreError(f"store {p}: damaged SQLite file ({exc}); restore it from a copy") from None
     finally:
         conn.close()
+
+
+def _read_flags(p: Path, header: bytes) -> str:
+    """How to open ``p`` for reading without creating or changing anything beside it.
+
+    A rollback-journal file (another program's, most likely) or a WAL file whose writer is at work
+    (its -wal file exists) is read through SQLite's locks (``mode=ro``), which then creates
+    nothing; a WAL file that nobody has open, or one in a folder we cannot write, is read as
+    immutable: ``mode=ro`` would leave -wal and -shm files beside it.
+    """
+    wal = len(header) > 19 and header[18] == 2
+    if wal and (not p.with_name(p.name + "-wal").exists() or not writable(p.absolute().parent)):
+        return "immutable=1"
+    return "mode=ro"
 
 
 def _checked_version(conn: sqlite3.Connection, p: Path) -> int:
@@ -287,14 +298,16 @@ def _uri(p: Path) -> str:
 
 def _open_read_only(p: Path) -> sqlite3.Connection:
     """A connection that cannot write ``p``; an older schema is migrated into a copy in memory."""
-    # mode=ro reads the WAL like any reader; in a folder we cannot write, SQLite cannot make the
-    # -shm file it needs, so the file is opened as immutable (no one can be writing it there).
-    flags = "mode=ro" if writable(p.absolute().parent) else "immutable=1"
     try:
-        conn = sqlite3.connect(f"{_uri(p)}?{flags}", uri=True, timeout=30.0, isolation_level=None)
+        with open(p, "rb") as fh:
+            header = fh.read(100)
+        conn = sqlite3.connect(f"{_uri(p)}?{_read_flags(p, header)}", uri=True, timeout=30.0,
+                               isolation_level=None)
         conn.execute("PRAGMA query_only=ON")
         version = _checked_version(conn, p)
         _check_intact(conn, p)
+    except OSError as exc:
+        raise StoreError(f"store {p}: cannot read ({exc.strerror}); check its permissions") from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"store {p}: not a readable SQLite database ({exc})") from None
     if version == SCHEMA_VERSION:
