@@ -166,8 +166,9 @@ def _dim_options(loops: tuple[str, ...], room: int, extents: list[int], max_loop
     return opts
 
 
-def spatial_options(shape: LayerShape, spec: TargetSpec, df: Dataflow) -> list[tuple[int, ...]]:
-    """Spatial factor vectors (LOOPS order) of ``df`` on the spec's array, fewest PE steps first."""
+def spatial_options(shape: LayerShape, spec: TargetSpec, df: Dataflow) -> list[tuple]:
+    """Spatial unrollings of ``df`` on the spec's array, fewest PE steps first: ``(factors in LOOPS
+    order, height-first loops, height, width, instances)``, the last four as ``{loop: factor}``."""
     pe = spec.pe_array
     ext = list(shape.extents)
     first = {}
