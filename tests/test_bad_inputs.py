@@ -197,6 +197,15 @@ def _damaged_store_train(t: Path):
     return ["train", "--store", args[2], "--out", str(t / "p")], keep
 
 
+def _damaged_store_collect(t: Path):
+    args, keep = _damaged_store(t)
+    return ["collect", "--model", str(TABLE / _any_table()), "--store", args[2]], keep
+
+
+def _unknown_model_collect(t: Path):
+    return ["collect", "--model", "nosuch", "--store", str(t / "new.db")], []
+
+
 def _read_only_store_collect(t: Path):
     db = read_only(make_store(t / "a.db"))
     return ["collect", "--model", str(TABLE / _any_table()), "--store", str(db)], [db]
@@ -340,6 +349,9 @@ CASES: dict[str, Case] = {
     # 3. damaged or read-only stores
     "export-damaged-store": Case(_damaged_store, "store {t}/a.db: damaged SQLite file"),
     "train-damaged-store": Case(_damaged_store_train, "store {t}/a.db: damaged SQLite file"),
+    "collect-damaged-store": Case(_damaged_store_collect, "store {t}/a.db: damaged SQLite file"),
+    "collect-unknown-model-no-store-left": Case(_unknown_model_collect, "unknown model 'nosuch'",
+                                                absent=("new.db",)),
     "collect-read-only-store": Case(_read_only_store_collect, "store {t}/a.db: the file is read-only"),
     "schema-version-word": Case(_schema_version_word, "meta schema_version 'two' is not a number"),
     "schema-version-deleted": Case(_schema_version_deleted, "the meta table has no schema_version row"),

@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         raise OpscopeError("--target rpc needs the board's spec: --target rpc-aarch64, rpc-armv7, rpc-x86_64 or a "
                            "TOML with an [extra.rpc] table (opscope targets lists them)")
     from opscope.edges import at_least, thread_counts
+    from opscope.store.sqlite import check_writable_store
 
     at_least(args.trials, 0, "--trials")
     at_least(args.workers, 1, "--workers")
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise OpscopeError(f"--timeout {args.timeout}: must be > 0 seconds")
     if _measured_here(args.target):
         thread_counts(args.threads)
-    open_store(args.store).close()  # a store that cannot be written is refused before the models load
+    check_writable_store(args.store)  # refused before the models load, and no new file left behind
     rpc = None
     if args.tracker or args.rpc_key:
         from opscope.collector.registry import roles_module

@@ -183,6 +183,21 @@ def open_store(path: str | os.PathLike[str], read_only: bool = False) -> Store:
             raise StoreError(f"store {p}: no such file (measure with `opscope collect ... --store {p}`)")
         _sniff(p)
         return Store(p, read_only=True)
+    check_writable_store(p)
+    if not p.exists():
+        _create(p)
+    return Store(p)
+
+
+def check_writable_store(path: str | os.PathLike[str]) -> None:
+    """What ``open_store(path)`` refuses, checked without creating or opening anything for writing.
+
+    A command that writes a store calls it before its long work (loading models), so that a bad
+    ``--store`` is one line at once and a refusal leaves no new file behind.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise StoreError(f"store {p}: is a directory, expected a SQLite file")
     if not p.parent.exists():
         raise StoreError(f"store {p}: folder {p.parent} does not exist")
     folder = p.absolute().parent
@@ -190,12 +205,9 @@ def open_store(path: str | os.PathLike[str], read_only: bool = False) -> Store:
         raise StoreError(f"store {p}: folder {folder} is not writable (SQLite keeps its -wal and -shm files "
                          "beside the store); copy the store elsewhere or use a read-only command")
     if p.exists():
-        _sniff(p)
+        _sniff(p, intact=True)
         if not writable(p):
             raise StoreError(f"store {p}: the file is read-only; make it writable (chmod u+w) or use another --store")
-    else:
-        _create(p)
-    return Store(p)
 
 
 # -- opening safely ------------------------------------------------------------------------------
@@ -212,7 +224,7 @@ def sniff_store(path: str | os.PathLike[str], meta_tables: tuple[str, ...] = OUR
     _sniff(Path(path), meta_tables)
 
 
-def _sniff(p: Path, meta_tables: tuple[str, ...] = OUR_META_TABLES) -> None:
+def _sniff(p: Path, meta_tables: tuple[str, ...] = OUR_META_TABLES, intact: bool = False) -> None:
     """Refuse, without opening it for writing, a file that is not an opscope store."""
     try:
         with open(p, "rb") as fh:
@@ -237,6 +249,8 @@ def _sniff(p: Path, meta_tables: tuple[str, ...] = OUR_META_TABLES) -> None:
                              "choose another --store")
         if "meta" in tables:
             _checked_version(conn, p)
+        if intact:
+            _check_intact(conn, p)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"store {p}: damaged SQLite file ({exc}); restore it from a copy") from None
     finally:
