@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("opscope.commands.evaluate", "evaluate a predictor on held-out splits"),
     "predict": ("opscope.commands.predict", "predict operator latencies of a model"),
     "tune": ("opscope.commands.tune", "predictor-guided schedule search for one operator"),
+    "adapt": ("opscope.commands.adapt", "adapt a predictor trained elsewhere to this machine (probe + K measurements)"),
     "compare": ("opscope.commands.compare", "analytical vs measured vs predicted report"),
     "bundle": ("opscope.commands.bundle", "compile an offline measurement bundle for a device"),
     "import-results": ("opscope.commands.import_results", "import a bundle's results.json into a store"),

@@ -3,12 +3,13 @@
 Two steps, both on store frames:
 
 1. ``select_measurements(base, pool, budget, specs)``: which ``budget`` rows of a candidate pool
-   (operators x schedules x thread counts, not yet measured) inform most.  Greedy: each pick
-   maximises ``distance to the nearest row already picked x (1 + disagreement)`` over a standardised
-   feature space (operator sizes, kind, threads, schedule summary, the analytical terms): diversity
-   first, weighted by how much the base predictor and the new machine's analytical model disagree on
-   the row (``|log base - log analytical - median|``, a two-member committee: where they disagree the
-   base has least to say about this machine).  The first pick is the most disagreed-on row.
+   (operators x schedules x thread counts, not yet measured) inform most.  Diversity: the pool is cut
+   into ``budget`` regions of a standardised feature space (operator sizes, kind, threads, schedule
+   summary, the analytical terms) by a weighted k-means, and the row nearest each region's centre is
+   measured.  Uncertainty: each row weighs ``1 + disagreement / median disagreement``, where the
+   disagreement is how far the base predictor and the new machine's analytical model part on the row
+   (``|log base - log analytical - median|``, a two-member committee: where they disagree the base
+   has least to say about this machine), so disputed rows pull the regions' centres towards them.
 2. ``AdaptedPredictor(base).fit(rows)``: a per-machine correction on top of the base predictor,
    ``prediction = base(row) x exp(correction(row))``, the correction regressing ``log(measured / base)``
    on the rows' features (which include the new machine's ``m_*`` features and analytical estimate
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -99,7 +101,8 @@ def design_matrix(frame: pd.DataFrame, specs: Mapping[str, TargetSpec] | Any = N
 def _standardise(X: np.ndarray, center: np.ndarray | None = None,
                  scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if center is None:
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # an all-NaN column (a feature no row has) is centred at 0
+            warnings.simplefilter("ignore", RuntimeWarning)
             center = np.nan_to_num(np.nanmean(X, axis=0)) if len(X) else np.zeros(X.shape[1])
             scale = np.nan_to_num(np.nanstd(X, axis=0))
         scale = np.where(scale > 1e-12, scale, 1.0)
@@ -124,22 +127,48 @@ def select_measurements(base: FramePredictor, pool: pd.DataFrame, budget: int,
         gap = np.log(base.predict(pool)) - np.log(analytical)
     gap = np.where(np.isfinite(gap), gap, np.nan)
     dis = np.abs(gap - np.nanmedian(gap)) if np.isfinite(gap).any() else np.zeros(n)
-    dis = np.nan_to_num(dis)
-    weight = 1.0 + dis / (np.median(dis) + 1e-9)
-    # a tiny seeded jitter breaks ties between identical rows reproducibly
-    weight = weight * (1.0 + 1e-6 * np.random.default_rng(seed).random(n))
-    first = int(np.argmax(weight))
-    chosen = [first]
-    dmin = np.sum((Z - Z[first]) ** 2, axis=1)
-    dmin[first] = -1.0
-    for _ in range(budget - 1):
-        i = int(np.argmax(np.sqrt(np.maximum(dmin, 0.0)) * weight * (dmin >= 0)))
-        if dmin[i] < 0:
-            break
-        chosen.append(i)
-        dmin = np.minimum(dmin, np.sum((Z - Z[i]) ** 2, axis=1))
-        dmin[chosen] = -1.0
+    weight = 1.0 + np.nan_to_num(dis) / (np.nanmedian(dis) + 1e-9 if np.isfinite(dis).any() else 1.0)
+    chosen = _weighted_medoids(Z, weight, budget, seed)
     return Selection(tuple(chosen), budget, n)
+
+
+def _weighted_medoids(Z: np.ndarray, weight: np.ndarray, k: int, seed: int, iterations: int = 20) -> list[int]:
+    """``k`` distinct rows: the medoids of a weighted k-means of ``Z`` (k-means++ start, seeded).
+
+    Each cluster is a region of the feature space; its medoid is the row nearest the weighted centre,
+    so the picks are typical rows of regions that cover the pool (not its extremes, which a small
+    correction fitted on them would extrapolate from), and rows the committee disputes pull the centres.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(Z)
+    centres = [Z[int(np.argmax(weight))]]
+    d2 = np.sum((Z - centres[0]) ** 2, axis=1)
+    for _ in range(k - 1):
+        p = d2 * weight
+        total = p.sum()
+        i = int(rng.choice(n, p=p / total)) if total > 0 else int(rng.integers(n))
+        centres.append(Z[i])
+        d2 = np.minimum(d2, np.sum((Z - Z[i]) ** 2, axis=1))
+    C = np.array(centres)
+    for _ in range(iterations):
+        assign = np.argmin(((Z[:, None, :] - C[None, :, :]) ** 2).sum(axis=2), axis=1)
+        newc = C.copy()
+        for j in range(k):
+            m = assign == j
+            if m.any():
+                newc[j] = np.average(Z[m], axis=0, weights=weight[m])
+        if np.allclose(newc, C):
+            break
+        C = newc
+    dist = ((Z[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
+    picks: list[int] = []
+    taken = np.zeros(n, dtype=bool)
+    for j in np.argsort(np.bincount(np.argmin(dist, axis=1), minlength=k))[::-1]:  # biggest clusters first
+        order = np.argsort(dist[:, j], kind="stable")
+        i = int(next(r for r in order if not taken[r]))
+        picks.append(i)
+        taken[i] = True
+    return picks
 
 
 class AdaptedPredictor(FramePredictor):
@@ -249,7 +278,7 @@ def save_adapted(pred: AdaptedPredictor, directory: str | Path, training: pd.Dat
     base = pred._check_base()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    base_training = getattr(pred, "base_training_", None)
+    base_training = getattr(pred, "base_training_", None) or getattr(base, "base_training_", None)
     save_predictor(base, directory / BASE_DIR)
     base_meta = read_metadata(directory / BASE_DIR)
     if base_training is not None:  # the base's own training summary, carried from where it was loaded
