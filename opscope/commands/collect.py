@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -16,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="operators drawn from distributions of real layers instead of (or beside) a model's: "
                              "'default' (the documented space for training this machine's predictor) or counts "
                              "per kind, e.g. conv2d:200,dense:150 (kinds: conv2d, depthwise_conv2d, dense, "
-                             "batch_matmul, pool, softmax); --seed draws them")
+                             "batch_matmul, pool, softmax); --seed draws them; adaptive:N adds N operators near "
+                             "those of --store that a predictor gets most wrong (after a first collection)")
     parser.add_argument("--space-onnx", action="append", default=[], metavar="FILE.onnx",
                         help="also fit the space's distributions to this ONNX model's layers (repeatable)")
     parser.add_argument("--max-minutes", type=float, default=None,
@@ -96,6 +98,30 @@ def _measured_here(target: str) -> bool:
     return roles_module(load_target(target)) is None
 
 
+def _adaptive_space(args: argparse.Namespace) -> list:
+    """``--space adaptive:N``: N layers near the space operators of --store a predictor gets most wrong."""
+    from opscope.store import load_dataframe
+    from opscope.workloads.space import adaptive_layers
+
+    text = args.space.strip().partition(":")[2]
+    if not text.isdigit() or int(text) < 1:
+        raise OpscopeError(f"--space {args.space!r}: expected adaptive:N with a positive count N")
+    if not os.path.isfile(args.store):
+        raise OpscopeError(f"--space adaptive needs the measurements of a first space collection in --store; "
+                           f"{args.store} does not exist (collect --space default first)")
+    frame = load_dataframe(args.store)
+    frame = frame[frame["status"] == "ok"]
+    if not args.quiet:
+        print("fitting a predictor on the space operators measured so far, to find where it errs most ...",
+              file=sys.stderr, flush=True)
+    layers, worst = adaptive_layers(frame, int(text), seed=args.seed)
+    if not args.quiet:
+        print(f"{len(layers)} new layers near the {len(worst)} operators with the largest held-out error "
+              f"(held-out error x{math.exp(worst['median_log_error'].min()):.2f} to "
+              f"x{math.exp(worst['median_log_error'].max()):.2f})", file=sys.stderr)
+    return layers
+
+
 def _space_operators(space, args: argparse.Namespace) -> list:
     from opscope.workloads.space import space_operators
 
@@ -131,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise OpscopeError(f"--max-minutes {args.max_minutes}: must be > 0")
     space = None
-    if args.space:
+    if args.space and args.space.strip().startswith("adaptive:"):
+        space = _adaptive_space(args)
+    elif args.space:
         from opscope.workloads.space import parse_space
 
         space = parse_space(args.space)

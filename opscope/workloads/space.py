@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,21 @@ class Layer:
     def label(self) -> str:
         p = "_".join(f"{k}{v}" for k, v in self.params)
         return f"{self.kind}_{p}" + (f"_{self.epilogue}" if self.epilogue else "")
+
+    @classmethod
+    def from_label(cls, label: str) -> Layer:
+        """The layer a ``label`` names (``conv2d_c64_h56_k64_r3_stride1_w56_bn_relu``)."""
+        kind = max((k for k in SPACE_KINDS if label.startswith(k + "_")), key=len, default=None)
+        if kind is None:
+            raise OpscopeError(f"space: {label!r} does not name a layer of a known kind")
+        params, epilogue = [], []
+        for token in label[len(kind) + 1:].split("_"):
+            m = re.fullmatch(r"([a-z]+)(\d+)", token)
+            if m:
+                params.append((m.group(1), int(m.group(2))))
+            elif token:
+                epilogue.append(token)
+        return cls(kind, tuple(sorted(params)), "_".join(epilogue))
 
     @property
     def flops(self) -> float:
@@ -392,7 +408,7 @@ def _interleaved(layers: list[Layer]) -> list[Layer]:
     return out
 
 
-def space_operators(space: Sequence[tuple[str, int]] | str, seed: int = 0, dtype: str = "float32",
+def space_operators(space: Sequence[tuple[str, int]] | str | Sequence[Layer], seed: int = 0, dtype: str = "float32",
                     onnx_paths: Sequence[str] = (), max_gflop: float = MAX_GFLOP, progress: Any = None) -> list[Any]:
     """The operators of a space: one heavy operator per drawn layer (its fused epilogue included).
 
@@ -405,7 +421,10 @@ def space_operators(space: Sequence[tuple[str, int]] | str, seed: int = 0, dtype
 
     if isinstance(space, str):
         space = parse_space(space)
-    layers = _interleaved(draw_layers(space, seed, reference_layers(onnx_paths), max_gflop))
+    if space and isinstance(next(iter(space)), Layer):
+        layers = list(space)  # already drawn (e.g. by adaptive_layers)
+    else:
+        layers = _interleaved(draw_layers(space, seed, reference_layers(onnx_paths), max_gflop))
     ops: list[Any] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -421,6 +440,81 @@ def space_operators(space: Sequence[tuple[str, int]] | str, seed: int = 0, dtype
         if main.key in seen:
             continue
         seen.add(main.key)
-        ops.append(replace(main, name=f"space_{layer.label}", models=(SPACE_MODEL,), count=1))
+        attrs = tuple(sorted(dict(main.attrs, space=layer.label).items()))
+        ops.append(replace(main, name=f"space_{layer.label}", models=(SPACE_MODEL,), count=1, attrs=attrs))
     space_operators.skipped = skipped  # type: ignore[attr-defined]
     return ops
+
+
+# -- adaptive sampling ---------------------------------------------------------------------------------
+#: shape parameters a perturbation scales (kernel sizes and strides are kept)
+_SCALED = {"c": 8, "k": 8, "h": 1, "w": 1, "m": 1, "n": 16, "b": 1}
+
+
+def space_layer_of(operator_json: str) -> Layer | None:
+    """The drawn layer of a stored space operator (None for an operator of a model)."""
+    import json
+
+    d = json.loads(operator_json)
+    label = dict((k, v) for k, v in d.get("attrs", ())).get("space")
+    if label is None and str(d.get("name", "")).startswith("space_") and SPACE_MODEL in d.get("models", ()):
+        label = d["name"][len("space_"):]  # stored before the label became an attribute
+    return Layer.from_label(label) if isinstance(label, str) else None
+
+
+def adaptive_layers(frame: Any, count: int, seed: int = 0, label: str = "latency_min_s",
+                    max_gflop: float = MAX_GFLOP, worst_share: float = 0.25) -> tuple[list[Layer], Any]:
+    """``count`` new layers near the space operators a predictor gets most wrong (nn-Meter's adaptive
+    sampling).
+
+    A predictor is fitted on all but a fifth of the measured space operators at a time (unseen-shapes
+    folds); the quarter of operators with the largest held-out median |log error| are perturbed (channels,
+    sizes, GEMM dimensions scaled by up to 1.4x either way) into new layers not measured yet.  Returns
+    the layers and a table of the operators they were drawn near, with their errors.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from opscope.predictor.evaluate import evaluate
+    from opscope.predictor.persist import make_predictor
+
+    if count < 1:
+        raise OpscopeError(f"adaptive sampling: count must be >= 1, got {count}")
+    rows = frame[frame["operator_json"].map(lambda j: space_layer_of(j) is not None)].reset_index(drop=True)
+    if rows["workload_key"].nunique() < 10:
+        raise OpscopeError(f"adaptive sampling needs measurements of at least 10 space operators; the store has "
+                           f"{rows['workload_key'].nunique()}: collect --space default first")
+    ev = evaluate({"xgboost": lambda: make_predictor("xgboost")}, rows, "unseen-shapes", seed=seed,
+                  progress=None, label=label)
+    p = ev.predictions
+    # the error as |log(predicted / measured)|: symmetric, so an operator 8x under-predicted counts as
+    # much as one 8x over-predicted (APE would cap the first at 0.875)
+    err = pd.DataFrame({"workload_key": rows["workload_key"].to_numpy()[p["row"]],
+                        "log_error": np.abs(np.log(p["predicted_s"] / p["measured_s"]))})
+    per_op = err.groupby("workload_key")["log_error"].median().sort_values(ascending=False)
+    worst = per_op.head(max(1, int(round(len(per_op) * worst_share))))
+    by_key = rows.drop_duplicates("workload_key").set_index("workload_key")["operator_json"]
+    bases = [space_layer_of(by_key[k]) for k in worst.index]
+    known = {space_layer_of(j) for j in by_key}
+    rng = random.Random(f"adaptive:{seed}:{len(rows)}")
+    out: list[Layer] = []
+    tries = 0
+    while len(out) < count and tries < 200 * count:
+        tries += 1
+        base = bases[len(out) % len(bases)]
+        d = dict(base.params)
+        for key, multiple in _SCALED.items():
+            if key in d and not (key == "c" and d[key] == 3):
+                d[key] = _round(d[key] * 2.0 ** rng.uniform(-0.5, 0.5), multiple, multiple)
+        if base.kind == "depthwise_conv2d":
+            d["c"] = d["k"]
+        if "w" in d:
+            d["w"] = d["h"]
+        layer = Layer(base.kind, tuple(sorted(d.items())), base.epilogue)
+        if layer in known or not MIN_FLOPS <= layer.flops <= max_gflop * 1e9 or layer.elements * 4 > MAX_BYTES:
+            continue
+        known.add(layer)
+        out.append(layer)
+    table = pd.DataFrame({"workload_key": worst.index, "median_log_error": worst.to_numpy(),
+                          "layer": [b.label for b in bases]})
+    return out, table
