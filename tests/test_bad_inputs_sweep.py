@@ -130,7 +130,8 @@ CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv", CASES, ids=[" ".join(a[:3]).replace(str(T) + "/", "") for a in CASES])
+@pytest.mark.parametrize("argv", CASES, ids=[" ".join(a).replace(tab, "TABLE").replace(str(T) + "/", "")[:70]
+                                              for a in CASES])
 def test_bad_argument_is_one_line(argv, folder, capsys):
     argv = [a.replace(str(T), str(folder)) for a in argv]
     rc = main(argv)

@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         raise OpscopeError(f"--timeout {args.timeout}: must be > 0 seconds")
     if args.out:
         out_file(args.out, "--out", (".csv",))
+    if str(args.model).lower().endswith(".csv"):
+        raise OpscopeError(f"--model {args.model}: a layer table's operators have no TIR to schedule; "
+                           "give a zoo model or an .onnx file")
     pred = load_predictor(args.predictor)
     spec = load_target(args.target)
     print("loading TVM's schedule rules (a one-off cost per process)...", file=sys.stderr, flush=True)
