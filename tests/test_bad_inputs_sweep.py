@@ -129,7 +129,6 @@ CASES = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("argv", CASES, ids=[" ".join(a).replace(tab, "TABLE").replace(str(T) + "/", "")[:70]
                                               for a in CASES])
 def test_bad_argument_is_one_line(argv, folder, capsys):
