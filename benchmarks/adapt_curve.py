@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from opscope.predictor import make_predictor, read_frame
-from opscope.predictor.adapt import AdaptedPredictor, select_measurements
+from opscope.predictor.adapt import AdaptedPredictor, design_matrix, select_measurements
 from opscope.predictor.machine_spec import retarget, spec_from_fingerprint, store_fingerprints
 from opscope.predictor.metrics import accuracy_table
 
@@ -87,9 +87,11 @@ def curve(src: pd.DataFrame, dst: pd.DataFrame, specs: dict, ks: list[int], base
         base_test = base.predict(test_frame)
         ref = make_predictor("xgboost", specs=specs).fit(pool, y_pool)
         put("pool", -1, test, ref.predict(test_frame))
+        design, analytical = design_matrix(pool, specs)
+        prepared = (design, analytical, base.predict(pool))
         for k in ks:
             put("base", k, test, base_test)
-            picks = {"adapted": select_measurements(base, pool, k, specs, seed=seed).indices,
+            picks = {"adapted": select_measurements(base, pool, k, specs, seed=seed, prepared=prepared).indices,
                      "adapted-random": tuple(np.random.default_rng(seed + fi).choice(
                          len(pool), min(k, len(pool)), replace=False))}
             for method, idx in picks.items():

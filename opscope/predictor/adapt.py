@@ -17,7 +17,8 @@ Two steps, both on store frames:
    (shallow gradient-boosted trees, started at the median residual), ``"ridge"`` (a ridge on a few
    operator-level features), ``"shift"`` (the median residual alone) or ``"auto"`` (default: the one of
    those three with the lowest median error when cross-validated over the rows' operators, each fold
-   holding out whole operators, so the choice is made for operators the rows do not contain).
+   holding out whole operators, so the choice is made for operators the rows do not contain; boosting
+   only from ``BOOST_MIN_ROWS`` rows).
 
 ``save_adapted`` writes a predictor directory (``metadata.json`` with both trainings: the base's
 summary under ``base_training`` and the adaptation rows' under ``training``; the base predictor in
@@ -58,6 +59,9 @@ from opscope.targets.spec import TargetSpec
 CORRECTIONS = ("auto", "boost", "ridge", "shift")
 #: what ``auto`` chooses among, simplest first (a tie goes to the simpler one)
 _AUTO = ("shift", "ridge", "boost")
+#: ``auto`` considers boosting only from this many rows: below it, trees of depth 2 with at least two rows
+#: per leaf are fitted to a handful of operators and, measured on held-out ones, cost ranking accuracy
+BOOST_MIN_ROWS = 30
 BASE_DIR = "base"
 CORRECTION_FILE = "correction.json"
 NAME = "adapted"
@@ -111,8 +115,13 @@ def _standardise(X: np.ndarray, center: np.ndarray | None = None,
 
 
 def select_measurements(base: FramePredictor, pool: pd.DataFrame, budget: int,
-                        specs: Mapping[str, TargetSpec] | Any = None, seed: int = 0) -> Selection:
-    """The ``budget`` rows of ``pool`` to measure (see the module docstring); all of them when fewer."""
+                        specs: Mapping[str, TargetSpec] | Any = None, seed: int = 0,
+                        prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Selection:
+    """The ``budget`` rows of ``pool`` to measure (see the module docstring); all of them when fewer.
+
+    ``prepared`` is ``(design matrix, analytical latency, base prediction)`` of the pool when the caller
+    chooses several budgets from one pool (``design_matrix`` and ``base.predict`` computed once).
+    """
     if budget < 0:
         raise PredictorError(f"budget must be >= 0, got {budget}")
     n = len(pool)
@@ -121,10 +130,14 @@ def select_measurements(base: FramePredictor, pool: pd.DataFrame, budget: int,
         return Selection(tuple(range(n)), budget, n, note)
     if budget == 0:
         return Selection((), 0, n)
-    X, analytical = design_matrix(pool, specs)
+    if prepared is None:
+        X, analytical = design_matrix(pool, specs)
+        base_pred = base.predict(pool)
+    else:
+        X, analytical, base_pred = prepared
     Z, _, _ = _standardise(X)
     with np.errstate(divide="ignore", invalid="ignore"):
-        gap = np.log(base.predict(pool)) - np.log(analytical)
+        gap = np.log(base_pred) - np.log(analytical)
     gap = np.where(np.isfinite(gap), gap, np.nan)
     dis = np.abs(gap - np.nanmedian(gap)) if np.isfinite(gap).any() else np.zeros(n)
     weight = 1.0 + np.nan_to_num(dis) / (np.nanmedian(dis) + 1e-9 if np.isfinite(dis).any() else 1.0)
@@ -202,7 +215,8 @@ class AdaptedPredictor(FramePredictor):
         method = self.correction
         if method == "auto":
             self.cv_errors_ = self._cross_validate(frame, y, base_pred)
-            method = min(_AUTO, key=lambda c: (self.cv_errors_.get(c, math.inf), _AUTO.index(c)))
+            allowed = [c for c in _AUTO if c != "boost" or len(frame) >= BOOST_MIN_ROWS]
+            method = min(allowed, key=lambda c: (self.cv_errors_.get(c, math.inf), _AUTO.index(c)))
         self.chosen_ = method
         self._fit_one(frame, y, base_pred, method)
         return self

@@ -58,6 +58,8 @@ class AdaptResult:
     measured: int
     correction: str
     seconds: dict[str, float]
+    #: (workload key, schedule id, threads) of each chosen measurement, in the order chosen
+    chosen: tuple[tuple[str, str, int], ...] = ()
 
 
 def machine_specs(target: str, probe: bool = True, gemm_n: int = 512,
@@ -170,12 +172,16 @@ def adapt_machine(predictor: str | Path, ops: Sequence[Operator], out: str | Pat
         t2 = time.perf_counter()
         picked = pool.iloc[list(selection.indices)]
         by_id = {(c.op_key, c.schedule_id): c for cs in cands.values() for c in cs}
-        for t in sorted({int(v) for v in picked["threads"]}):
-            chosen: dict[str, list[Any]] = {}
-            for key, sid in picked.loc[picked["threads"] == t, ["workload_key", "schedule_id"]].itertuples(index=False):
-                chosen.setdefault(key, []).append(by_id[(key, sid)])
+        # one collection per set of thread counts, so that each chosen schedule is built once
+        thread_sets: dict[tuple[str, str], set[int]] = {}
+        for key, sid, t in picked[["workload_key", "schedule_id", "threads"]].itertuples(index=False):
+            thread_sets.setdefault((key, sid), set()).add(int(t))
+        groups: dict[tuple[int, ...], dict[str, list[Any]]] = {}
+        for (key, sid), ts in thread_sets.items():
+            groups.setdefault(tuple(sorted(ts)), {}).setdefault(key, []).append(by_id[(key, sid)])
+        for ts, chosen in groups.items():
             run_ops = [op for op in ops if op.key in chosen]
-            collect(run_ops, target=target, trials=max(len(v) for v in chosen.values()), threads=(t,), store=store,
+            collect(run_ops, target=target, trials=max(len(v) for v in chosen.values()), threads=ts, store=store,
                     seed=seed, timeout_s=timeout_s, protocol=protocol, progress=False,
                     roles=Roles(_chosen_sampler(chosen), roles.builder, roles.runner, roles.tvm_target))
         seconds["measure"] = time.perf_counter() - t2
@@ -206,4 +212,6 @@ def adapt_machine(predictor: str | Path, ops: Sequence[Operator], out: str | Pat
     from opscope.targets import save_target
 
     save_target(machine.measured or machine.nominal, out / "machine.toml")
-    return AdaptResult(out, machine, selection, len(pool), len(rows), pred.chosen_, seconds)
+    chosen = tuple((str(k), str(s), int(t)) for k, s, t in
+                   picked[["workload_key", "schedule_id", "threads"]].itertuples(index=False))
+    return AdaptResult(out, machine, selection, len(pool), len(rows), pred.chosen_, seconds, chosen)
