@@ -608,3 +608,13 @@ def test_a_file_that_corun_made_is_ours(tmp_path):
         st.add_machine("m1", {"cpu": "x"})
         st.add(_rec(_op()))
     assert load_dataframe(path)["schedule_id"].tolist() == ["s1"]
+
+
+def test_a_layer_table_saved_with_a_bom_still_loads(tmp_path):
+    # spreadsheets write a UTF-8 byte-order mark first; it is not part of the header
+    from opscope.workloads.layer_table import load_layer_table
+
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfK,C,Y,X,R,S,T\n64,64,56,56,3,3,1\n")
+    (op,) = load_layer_table(path)
+    assert op.flops == 2 * 64 * 64 * (56 - 3 + 1) ** 2 * 3 * 3  # FRAME's CONV2D: no padding

@@ -63,7 +63,7 @@ def load_layer_table(path: str | os.PathLike[str], batch_size: int = 1, dtype: s
     except ValueError:
         raise WorkloadError(f"{path}: unknown dtype {dtype!r}") from None
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # a BOM (spreadsheet export) is dropped
             rows = []
             for row in csv.reader(fh):
                 rows.append(row)
