@@ -189,3 +189,19 @@ def test_corun_records_carry_the_stores_machine_id():
     facts = host_facts()
     assert {k: fingerprint()[k] for k in ("cpu_model", "cores", "caches", "os", "machine")} == \
         {k: facts[k] for k in ("cpu_model", "cores", "caches", "os", "machine")}
+
+
+def test_machine_id_hashes_the_same_fields_as_before():
+    """Store and dataset ids depend on it: sha256 of the sorted JSON of the seven hashed fields."""
+    import hashlib
+    import json
+
+    from opscope.collector.machine import machine_id
+
+    fp = {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "32K"}, "os": "Linux 6", "machine": "x86_64",
+          "tvm_version": "0.27.0.post1", "opscope_version": "0.1.0", "governor": "performance",
+          "tvm_target": "llvm -mcpu=znver4", "load_avg_1m": 3.0}
+    hashed = {k: fp[k] for k in ("cpu_model", "cores", "caches", "os", "machine", "tvm_version", "opscope_version")}
+    want = "m" + hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:15]
+    assert machine_id(fp) == want
+    assert machine_id(dict(fp, governor="powersave", tvm_target="other", load_avg_1m=9.0)) == want
