@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave the analytical model's estimates out of the features (learned models)")
     parser.add_argument("--label", default="latency_median_s",
                         help="latency statistic to learn: latency_median_s (default), latency_min_s, latency_mean_s")
+    parser.add_argument("--learn", default=None, choices=("latency", "per_roofline"),
+                        help="what a learned model regresses: log latency (default), or log latency over the "
+                             "row's roofline bound (per_roofline: carries the operator's scale)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -46,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         params["seed"] = args.seed
     if args.no_analytical_features and "analytical_features" in PREDICTORS[args.model]().get_params():
         params["analytical_features"] = False
+    if args.learn is not None:
+        if "target" not in PREDICTORS[args.model]().get_params():
+            raise PredictorError(f"--learn: --model {args.model} has no such choice (xgboost does)")
+        params["target"] = args.learn
     pred = make_predictor(args.model, **params)
     print(f"training {args.model} on {len(frame)} rows ({frame['workload_key'].nunique()} workloads)...",
           file=sys.stderr, flush=True)
