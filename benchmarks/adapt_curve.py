@@ -6,7 +6,8 @@ other operators' rows are the candidate pool and the fold's rows are the held-ou
 budget K, K rows of the pool are chosen (``select_measurements``, or at random for comparison) and:
 
 - ``adapted``: the base predictor with a per-machine correction fitted on those K rows
-  (``AdaptedPredictor``, ``--correction``);
+  (``AdaptedPredictor``, ``--correction``); ``adapted-diverse`` the same with rows chosen for diversity
+  alone (no uncertainty weight), ``adapted-random`` with K rows drawn at random;
 - ``scratch``: an XGBoost predictor trained on the same K rows only;
 - ``base``: the base predictor unchanged (the same at every K);
 - ``pool``: (once) an XGBoost predictor trained on the whole pool, the within-machine reference.
@@ -92,6 +93,8 @@ def curve(src: pd.DataFrame, dst: pd.DataFrame, specs: dict, ks: list[int], base
         for k in ks:
             put("base", k, test, base_test)
             picks = {"adapted": select_measurements(base, pool, k, specs, seed=seed, prepared=prepared).indices,
+                     "adapted-diverse": select_measurements(base, pool, k, specs, seed=seed, prepared=prepared,
+                                                            uncertainty=False).indices,
                      "adapted-random": tuple(np.random.default_rng(seed + fi).choice(
                          len(pool), min(k, len(pool)), replace=False))}
             for method, idx in picks.items():
@@ -116,6 +119,16 @@ def curve(src: pd.DataFrame, dst: pd.DataFrame, specs: dict, ks: list[int], base
         rows.append({"method": method, "K": k if k >= 0 else "all", **m,
                      "corrections": ",".join(sorted(set(chosen.get(k, [])))) if method == "adapted" else ""})
     return pd.DataFrame(rows)
+
+
+def same_schedule_spread(src: pd.DataFrame, dst: pd.DataFrame) -> tuple[int, float, float]:
+    """(measurements of the same schedule and thread count on both machines, median and standard
+    deviation of log2(new / source) over them): how far one machine's latencies carry to the other."""
+    both = src.merge(dst, on=["workload_key", "schedule_id", "threads"], suffixes=("_a", "_b"))
+    if both.empty:
+        return 0, float("nan"), float("nan")
+    r = np.log2(both[f"{LABEL}_b"] / both[f"{LABEL}_a"])
+    return len(both), float(r.median()), float(r.std())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{name}: {len(cache[name][0])} ok rows, {cache[name][0]['workload_key'].nunique()} operators")
         (src, sa), (dst, sb) = cache[a], cache[b]
         specs = {a: sa, b: sb}
+        n, med, std = same_schedule_spread(src, dst)
+        if n:
+            print(f"\n{a} -> {b}: {n} measurements of the same schedule and threads on both; "
+                  f"log2(new / source) median {med:.2f}, standard deviation {std:.2f}")
         for base_name in args.base.split(","):
             log(f"{a} -> {b}, base {base_name}")
             t = curve(src, dst, specs, ks, base_name, args.folds, args.correction, args.seed, log)

@@ -116,11 +116,13 @@ def _standardise(X: np.ndarray, center: np.ndarray | None = None,
 
 def select_measurements(base: FramePredictor, pool: pd.DataFrame, budget: int,
                         specs: Mapping[str, TargetSpec] | Any = None, seed: int = 0,
-                        prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Selection:
+                        prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                        uncertainty: bool = True) -> Selection:
     """The ``budget`` rows of ``pool`` to measure (see the module docstring); all of them when fewer.
 
     ``prepared`` is ``(design matrix, analytical latency, base prediction)`` of the pool when the caller
-    chooses several budgets from one pool (``design_matrix`` and ``base.predict`` computed once).
+    chooses several budgets from one pool (``design_matrix`` and ``base.predict`` computed once);
+    ``uncertainty=False`` weighs every row the same (diversity alone).
     """
     if budget < 0:
         raise PredictorError(f"budget must be >= 0, got {budget}")
@@ -141,6 +143,8 @@ def select_measurements(base: FramePredictor, pool: pd.DataFrame, budget: int,
     gap = np.where(np.isfinite(gap), gap, np.nan)
     dis = np.abs(gap - np.nanmedian(gap)) if np.isfinite(gap).any() else np.zeros(n)
     weight = 1.0 + np.nan_to_num(dis) / (np.nanmedian(dis) + 1e-9 if np.isfinite(dis).any() else 1.0)
+    if not uncertainty:  # diversity alone (every row weighs the same)
+        weight = np.ones(n)
     chosen = _weighted_medoids(Z, weight, budget, seed)
     return Selection(tuple(chosen), budget, n)
 
