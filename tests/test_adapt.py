@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from opscope.errors import OpscopeError, PredictorError
-from opscope.predictor import make_predictor, save_predictor
+from opscope.predictor import load_predictor, make_predictor, save_predictor
 from opscope.predictor.adapt import (
     AdaptedPredictor,
     _standardise,
@@ -155,6 +155,10 @@ def test_save_load_round_trip_keeps_both_trainings(machines, tmp_path):
         back = load_adapted(out, specs=specs)
         assert back.chosen_ == correction
         np.testing.assert_allclose(back.predict(b), ad.predict(b), rtol=1e-6)
+        # the generic loader (predict, compare) reads it too
+        generic = load_predictor(out, specs=specs)
+        assert isinstance(generic, AdaptedPredictor)
+        np.testing.assert_allclose(generic.predict(b), ad.predict(b), rtol=1e-6)
 
 
 def test_base_with_other_feature_schema_is_refused(machines, tmp_path):

@@ -155,6 +155,10 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
     directory = Path(directory)
     meta = read_metadata(directory)
     name = meta.get("predictor")
+    if name == "adapted":  # a base predictor with a per-machine correction (opscope adapt)
+        from opscope.predictor.adapt import load_adapted
+
+        return load_adapted(directory, specs=specs)
     if name not in PREDICTORS:
         raise PredictorError(f"{directory / METADATA}: field 'predictor': unknown {name!r}")
     try:
