@@ -7,7 +7,10 @@ Modules (each small, imported on use so that ``import opscope.corun`` stays chea
 - ``worker``: long-lived measuring processes placed on core sets (affinity + TVM thread pool);
 - ``measure``: alone / together / makespan measurement of tasks under an arrangement;
 - ``table``: co-run tables (own schema version) in the store's SQLite file, and the frame;
-- ``interference``: the learned interference model and its held-out-pairs evaluation;
+- ``contention``: what co-running tasks contend for (bandwidth per level, caches, cores);
+- ``held_out``: the two baselines, folds and splits that keep pairs (or operators) held out;
+- ``interference``: the learned interference model, its own validation and its evaluation;
+- ``chooser``: the choice that keeps to sequential unless a gain beats the prediction's error;
 - ``branches``: fork-join regions (independent branches) of a fused Relax graph;
 - ``plan``: the model-level flow behind ``opscope corun``.
 
@@ -38,6 +41,8 @@ _API = {
     "load_corun": "opscope.corun.table",
     "corun_frame": "opscope.corun.table",
     "InterferenceModel": "opscope.corun.interference",
+    "choose_safe": "opscope.corun.chooser",
+    "Decision": "opscope.corun.chooser",
     "pair_split": "opscope.corun.interference",
     "evaluate_interference": "opscope.corun.interference",
     "find_regions": "opscope.corun.branches",
