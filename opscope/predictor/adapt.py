@@ -43,7 +43,7 @@ import pandas as pd
 from opscope.errors import PredictorError
 from opscope.predictor.base import FramePredictor
 from opscope.predictor.features import FeatureSchema, build_features, fit_schema, specs_from
-from opscope.predictor.frames import LABEL, labels
+from opscope.predictor.frames import LABEL
 from opscope.predictor.persist import (
     FORMAT,
     FORMAT_VERSION,
@@ -149,6 +149,11 @@ def select_measurements(base: FramePredictor, pool: pd.DataFrame, budget: int,
     return Selection(tuple(chosen), budget, n)
 
 
+def _sqdist(Z: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Squared distances between the rows of ``Z`` and of ``C`` (rows x centres), without a 3-D temporary."""
+    return np.maximum((Z**2).sum(axis=1)[:, None] - 2.0 * Z @ C.T + (C**2).sum(axis=1)[None, :], 0.0)
+
+
 def _weighted_medoids(Z: np.ndarray, weight: np.ndarray, k: int, seed: int, iterations: int = 20) -> list[int]:
     """``k`` distinct rows: the medoids of a weighted k-means of ``Z`` (k-means++ start, seeded).
 
@@ -168,7 +173,7 @@ def _weighted_medoids(Z: np.ndarray, weight: np.ndarray, k: int, seed: int, iter
         d2 = np.minimum(d2, np.sum((Z - Z[i]) ** 2, axis=1))
     C = np.array(centres)
     for _ in range(iterations):
-        assign = np.argmin(((Z[:, None, :] - C[None, :, :]) ** 2).sum(axis=2), axis=1)
+        assign = np.argmin(_sqdist(Z, C), axis=1)
         newc = C.copy()
         for j in range(k):
             m = assign == j
@@ -177,7 +182,7 @@ def _weighted_medoids(Z: np.ndarray, weight: np.ndarray, k: int, seed: int, iter
         if np.allclose(newc, C):
             break
         C = newc
-    dist = ((Z[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
+    dist = _sqdist(Z, C)
     picks: list[int] = []
     taken = np.zeros(n, dtype=bool)
     for j in np.argsort(np.bincount(np.argmin(dist, axis=1), minlength=k))[::-1]:  # biggest clusters first
@@ -219,8 +224,7 @@ class AdaptedPredictor(FramePredictor):
         method = self.correction
         if method == "auto":
             self.cv_errors_ = self._cross_validate(frame, y, base_pred)
-            allowed = [c for c in _AUTO if c != "boost" or len(frame) >= BOOST_MIN_ROWS]
-            method = min(allowed, key=lambda c: (self.cv_errors_.get(c, math.inf), _AUTO.index(c)))
+            method = min(self.cv_errors_, key=lambda c: (self.cv_errors_[c], _AUTO.index(c)))
         self.chosen_ = method
         self._fit_one(frame, y, base_pred, method)
         return self
@@ -233,11 +237,12 @@ class AdaptedPredictor(FramePredictor):
             return {"shift": 0.0}  # too few operators to tell the corrections apart: the simplest
         order = np.random.default_rng(self.seed).permutation(uniq)
         folds = np.array_split(order, min(5, len(uniq)))
-        errors: dict[str, list[np.ndarray]] = {c: [] for c in _AUTO}
+        tried = [c for c in _AUTO if c != "boost" or len(frame) >= BOOST_MIN_ROWS]
+        errors: dict[str, list[np.ndarray]] = {c: [] for c in tried}
         for held in folds:
             test = np.isin(keys, held)
             train = frame[~test].reset_index(drop=True)
-            for c in _AUTO:
+            for c in tried:
                 one = AdaptedPredictor(self.base, c, self.n_estimators, self.max_depth, self.learning_rate,
                                        self.alpha, self.seed, self.specs)
                 one._fit_one(train, y[~test], base_pred[~test], c)
@@ -369,8 +374,3 @@ def load_adapted(directory: str | Path, specs: Any = None) -> AdaptedPredictor:
     pred.n_train_ = int(meta.get("n_train", 0))
     pred.base_training_ = meta.get("base_training")
     return pred
-
-
-def measured_labels(frame: pd.DataFrame, label: str = LABEL) -> np.ndarray:
-    """The label column as latencies (a clear error when a row has none)."""
-    return labels(frame, label)
