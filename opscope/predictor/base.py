@@ -79,10 +79,12 @@ class LearnedPredictor(FramePredictor):
     ``self._engine()``; subclasses choose the engine."""
 
     def __init__(self, analytical_features: bool = True, specs: Mapping[str, TargetSpec] | None = None,
-                 target: str = "latency") -> None:
+                 target: str = "latency", program_features: bool = False) -> None:
         self.analytical_features = analytical_features
         self.specs = specs
         self.target = target
+        #: also MetaSchedule's per-store features of the scheduled TIR (needs the frame's workload_script)
+        self.program_features = program_features
 
     def _engine(self) -> Engine:
         raise NotImplementedError
@@ -93,9 +95,18 @@ class LearnedPredictor(FramePredictor):
         frame, y = self._training_frame(frame, y)
         self.schema_ = fit_schema(frame, analytical=self.analytical_features)
         feats = build_features(frame, self.schema_, specs_from(self.specs))
-        self.engine_ = self._engine().fit(feats.X, np.log(y) - self._anchor(feats))
+        self.engine_ = self._engine().fit(self._matrix(frame, feats), np.log(y) - self._anchor(feats))
         self.n_train_ = len(frame)
         return self
+
+    def _matrix(self, frame: pd.DataFrame, feats: Features) -> np.ndarray:
+        """The engine's input: the schema's features, then the program features when asked for."""
+        if not getattr(self, "program_features", False):
+            return feats.X
+        from opscope.predictor.program_features import program_features
+
+        prog, _skipped = program_features(frame)
+        return np.hstack([feats.X, prog])
 
     def _anchor(self, feats: Features) -> np.ndarray:
         """Log of what the engine's output is relative to (0 for plain log latency)."""
@@ -110,7 +121,7 @@ class LearnedPredictor(FramePredictor):
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         feats = self.features(frame)
-        return np.exp(self.engine_.predict(feats.X) + self._anchor(feats))
+        return np.exp(self.engine_.predict(self._matrix(frame, feats)) + self._anchor(feats))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "engine_"):

@@ -75,8 +75,10 @@ class XGBoostPredictor(LearnedPredictor):
     def __init__(self, n_estimators: int = 300, max_depth: int = 6, learning_rate: float = 0.1,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, seed: int = 0, analytical_features: bool = True,
-                 specs: Mapping[str, TargetSpec] | None = None, target: str = "latency") -> None:
-        super().__init__(analytical_features=analytical_features, specs=specs, target=target)
+                 specs: Mapping[str, TargetSpec] | None = None, target: str = "latency",
+                 program_features: bool = False) -> None:
+        super().__init__(analytical_features=analytical_features, specs=specs, target=target,
+                         program_features=program_features)
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
