@@ -79,6 +79,10 @@ def test_an_existing_bundle_folder_is_never_overwritten(tmp_path):
     with pytest.raises(OpscopeError, match="exists and is not empty"):
         write_bundle([], "host", 1, tmp_path / "b")
     assert (tmp_path / "b" / "mine.txt").read_text() == "x"
+    (tmp_path / "plain").write_text("y")
+    with pytest.raises(OpscopeError, match="plain is a file; choose another --out"):
+        write_bundle([], "host", 1, tmp_path / "plain")
+    assert (tmp_path / "plain").read_text() == "y"
 
 
 # -- round trip ------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_select_operators_filters_by_kind_and_takes_heaviest_of_each_kind():
     assert [o.name for o in select_operators(ops, "conv2d")] == ["conv2d_1", "conv2d_2"]
     picked = select_operators(ops, None, max_ops=3)
     assert [o.name for o in picked] == ["conv2d_2", "dense_3", "pool_4"]
-    with pytest.raises(OpscopeError, match="no operator"):
+    with pytest.raises(OpscopeError, match="^--ops: no operator of kind or name softmax$"):
         select_operators(ops, "softmax")
 
 

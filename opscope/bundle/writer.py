@@ -143,7 +143,9 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
     from opscope.collector.sweep import parse_threads, select_operators
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise OpscopeError(f"bundle folder {out} is a file; choose another --out")
+    if out.exists() and any(out.iterdir()):
         raise OpscopeError(f"bundle folder {out} exists and is not empty; choose another --out")
     if trials < 0:
         raise OpscopeError(f"trials must be >= 0, got {trials}")

@@ -74,12 +74,12 @@ def select_operators(model_or_ops: Any, ops: Sequence[str] | str | None = None,
         operators = list(model_or_ops)
     bad = [o for o in operators if not isinstance(o, Operator)]
     if bad:
-        raise OpscopeError(f"collect: expected operators, got {type(bad[0]).__name__}")
+        raise OpscopeError(f"expected operators, got {type(bad[0]).__name__}")
     if ops:
         wanted = [s.strip() for s in ops.split(",")] if isinstance(ops, str) else list(ops)
         operators = [o for o in operators if o.kind in wanted or o.name in wanted]
         if not operators:
-            raise OpscopeError(f"collect: no operator of kind/name {wanted}")
+            raise OpscopeError(f"--ops: no operator of kind or name {', '.join(wanted)}")
     if max_ops is not None:
         by_kind: dict[str, list[Operator]] = {}
         for o in sorted(operators, key=lambda o: -o.flops * o.count):
