@@ -279,3 +279,13 @@ def test_cli_adapt_bad_input_is_one_line(tmp_path, capsys):
     assert main(["adapt", "--predictor", str(tmp_path), "--model", "mlp", "--budget", "0",
                  "--out", str(tmp_path / "o")]) == 2
     assert "--budget 0: must be >= 1" in capsys.readouterr().err
+
+
+def test_adapt_never_writes_into_a_folder_of_other_files(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(OpscopeError, match="is a folder with other files"):
+        adapt_machine(tmp_path / "base", [], out, budget=5, store=tmp_path / "s.db", probe=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "s.db").exists()
