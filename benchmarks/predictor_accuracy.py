@@ -130,6 +130,9 @@ def _params(text: str) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         k, _, v = item.partition("=")
+        if v.lower() in ("true", "false"):
+            out[k] = v.lower() == "true"
+            continue
         try:
             out[k] = int(v)
         except ValueError:
