@@ -187,3 +187,18 @@ def test_operator_the_analytical_model_cannot_estimate_falls_back_to_roofline():
     assert terms["a_latency_s"] >= roofline_bound(op, spec) * (1 - 1e-12)
     # roofline by hand: 8000 bytes / 20 GB/s = 4e-7 s beats 1000 FLOP / 192 GFLOP/s
     assert roofline_bound(op, spec) == pytest.approx(max(8000 / 20e9, 1000 / 192e9))
+
+
+def test_per_roofline_target_predicts_latency_and_a_bad_target_is_named(frame):
+    from opscope.predictor.frames import labels
+
+    y = labels(frame)
+    roof = _make("xgboost").set_params(target="per_roofline").fit(frame)
+    pred = roof.predict(frame)
+    # it regresses latency over the roofline bound, then multiplies back: in-sample it must fit as well
+    # as the plain target does (within a factor of 2 in mean |log error|)
+    plain = _make("xgboost").fit(frame).predict(frame)
+    err = np.mean(np.abs(np.log(pred / y)))
+    assert np.all(pred > 0) and err < 2 * np.mean(np.abs(np.log(plain / y))) + 0.05
+    with pytest.raises(PredictorError, match="target 'seconds': expected one of latency, per_roofline"):
+        _make("xgboost").set_params(target="seconds").fit(frame)

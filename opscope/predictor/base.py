@@ -101,7 +101,7 @@ class LearnedPredictor(FramePredictor):
 
     def _matrix(self, frame: pd.DataFrame, feats: Features) -> np.ndarray:
         """The engine's input: the schema's features, then the program features when asked for."""
-        if not getattr(self, "program_features", False):
+        if not self.program_features:
             return feats.X
         from opscope.predictor.program_features import program_features
 
@@ -110,7 +110,7 @@ class LearnedPredictor(FramePredictor):
 
     def _anchor(self, feats: Features) -> np.ndarray:
         """Log of what the engine's output is relative to (0 for plain log latency)."""
-        if getattr(self, "target", "latency") == "latency":
+        if self.target == "latency":
             return np.zeros(len(feats.X))
         roof = np.maximum(feats.roofline_s, feats.analytical_threads_s)
         return np.log(np.where(np.isfinite(roof) & (roof > 0), roof, 1e-6))
