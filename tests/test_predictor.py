@@ -202,3 +202,15 @@ def test_per_roofline_target_predicts_latency_and_a_bad_target_is_named(frame):
     assert np.all(pred > 0) and err < 2 * np.mean(np.abs(np.log(plain / y))) + 0.05
     with pytest.raises(PredictorError, match="target 'seconds': expected one of latency, per_roofline"):
         _make("xgboost").set_params(target="seconds").fit(frame)
+
+
+def test_rows_whose_operator_cannot_be_read_are_skipped_with_their_reason(frame):
+    bad = frame.copy()
+    bad.loc[bad.index[:3], "operator_json"] = '{"name": "broken"}'
+    pred = _make("xgboost").fit(bad)
+    assert [r for r, _ in pred.skipped_rows_] == list(bad.index[:3])
+    assert all("operator_json is not an operator" in why for _, why in pred.skipped_rows_)
+    assert pred.n_train_ == len(frame) - 3
+    everything = frame.assign(operator_json="[]")
+    with pytest.raises(PredictorError, match="no row has a readable operator"):
+        _make("xgboost").fit(everything)

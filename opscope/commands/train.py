@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     pred.fit(frame, labels(frame, args.label))
     secs = time.perf_counter() - t0
+    skipped = getattr(pred, "skipped_rows_", [])
+    if skipped:
+        print(f"train: left out {len(skipped)} row(s) whose features cannot be built, e.g. row {skipped[0][0]}: "
+              f"{skipped[0][1]}", file=sys.stderr)
     out = save_predictor(pred, args.out, training=frame, label=args.label)
     print(f"trained {args.model} in {secs:.1f} s -> {out}")
     if args.model == "calibrated":

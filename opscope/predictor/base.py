@@ -51,21 +51,53 @@ class FramePredictor(BaseEstimator, RegressorMixin):
         return 1.0 - ss_res / ss_tot if ss_tot else 0.0
 
     def _training_frame(self, frame: pd.DataFrame, y: np.ndarray | None) -> tuple[pd.DataFrame, np.ndarray]:
-        """The rows and labels to fit on; also records which workloads the predictor has seen
-        (``training_workloads_``), so that reports can tell in-sample predictions from held-out ones."""
-        if "workload_key" in frame:
-            self.training_workloads_ = frozenset(frame["workload_key"].astype(str))
+        """The rows and labels to fit on.
+
+        Rows whose operator cannot be read (``operator_json`` that is not an operator) are left out,
+        each with its reason in ``skipped_rows_`` (row label, reason): never fatal while others remain.
+        Also records which workloads the predictor has seen (``training_workloads_``), so that reports
+        can tell in-sample predictions from held-out ones.
+        """
         if y is not None:
             y = np.asarray(y, dtype=float)
             if len(y) != len(frame):
                 raise PredictorError(f"fit: {len(y)} labels for {len(frame)} rows")
             if not np.all(np.isfinite(y) & (y > 0)):
                 raise PredictorError("fit: labels must be positive finite latencies in seconds")
-            return frame.reset_index(drop=True), y
-        frame = ok_rows(frame)
-        if frame.empty:
-            raise PredictorError("fit: no rows with status 'ok' and a positive latency to learn from")
-        return frame, labels(frame)
+            frame = frame.reset_index(drop=True)
+        else:
+            frame = ok_rows(frame)
+            if frame.empty:
+                raise PredictorError("fit: no rows with status 'ok' and a positive latency to learn from")
+            y = labels(frame)
+        keep, self.skipped_rows_ = _readable_operators(frame)
+        if not keep.all():
+            if not keep.any():
+                raise PredictorError(f"fit: no row has a readable operator ({self.skipped_rows_[0][1]})")
+            frame, y = frame[keep].reset_index(drop=True), y[keep]
+        if "workload_key" in frame:
+            self.training_workloads_ = frozenset(frame["workload_key"].astype(str))
+        return frame, y
+
+
+def _readable_operators(frame: pd.DataFrame) -> tuple[np.ndarray, list[tuple[object, str]]]:
+    """Which rows' ``operator_json`` is an operator, and why each other one is not."""
+    import json
+
+    from opscope.workloads.operator import Operator
+
+    if "operator_json" not in frame:
+        return np.ones(len(frame), dtype=bool), []
+    ok: dict[str, str] = {}
+    for text in pd.unique(frame["operator_json"].astype(str)):
+        try:
+            Operator.from_dict(json.loads(text))
+            ok[text] = ""
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            ok[text] = f"operator_json is not an operator ({type(exc).__name__}: {str(exc)[:120]})"
+    why = frame["operator_json"].astype(str).map(ok)
+    keep = (why == "").to_numpy()
+    return keep, [(idx, reason) for idx, reason in zip(frame.index[~keep], why[~keep])]
 
 
 #: what a learned predictor regresses: log latency itself, or log of latency over the roofline bound of
