@@ -50,10 +50,11 @@ class FramePredictor(BaseEstimator, RegressorMixin):
         ss_tot = float(np.sum((truth - truth.mean()) ** 2))
         return 1.0 - ss_res / ss_tot if ss_tot else 0.0
 
-    def _training_frame(self, frame: pd.DataFrame, y: np.ndarray | None) -> tuple[pd.DataFrame, np.ndarray]:
+    def _training_frame(self, frame: pd.DataFrame, y: np.ndarray | None,
+                        needs_operators: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
         """The rows and labels to fit on.
 
-        Rows whose operator cannot be read (``operator_json`` that is not an operator) are left out,
+        With ``needs_operators`` (every predictor that builds features), rows whose operator cannot be read (``operator_json`` that is not an operator) are left out,
         each with its reason in ``skipped_rows_`` (row label, reason): never fatal while others remain.
         Also records which workloads the predictor has seen (``training_workloads_``), so that reports
         can tell in-sample predictions from held-out ones.
@@ -70,7 +71,7 @@ class FramePredictor(BaseEstimator, RegressorMixin):
             if frame.empty:
                 raise PredictorError("fit: no rows with status 'ok' and a positive latency to learn from")
             y = labels(frame)
-        keep, self.skipped_rows_ = _readable_operators(frame)
+        keep, self.skipped_rows_ = _readable_operators(frame) if needs_operators else (np.ones(len(frame), bool), [])
         if not keep.all():
             if not keep.any():
                 raise PredictorError(f"fit: no row has a readable operator ({self.skipped_rows_[0][1]})")

@@ -20,7 +20,7 @@ class RateBaseline(FramePredictor):
     name = "rate-baseline"
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray | None = None) -> RateBaseline:
-        frame, y = self._training_frame(frame, y)
+        frame, y = self._training_frame(frame, y, needs_operators=False)  # it reads kind and FLOPs only
         rate = pd.to_numeric(frame["flops"], errors="coerce").to_numpy(float) / y
         df = frame[list(_KEYS)].astype(str).assign(rate=rate)
         df = df[np.isfinite(df["rate"]) & (df["rate"] > 0)]
