@@ -23,7 +23,7 @@ from opscope.collector.protocol import Protocol
 from opscope.collector.registry import RoleOptions, Roles, make_roles
 from opscope.collector.roles import Built, Candidate, RunJob, RunResult, arg_specs
 from opscope.errors import OpscopeError
-from opscope.store.record import Record
+from opscope.store.record import LatencyStats, Record
 from opscope.store.sqlite import Store, open_store
 from opscope.workloads.operator import Operator
 
@@ -149,10 +149,7 @@ def _plan(cands: list[Candidate], threads: tuple[int, ...], done: dict, remeasur
             if prev is None:
                 jobs.append(_Job(cand, t, 0))
             elif remeasure_cv is not None and prev[0] == "ok":
-                lat = json.loads(prev[1])
-                mean = sum(lat) / len(lat)
-                std = (sum((x - mean) ** 2 for x in lat) / (len(lat) - 1)) ** 0.5 if len(lat) > 1 else 0.0
-                if std / mean > remeasure_cv:
+                if LatencyStats.of(json.loads(prev[1])).noisy(remeasure_cv):
                     jobs.append(_Job(cand, t, prev[2] + 1))
     return jobs
 

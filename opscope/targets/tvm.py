@@ -49,7 +49,7 @@ def host_llvm_cpu(mtriple: str = "x86_64-linux-gnu", cpuinfo: str | None = None)
         stamp = os.stat(path).st_mtime_ns
     except OSError:
         stamp = None
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in _host_llvm_cpu(mtriple, path, stamp)}
+    return _lists(dict(_host_llvm_cpu(mtriple, path, stamp)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -65,11 +65,16 @@ def _host_llvm_cpu(mtriple: str, path: str, _stamp: int | None) -> tuple[tuple[s
     return out
 
 
+def _lists(target_dict: dict[str, Any]) -> dict[str, Any]:
+    """The dict with tuple values (``mattr``) as lists, the form TVM's Target and JSON take."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in target_dict.items()}
+
+
 def llvm_features(target_dict: dict[str, Any]) -> set[str]:
     """The features LLVM enables for ``target_dict`` (its ``mcpu`` with ``mattr`` applied)."""
     import tvm
 
-    d = {k: list(v) if isinstance(v, tuple) else v for k, v in target_dict.items()}
+    d = _lists(target_dict)
     try:
         features = tvm.target.codegen.llvm_get_cpu_features(tvm.target.Target(d))
     except Exception as exc:  # LLVM does not know the CPU: one clear line
@@ -82,7 +87,7 @@ def llvm_features(target_dict: dict[str, Any]) -> set[str]:
 
 def target_string(target_dict: dict[str, Any]) -> str:
     """A compact, stable text of a target dict (recorded in the machine fingerprint and manifests)."""
-    d = {k: list(v) if isinstance(v, tuple) else v for k, v in target_dict.items()}
+    d = _lists(target_dict)
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
@@ -90,7 +95,7 @@ def tvm_target(spec: TargetSpec):
     """A ``tvm.target.Target`` for ``spec`` (an ``OpscopeError`` if TVM rejects the dict)."""
     import tvm
 
-    d = {k: list(v) if isinstance(v, tuple) else v for k, v in tvm_target_dict(spec).items()}
+    d = _lists(tvm_target_dict(spec))
     try:
         return tvm.target.Target(d)
     except Exception as exc:  # TVM raises its own error types; turn them into one clear line
