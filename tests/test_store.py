@@ -35,7 +35,7 @@ def _rec(op: Operator, sid: str = "s1", threads: int = 1, lat=(1e-3, 1.1e-3, 0.9
 
 def test_fresh_store_is_at_the_current_version(tmp_path):
     with open_store(tmp_path / "a.db") as st:
-        assert st.version == SCHEMA_VERSION == 3
+        assert st.version == SCHEMA_VERSION == 4
         mode = st.connection.execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
 
@@ -119,10 +119,11 @@ def test_version_1_database_is_migrated_and_loads(tmp_path):
     conn.executescript(_V1_ROWS.format(op=op_json))
     conn.close()
     with open_store(path) as st:
-        assert st.version == 3
+        assert st.version == 4
     df = load_dataframe(path)
     assert len(df) == 2
     assert list(df["workload_script"]) == ["", ""]  # stored before version 3: no TIR
+    assert list(df["origin_json"]) == ["{}", "{}"]  # stored before version 4: no origin
     assert list(df["schedule_id"]) == ["default", "s9"]
     assert list(df["status"]) == ["ok", "timeout"]
     assert df.iloc[0]["latency_median_s"] == pytest.approx(0.002)
@@ -187,9 +188,35 @@ def test_version_2_store_read_only_is_migrated_in_memory_and_left_untouched(tmp_
     assert len(load_dataframe(path)) == 0
     assert path.read_bytes() == before  # a read-only load never migrates the file
     with open_store(path) as st:  # opening to write migrates it
-        assert st.version == 3
+        assert st.version == 4
         cols = [r[1] for r in st.connection.execute("PRAGMA table_info(workloads)")]
+        mcols = [r[1] for r in st.connection.execute("PRAGMA table_info(measurements)")]
     assert cols[-1] == "workload_script"
+    assert mcols[-1] == "origin_json"
+
+
+def test_searched_and_library_rows_keep_their_origin_and_history_reads_them(tmp_path):
+    path = tmp_path / "o.db"
+    with open_store(path) as st:
+        st.add_machine("m1", {})
+        st.add(_rec(_op()))
+        st.add(Record(op=_op(), schedule_id="s5", schedule_kind="searched", trace_json='[["x"],[]]', knobs=(),
+                      threads=1, target="host", machine_id="m1", protocol=Protocol(), status="ok",
+                      raw_latencies_s=(4e-4, 5e-4), origin={"search": "evolutionary", "round": 2}))
+        st.add(Record(op=_op(), schedule_id="lib:torch", schedule_kind="library", trace_json="[]", knobs=(),
+                      threads=1, target="host", machine_id="m1", protocol=Protocol(), status="ok",
+                      raw_latencies_s=(3e-4,), origin={"library": "torch"}))
+        hist = st.history(_op().key, "host", "m1", Protocol().protocol_id, threads=1)
+        assert st.history(_op().key, "host", "m1", Protocol().protocol_id, threads=2) == []
+    assert [h["schedule_kind"] for h in hist] == ["sampled", "searched", "library"]
+    assert hist[1]["origin"] == {"round": 2, "search": "evolutionary"}
+    assert hist[1]["raw_latencies_s"] == [4e-4, 5e-4]
+    df = load_dataframe(path)
+    assert [json.loads(o) for o in df["origin_json"]] == [{}, {"round": 2, "search": "evolutionary"},
+                                                          {"library": "torch"}]
+    with pytest.raises(ValueError, match="schedule kind"):
+        Record(op=_op(), schedule_id="x", schedule_kind="tuned", trace_json="[]", knobs=(), threads=1,
+               target="host", machine_id="m1", protocol=Protocol(), status="ok", raw_latencies_s=(1e-3,))
 
 
 @pytest.mark.slow

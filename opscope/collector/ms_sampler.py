@@ -161,8 +161,13 @@ class MetaScheduleSampler(ScheduleSampler):
 
 
 def replay(op: Operator, trace_json: str, target: Any) -> Any:
-    """The scheduled IRModule a stored trace describes: its sampling part replayed (decisions
-    included), then the target's postprocessors, as MetaSchedule replays its tuning records."""
+    """The scheduled IRModule a stored trace describes (``replay_schedule``'s module)."""
+    return replay_schedule(op, trace_json, target).mod
+
+
+def replay_schedule(op: Operator, trace_json: str, target: Any) -> Any:
+    """The schedule a stored trace describes: its sampling part replayed (decisions included), then
+    the target's postprocessors, as MetaSchedule replays its tuning records."""
     from tvm.s_tir import Schedule
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.schedule import Trace
@@ -183,4 +188,4 @@ def replay(op: Operator, trace_json: str, target: Any) -> Any:
         raise OpscopeError(f"operator {op.name!r}: the trace does not apply: {str(exc).splitlines()[0]}") from None
     if not ok:
         raise OpscopeError(f"operator {op.name!r}: a postprocessor rejects the replayed schedule")
-    return sch.mod
+    return sch

@@ -15,13 +15,14 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opscope.collector.machine import fingerprint, machine_id
 from opscope.collector.protocol import Protocol
 from opscope.collector.registry import RoleOptions, Roles, make_roles
 from opscope.collector.roles import Built, Candidate, RunJob, RunResult, arg_specs
+from opscope.collector.search import SEARCHES, SearchConfig
 from opscope.errors import OpscopeError
 from opscope.store.record import LatencyStats, Record
 from opscope.store.sqlite import Store, open_store
@@ -129,6 +130,25 @@ class _Job:
     attempt: int
 
 
+def _run_built(ctx: dict[str, Any], items: Sequence[tuple[str, int]], args: Any, timeout_s: float,
+               reference: str = "") -> list[RunResult]:
+    """Measure (artifact, threads) pairs; each replica runner measures the whole batch in turn, so a
+    schedule's measuring processes time it at different moments."""
+    protocol: Protocol = ctx["protocol"]
+    batch = [RunJob(a, args, t, protocol, timeout_s, reference, ctx["pinned"]) for a, t in items]
+    if not batch:
+        return []
+    rounds = [rn.run(batch) for rn in ctx["runners"]]
+    return [_merge(results) for results in zip(*rounds)]
+
+
+def _op_args(op: Operator) -> Any:
+    func = op.prim_func
+    if func is not None and hasattr(func, "functions"):
+        func = func["main"]
+    return arg_specs(func) if func is not None else ()
+
+
 def _record(op: Operator, job: _Job, res: RunResult, ctx: dict[str, Any]) -> Record:
     lat = res.latencies_s if res.status == "ok" else ()
     return Record(
@@ -159,8 +179,17 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             timeout_s: float = 10.0, flush_cache: bool = False, protocol: Protocol | None = None,
             progress: bool = True, max_ops: int | None = None, remeasure_noisy: bool = False,
             pinned: bool = False, batch_size: int = 8, overlap: bool = False,
-            roles: Roles | None = None, rpc: Any = None, max_minutes: float | None = None) -> list[Record]:
+            roles: Roles | None = None, rpc: Any = None, max_minutes: float | None = None,
+            search: str | None = None, search_config: Any = None, library: bool = True,
+            library_runner: Any = None) -> list[Record]:
     """Measure operators under sampled schedules and thread counts; returns the records written.
+
+    ``search="evolutionary"`` measures, instead of ``trials`` sampled schedules, ``trials`` schedules
+    of an evolutionary search per operator and thread count (``opscope.collector.search``;
+    ``search_config`` a ``SearchConfig`` for its other settings).  ``library`` also times each
+    operator a library covers in torch at every thread count (``schedule_kind = "library"``,
+    ``opscope.collector.library``); it applies when the target runs on this machine's CPUs and the
+    roles are the target's own (``library_runner`` replaces the torch runner, for tests).
 
     ``max_minutes`` stops cleanly at a measurement boundary once that much time has passed (what was
     measured is in the store; the same call again resumes).  With ``protocol.workers`` > 1 every
@@ -187,6 +216,13 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
     if flush_cache and not protocol.flush_cache:
         raise OpscopeError("collect: flush_cache=True contradicts the protocol given (flush_cache=False)")
     operators = select_operators(model_or_ops, ops, max_ops)
+    if search is not None and search not in SEARCHES:
+        raise OpscopeError(f"--search {search!r}: expected one of {', '.join(SEARCHES)}")
+    if search is not None:
+        search_config = replace(search_config or SearchConfig(seed=seed), trials=trials) if trials else None
+        if search_config is None:
+            raise OpscopeError("--search needs --trials >= 1 (the schedules to search per operator)")
+    lib = _library_runner(spec, library, roles, library_runner, progress)
     own_roles = roles is None
     roles = roles or make_roles(spec, RoleOptions(rpc=rpc))
     runners = [roles.runner] + [roles.runner.replica() for _ in range(protocol.workers - 1)]
@@ -194,7 +230,7 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
     fp = fingerprint()
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     ctx = {"target": spec.name, "machine_id": machine_id(fp), "protocol": protocol, "pinned": pinned,
-           "runners": runners, "deadline": deadline}
+           "runners": runners, "deadline": deadline, "progress": progress}
     st.add_machine(ctx["machine_id"], fp)
     prog = _Progress(total=len(operators) * (trials + 1) * len(thread_counts), enabled=progress)
     written: list[Record] = []
@@ -210,14 +246,19 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             seen.add(op.key)
             prog.op = op.name
             prog.show()
-            cands = roles.sampler.candidates(op, trials, seed)
+            cands = roles.sampler.candidates(op, 0 if search else trials, seed)
             st.note_models(op.key, op.models)
             done = st.measured(op.key, spec.name, ctx["machine_id"], protocol.protocol_id, pinned)
             jobs = _plan(cands, thread_counts, done, protocol.noisy_cv if remeasure_noisy else None)
             prog.skipped += len(cands) * len(thread_counts) - len(jobs)
-            prog.total += (len(cands) - trials - 1) * len(thread_counts)
+            if not search:
+                prog.total += (len(cands) - trials - 1) * len(thread_counts)
             if jobs:
                 _measure_op(op, cands, jobs, roles, st, ctx, timeout_s, batch_size, overlap, prog, written)
+            if lib is not None:
+                lib = _library_rows(op, lib, thread_counts, st, ctx, timeout_s, done, prog, written)
+            if search:
+                _search_op(op, cands[0], thread_counts, roles, st, ctx, search_config, timeout_s, prog, written)
         prog.show(final=True)
     except _TimeUp:
         prog.show(final=True)
@@ -225,6 +266,8 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             print(f"collect: stopped at the {max_minutes:g}-minute limit with {len(written)} new measurements "
                   "stored; run the same command again to go on", file=sys.stderr, flush=True)
     finally:
+        if lib is not None and library_runner is None:
+            lib.close()
         for extra in runners[1:]:
             extra.close()
         if own_roles:
@@ -244,10 +287,7 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
     are discarded; what was measured is stored).
     """
     protocol: Protocol = ctx["protocol"]
-    func = op.prim_func
-    if func is not None and hasattr(func, "functions"):
-        func = func["main"]
-    args = arg_specs(func) if func is not None else ()
+    args = _op_args(op)
     to_build = [c for c in cands if any(j.cand.schedule_id == c.schedule_id for j in jobs)]
     first_sampled = next((c for c in cands if c.schedule_kind == "sampled"), None)
     check_id = ""
@@ -268,12 +308,7 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
     slots = max(1, int(getattr(runner, "parallel_slots", 1)))
 
     def run_jobs(items: list[tuple[Built, _Job]], ref: str = "") -> list[RunResult]:
-        batch = [RunJob(b.artifact, args, j.threads, protocol, timeout_s, ref, ctx["pinned"]) for b, j in items]
-        if not batch:
-            return []
-        # each replica measures the whole chunk in turn: a schedule's processes time it at different moments
-        rounds = [rn.run(batch) for rn in ctx["runners"]]
-        return [_merge(results) for results in zip(*rounds)]
+        return _run_built(ctx, [(b.artifact, j.threads) for b, j in items], args, timeout_s, ref)
 
     def record_result(j: _Job, res: RunResult) -> None:
         rec = _record(op, j, res, ctx)
@@ -334,6 +369,99 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
         pool.shutdown()
     if stopped:
         raise _TimeUp
+
+
+def _library_runner(spec: Any, library: bool, roles: Roles | None, given: Any, progress: bool) -> Any:
+    """The runner for library rows, or None when they do not apply here (say why once)."""
+    from opscope.collector.library import LibraryRunner, torch_version
+    from opscope.collector.registry import roles_module
+
+    if not library:
+        return None
+    if given is not None:
+        return given
+    if roles is not None or roles_module(spec) is not None:
+        return None  # library rows time this machine's CPU: only for targets measured here
+    if torch_version() is None:
+        if progress:
+            print("collect: torch is not installed here: no library rows (pip install torch to add them)",
+                  file=sys.stderr, flush=True)
+        return None
+    return LibraryRunner()
+
+
+def _library_rows(op: Operator, runner: Any, thread_counts: tuple[int, ...], st: Store, ctx: dict[str, Any],
+                  timeout_s: float, done: dict, prog: _Progress, written: list[Record]) -> Any:
+    """Time ``op`` in torch at each thread count not stored yet; returns the runner (None once it
+    could not start: the rest of the collection goes on without library rows)."""
+    from opscope.collector.library import LIBRARY, case_json, library_case, library_schedule_id, torch_version
+    from opscope.collector.process import WorkerStartError
+
+    case = library_case(op)
+    if case is None:
+        return runner  # no library covers this kind: no row, not an error
+    version = torch_version() or "unknown"
+    sid = library_schedule_id(version)
+    protocol: Protocol = ctx["protocol"]
+    for t in thread_counts:
+        if (sid, t) in done:
+            continue
+        try:
+            res = runner.run([RunJob(case_json(case), (), t, protocol, timeout_s, "", ctx["pinned"])])[0]
+        except WorkerStartError as exc:
+            print(f"collect: no library rows: {exc}", file=sys.stderr, flush=True)
+            return None
+        hello = getattr(runner, "_workers", {}).get((t, ctx["pinned"]))
+        backend = hello.hello.get("backend", "") if hello is not None else ""
+        rec = Record(op=op, schedule_id=sid, schedule_kind="library", trace_json="[]", knobs=(),
+                     threads=res.threads if res.status == "ok" and res.threads else t, target=ctx["target"],
+                     machine_id=ctx["machine_id"], protocol=protocol, status=res.status, error=res.error,
+                     raw_latencies_s=res.latencies_s if res.status == "ok" else (), pinned=ctx["pinned"],
+                     origin={"library": LIBRARY, "version": version, "backend": backend, "call": case["op"]})
+        if st.add(rec) is not None:
+            written.append(rec)
+    return runner
+
+
+def _search_op(op: Operator, default: Candidate, thread_counts: tuple[int, ...], roles: Roles, st: Store,
+               ctx: dict[str, Any], config: Any, timeout_s: float, prog: _Progress, written: list[Record]) -> None:
+    """The evolutionary search of ``op`` at each thread count, every tried schedule stored."""
+    from opscope.collector.search import search_operator
+
+    protocol: Protocol = ctx["protocol"]
+    args = _op_args(op)
+    reference = ""
+    ref_built: list[Built] = []
+    if protocol.check_first:
+        ref_built = roles.builder.build([default])
+        reference = ref_built[0].artifact if ref_built and ref_built[0].ok else ""
+    try:
+        for t in thread_counts:
+            if _past(ctx["deadline"]):
+                raise _TimeUp
+
+            def measure(built: list[Built], ref: str, t: int = t) -> list[RunResult]:
+                return _run_built(ctx, [(b.artifact, t) for b in built], args, timeout_s, ref)
+
+            def store(cand: Candidate, res: RunResult, origin: dict, t: int = t) -> None:
+                rec = _record(op, _Job(cand, t, 0), res, ctx)
+                rec = replace(rec, origin=tuple(sorted(origin.items())))
+                if st.add(rec) is not None:
+                    written.append(rec)
+                prog.add(rec)
+
+            history = st.history(op.key, ctx["target"], ctx["machine_id"], protocol.protocol_id, t, ctx["pinned"])
+            outcome = search_operator(op, t, config, tvm_target=roles.tvm_target, target_name=ctx["target"],
+                                      builder=roles.builder, history=history, measure=measure, store=store,
+                                      reference=reference, deadline=ctx["deadline"], progress=ctx["progress"])
+            prog.skipped += min(outcome.resumed, config.trials)
+            prog.total += max(0, outcome.resumed - config.trials)
+            if outcome.stopped:
+                raise _TimeUp
+    finally:
+        discard = getattr(roles.builder, "discard", None)
+        if discard is not None and ref_built:
+            discard(ref_built)
 
 
 class _TimeUp(Exception):

@@ -102,6 +102,42 @@ def measure(mod, specs, protocol, dev, reference=None, cpu=True):
     return {"status": "ok", "latencies_s": time_function(mod, "main", dev, args, protocol, flush)}
 
 
+def time_callable(fn, protocol, sync=None, flush=None):
+    """``time_evaluator``'s protocol for a Python callable (a library call): one discarded call,
+    ``protocol["warmup"]`` more, then ``repeat`` repeats of ``number`` calls, ``number`` grown as
+    TVM grows it (to ``max(min_repeat_ms / per-call + 1, 1.618 * number)``) until a repeat lasts
+    ``min_repeat_ms``; one mean latency (s) per repeat.  ``sync`` is called before each clock read
+    (a GPU's synchronise), ``flush`` before each repeat (a cache flush)."""
+    import time
+
+    sync = sync or (lambda: None)
+    for _ in range(1 + int(protocol.get("warmup", 0))):
+        fn()
+    sync()
+    number = max(1, int(protocol["number"]))
+    min_s = int(protocol["min_repeat_ms"]) / 1000.0
+    cooldown_s = int(protocol.get("cooldown_ms", 0)) / 1000.0
+    out = []
+    for i in range(int(protocol["repeat"])):
+        if i and cooldown_s:
+            time.sleep(cooldown_s)
+        while True:
+            if flush is not None:
+                flush()
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            sync()
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_s or min_s <= 0:
+                break
+            per_call = max(elapsed / number, 1e-9)
+            number = max(int(min_s / per_call) + 1, int(number * 1.618))
+        out.append(elapsed / number)
+    return out
+
+
 def error_reply(exc, status="run_error"):
     """A kernel's runtime error as a reply: the caller records it and goes on."""
     text = str(exc).strip()

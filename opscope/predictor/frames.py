@@ -68,10 +68,13 @@ def check_columns(frame: pd.DataFrame, where: str = "the frame", label: str | No
 
 
 def ok_rows(frame: pd.DataFrame, label: str = LABEL) -> pd.DataFrame:
-    """Rows that measured successfully with a usable latency."""
+    """Rows that measured successfully with a usable latency, TVM schedules only: a library row
+    (``schedule_kind == "library"``) times torch, not a schedule, and is no training data."""
     keep = pd.Series(True, index=frame.index)
     if "status" in frame.columns:
         keep &= frame["status"] == "ok"
+    if "schedule_kind" in frame.columns:
+        keep &= frame["schedule_kind"] != "library"
     if label in frame.columns:
         lat = pd.to_numeric(frame[label], errors="coerce")
         keep &= np.isfinite(lat) & (lat > 0)

@@ -25,7 +25,7 @@ COLUMNS = (
     "bytes", "bytes_input", "bytes_weight", "bytes_output", "count", "schedule_id", "schedule_kind",
     "trace_json", "knobs_json", "threads", "pinned", "target", "machine_id", "status", "error",
     "raw_latencies_s", "latency_median_s", "latency_mean_s", "latency_min_s", "latency_std_s", "cv",
-    "noisy", "protocol_json", "created_at", "workload_script",
+    "noisy", "protocol_json", "created_at", "workload_script", "origin_json",
 )
 
 _QUERY = """
@@ -33,7 +33,7 @@ SELECT m.measurement_id, m.workload_key, w.op_name, w.kind, w.dtype, w.models, w
        w.flops, w.bytes, w.bytes_input, w.bytes_weight, w.bytes_output, w.count, m.schedule_id,
        s.schedule_kind, s.trace_json, s.knobs_json, m.threads, m.pinned, m.target, m.machine_id,
        m.status, m.error, m.raw_latencies_s, m.protocol_json, m.created_at, m.attempt, m.protocol_id,
-       w.workload_script
+       w.workload_script, m.origin_json
 FROM measurements m
 JOIN workloads w ON w.workload_key = m.workload_key
 JOIN schedules s ON s.workload_key = m.workload_key AND s.schedule_id = m.schedule_id

@@ -18,7 +18,10 @@ from opscope.store.protocol import Protocol
 from opscope.workloads.operator import Operator
 
 STATUSES = ("ok", "wrong_result", "build_error", "run_error", "crash", "timeout")
-SCHEDULE_KINDS = ("default", "sampled")
+#: default: TVM's default lowering; sampled: a random draw from MetaSchedule's space; searched: a
+#: schedule tried by a search (its round in ``origin``); library: the same computation timed in a
+#: library users would otherwise call (torch/oneDNN), no TVM schedule at all
+SCHEDULE_KINDS = ("default", "sampled", "searched", "library")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class Record:
     pinned: bool = False
     attempt: int = 0
     created_at: str = ""
+    #: how the measurement came about, as sorted (name, value) pairs: () for default and sampled
+    #: schedules, (("round", r), ("search", "evolutionary"), ...) for searched ones,
+    #: (("library", "torch"), ("version", ...), ...) for library rows
+    origin: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -86,6 +93,8 @@ class Record:
         object.__setattr__(self, "raw_latencies_s", lat)
         if isinstance(self.knobs, dict):
             object.__setattr__(self, "knobs", tuple(sorted(self.knobs.items())))
+        if isinstance(self.origin, dict):
+            object.__setattr__(self, "origin", tuple(sorted(self.origin.items())))
         if not self.created_at:
             object.__setattr__(self, "created_at", now_utc())
 
@@ -120,3 +129,6 @@ class Record:
 
     def knobs_json(self) -> str:
         return json.dumps(dict(self.knobs), sort_keys=True)
+
+    def origin_json(self) -> str:
+        return json.dumps(dict(self.origin), sort_keys=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,8 +94,12 @@ _V3 = """
 ALTER TABLE workloads ADD COLUMN workload_script TEXT NOT NULL DEFAULT ''
 """
 
+_V4 = """
+ALTER TABLE measurements ADD COLUMN origin_json TEXT NOT NULL DEFAULT '{}'
+"""
+
 #: MIGRATIONS[v] brings a database from version v to v + 1 (version 0 is an empty file).
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4}
 
 
 def current_version(conn: sqlite3.Connection) -> int:

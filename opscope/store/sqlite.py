@@ -99,11 +99,12 @@ class Store:
             )
             cur = c.execute(
                 "INSERT OR IGNORE INTO measurements (workload_key, schedule_id, threads, pinned, target, "
-                "machine_id, protocol_id, protocol_json, status, error, raw_latencies_s, attempt, created_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "machine_id, protocol_id, protocol_json, status, error, raw_latencies_s, attempt, created_at, "
+                "origin_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (op.key, record.schedule_id, record.threads, int(record.pinned), record.target,
                  record.machine_id, record.protocol.protocol_id, record.protocol.to_json(), record.status,
-                 record.error, json.dumps(list(record.raw_latencies_s)), record.attempt, record.created_at),
+                 record.error, json.dumps(list(record.raw_latencies_s)), record.attempt, record.created_at,
+                 record.origin_json()),
             )
             c.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
@@ -133,6 +134,28 @@ class Store:
             (workload_key, target, machine_id, protocol_id, int(pinned)),
         ).fetchall()
         return {(s, t): (st, raw, a) for s, t, st, raw, a in rows}
+
+    def history(self, workload_key: str, target: str, machine_id: str, protocol_id: str, threads: int,
+                pinned: bool = False) -> list[dict]:
+        """Every schedule measured for this workload at ``threads`` under this (target, machine,
+        protocol, pinning), latest attempt only, oldest first: dicts with ``schedule_id,
+        schedule_kind, trace_json, status, raw_latencies_s`` (a list) and ``origin`` (a dict)."""
+        rows = self._conn.execute(
+            "SELECT m.schedule_id, s.schedule_kind, s.trace_json, m.status, m.raw_latencies_s, m.origin_json, "
+            "m.attempt FROM measurements m JOIN schedules s ON s.workload_key = m.workload_key AND "
+            "s.schedule_id = m.schedule_id WHERE m.workload_key=? AND m.target=? AND m.machine_id=? AND "
+            "m.protocol_id=? AND m.threads=? AND m.pinned=? ORDER BY m.measurement_id",
+            (workload_key, target, machine_id, protocol_id, int(threads), int(pinned)),
+        ).fetchall()
+        latest: dict[str, dict] = {}
+        for sid, kind, trace, status, raw, origin, attempt in rows:
+            prev = latest.get(sid)
+            if prev is None or attempt >= prev["attempt"]:
+                latest.pop(sid, None)
+                latest[sid] = {"schedule_id": sid, "schedule_kind": kind, "trace_json": trace, "status": status,
+                               "raw_latencies_s": json.loads(raw), "origin": json.loads(origin or "{}"),
+                               "attempt": attempt}
+        return list(latest.values())
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
