@@ -236,17 +236,15 @@ def search_operator(
             t1 = time.monotonic()
             built = builder.build([cands[i] for i in fresh]) if fresh else []
             t2 = time.monotonic()
-            ok_built = [b for b in built if b.ok]
-            measured = iter(measure(ok_built, "")) if ok_built else iter(())
+            # one measurement per call, stored before the next starts: a kill loses at most the one in flight
             for i, b in zip(fresh, built):
-                results[i] = next(measured) if b.ok else RunResult("build_error", error=b.error, threads=threads)
-            for i, b in zip(fresh, built):
-                res = results[i]
+                res = measure([b], "")[0] if b.ok else RunResult("build_error", error=b.error, threads=threads)
                 if res.status == "ok" and _median(res.latencies_s) < best and reference:
-                    res = results[i] = measure([b], reference)[0]  # a new best is checked first
+                    res = measure([b], reference)[0]  # a new best is checked against the default first
                 if res.status == "ok" and _median(res.latencies_s) < best:
                     best = _median(res.latencies_s)
                     out.best_s, out.best_schedule_id = best, cands[i].schedule_id
+                results[i] = res
                 store(cands[i], res, {"search": "evolutionary", "round": rnd, "cost_model": config.cost_model_name})
                 known[cands[i].schedule_id] = {"status": res.status, "raw_latencies_s": list(res.latencies_s)}
                 out.measured += 1

@@ -31,7 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable; a model without that parameter ignores it; MODEL. limits it to "
                              "one model and wins over the unqualified form)")
     parser.add_argument("--target", default="host")
-    parser.add_argument("--trials", type=int, default=32, help="sampled schedules per operator (plus the default)")
+    parser.add_argument("--trials", type=int, default=32,
+                        help="sampled schedules per operator (plus the default); with --search, searched "
+                             "schedules per operator and thread count")
+    parser.add_argument("--search", choices=("evolutionary",), default=None,
+                        help="search schedules (MetaSchedule's evolutionary search, every tried schedule stored "
+                             "as 'searched') instead of sampling them")
+    parser.add_argument("--cost-model", default="xgb", metavar="xgb|random|DIR",
+                        help="the search's cost model: MetaSchedule's XGBoost model trained online (default), "
+                             "random, or a saved opscope predictor directory")
+    parser.add_argument("--per-round", type=int, default=16, help="schedules the search measures per round")
+    parser.add_argument("--population", type=int, default=256, help="the evolutionary search's population")
+    parser.add_argument("--no-library", action="store_true",
+                        help="skip the library rows (torch/oneDNN timing of the same computation, stored as "
+                             "'library' at every thread count)")
     parser.add_argument("--threads", default=os.environ.get("OPSCOPE_THREADS") or "1,2",
                         help="thread counts, e.g. 1,2 or all (default $OPSCOPE_THREADS, else 1,2)")
     parser.add_argument("--store", default=os.environ.get("OPSCOPE_STORE") or "runs.db",
@@ -173,6 +186,13 @@ def run(args: argparse.Namespace) -> int:
         raise OpscopeError(f"--timeout {args.timeout}: must be > 0 seconds")
     if _measured_here(args.target):
         thread_counts(args.threads)
+    search_config = None
+    if args.search:
+        from opscope.collector.search import SearchConfig
+
+        at_least(args.trials, 1, "--trials")
+        search_config = SearchConfig(trials=args.trials, per_round=args.per_round, population=args.population,
+                                     cost_model=args.cost_model, seed=args.seed)
     check_writable_store(args.store)  # refused before the models load, and no new file left behind
     rpc = None
     if args.tracker or args.rpc_key:
@@ -201,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
         records = collect(operators, target=args.target, trials=args.trials, threads=args.threads, store=store,
                           seed=args.seed, timeout_s=args.timeout, protocol=protocol, progress=not args.quiet,
                           remeasure_noisy=args.remeasure_noisy, pinned=args.pin,
-                          overlap=args.overlap, rpc=rpc, max_minutes=args.max_minutes)
+                          overlap=args.overlap, rpc=rpc, max_minutes=args.max_minutes, search=args.search,
+                          search_config=search_config, library=not args.no_library)
         total = store.count()
     by_status: dict[str, int] = {}
     for r in records:
