@@ -164,7 +164,12 @@ def search_operator(
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
-    from opscope.collector.ms_sampler import import_tensor_intrinsics, operator_module, replay_schedule, sampled_candidate
+    from opscope.collector.ms_sampler import (
+        import_tensor_intrinsics,
+        operator_module,
+        replay_schedule,
+        sampled_candidate,
+    )
 
     import_tensor_intrinsics()
     mod = operator_module(op)
@@ -253,7 +258,7 @@ def search_operator(
             if discard is not None:
                 discard(built)
             rr = [_runner_result(r) for r in results]
-            for m, c, r in zip(proposed, cands, results):
+            for m, r in zip(proposed, results):
                 if r.status == "ok":
                     db.commit_tuning_record(ms.database.TuningRecord(m.sch.trace, workload,
                                                                      [float(x) for x in r.latencies_s],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from opscope.errors import OpscopeError
 
@@ -24,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="thread count of the whole-model run (default: the largest measured)")
     parser.add_argument("--no-whole-model", action="store_true", help="skip building and timing the whole model")
     parser.add_argument("--repeat", type=int, default=5, help="whole-model timing repeats (default: 5)")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="do not time the same zoo model in torch eager beside the whole-model run")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="also time it under torch.compile (compiles first; a failure is noted, not fatal)")
+    parser.add_argument("--tune", type=int, default=None, metavar="N",
+                        help="first search N schedules of every operator of the model at the whole-model "
+                             "thread count (collect --search evolutionary; resumes what the store holds)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -59,11 +67,14 @@ def run(args: argparse.Namespace) -> int:
         from opscope.predictor.persist import read_metadata
 
         read_metadata(args.predictor)
+    if args.tune is not None:
+        _tune_first(args, params)
     result = compare(
         args.model, target=args.target, store=args.store, predictor=args.predictor, out=args.out or None,
         allow_other_machine=args.allow_other_machine, whole_model=not args.no_whole_model,
         threads=args.threads, batch_size=args.batch_size, dtype=args.dtype, params=params,
         protocol=VMProtocol(repeat=args.repeat), progress=not args.quiet,
+        torch_baseline=not args.no_torch, torch_compile=args.torch_compile,
     )
     print(result.table_text())
     print()
@@ -76,3 +87,21 @@ def run(args: argparse.Namespace) -> int:
             if png is not None:
                 print(f"figure: {png}")
     return 0
+
+
+def _tune_first(args: argparse.Namespace, params: dict) -> None:
+    """``--tune N``: the evolutionary search of every operator of the model before comparing."""
+    from opscope.collector import collect
+    from opscope.collector.search import SearchConfig
+    from opscope.edges import at_least
+    from opscope.workloads import load_model
+
+    at_least(args.tune, 1, "--tune")
+    threads = args.threads or 1
+    workload = load_model(args.model, batch_size=args.batch_size, dtype=args.dtype, **params)
+    ops = [op for op in workload.operators if op.prim_func is not None]
+    if not args.quiet:
+        print(f"tuning {len(ops)} operators of {workload.name}: {args.tune} searched schedules each at "
+              f"{threads} thread(s) (store {args.store})", file=sys.stderr, flush=True)
+    collect(ops, target=args.target, trials=args.tune, threads=(threads,), store=args.store,
+            search="evolutionary", search_config=SearchConfig(trials=args.tune), progress=not args.quiet)

@@ -150,6 +150,8 @@ def compare(
     params: Mapping[str, int] | None = None,
     protocol: VMProtocol | None = None,
     progress: bool = True,
+    torch_baseline: bool = True,
+    torch_compile: bool = False,
 ) -> ComparisonResult:
     """Compare a model's operators on a target: analytical vs measured vs predicted.
 
@@ -159,6 +161,8 @@ def compare(
     there.  ``threads`` is the thread count of the whole-model run (default: the largest count
     measured).  ``params`` are zoo model parameters (``{"image_size": 64}``), as given to collect.
     A store measured on another machine is refused unless ``allow_other_machine``.
+    ``torch_baseline`` times the same zoo model in torch eager beside the whole-model run (and
+    ``torch_compile`` also under ``torch.compile``), same batch and threads, on CPU targets.
     """
     from opscope.analytical import estimate
     from opscope.report.machine import check_machine, this_machine
@@ -225,6 +229,15 @@ def compare(
             pred_at = dict(zip([op.key for op in ops],
                                _predict(pred_obj, ops, rows, at_t, target_name, threads)))
         wm_result = measure_whole_model(workload, spec, rows, threads, pred_at, protocol or VMProtocol(), say)
+        if torch_baseline and spec.tvm_target.get("kind") != "cuda":
+            import dataclasses
+
+            from opscope.report.torch_model import time_torch_model
+
+            say(f"whole model: torch eager{' and torch.compile' if torch_compile else ''} with {threads} thread(s)")
+            eager, compiled, note = time_torch_model(workload.name, dict(workload.params), threads,
+                                                     protocol or VMProtocol(), compile=torch_compile)
+            wm_result = dataclasses.replace(wm_result, torch_eager_s=eager, torch_compile_s=compiled, torch_note=note)
 
     if wm_result is not None and wm_result.op_in_model_s:
         op_table["in_model_s"] = op_table["key"].map(dict(wm_result.op_in_model_s)).astype(float)

@@ -29,12 +29,13 @@ COLUMNS = (
     "op", "kind", "key", "count", "flops", "bytes", "intensity",
     "analytical_s", "bound", "analytical_measured_s", "bound_measured", "attainable_flops",
     "default_s", "default_threads", "best_s", "best_threads", "best_schedule_id", "best_noisy", "n_measurements",
-    "in_model_s",
+    "library_s", "best_vs_library", "in_model_s",
     "predicted_s", "in_sample", "analytical_err", "analytical_measured_err", "predicted_err",
     "achieved_flops", "roofline_share", "measured", "collect_cmd",
 )
 #: Latency columns summed (weighted by count) into the TOTAL row.
-LATENCY_COLUMNS = ("analytical_s", "analytical_measured_s", "default_s", "best_s", "predicted_s", "in_model_s")
+LATENCY_COLUMNS = ("analytical_s", "analytical_measured_s", "default_s", "best_s", "library_s", "predicted_s",
+                   "in_model_s")
 TOTAL = "TOTAL"
 
 
@@ -52,6 +53,8 @@ class MeasuredOp:
     best_row: object = None
     #: the best measurement's repeats varied more than the protocol's noisy_cv
     best_noisy: bool = False
+    #: the library row (torch) at the best schedule's thread count; NaN when there is none
+    library_s: float = math.nan
 
 
 def ok_measurements(frame: pd.DataFrame) -> pd.DataFrame:
@@ -63,16 +66,22 @@ def ok_measurements(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize_measurements(frame: pd.DataFrame, threads: int | None = None) -> dict[str, MeasuredOp]:
-    """Per workload key: the best default-schedule latency and the best latency over every schedule.
+    """Per workload key: the best default-schedule latency and the best latency over every TVM
+    schedule (default, sampled, searched), and the library row at the best one's thread count.
 
     With ``threads`` given only rows at that thread count are considered.  Latencies are medians of
-    each record's repeats; "best" is the lowest median.
+    each record's repeats; "best" is the lowest median.  An operator with library rows only is not
+    measured (no TVM schedule of it ran).
     """
     ok = ok_measurements(frame)
     if threads is not None and not ok.empty:
         ok = ok[ok["threads"] == threads]
     out: dict[str, MeasuredOp] = {}
-    for key, rows in ok.groupby("workload_key", sort=False):
+    for key, all_rows in ok.groupby("workload_key", sort=False):
+        is_lib = all_rows["schedule_kind"] == "library"
+        rows, lib = all_rows[~is_lib], all_rows[is_lib]
+        if rows.empty:
+            continue
         best_label = rows["latency_median_s"].idxmin()
         best = rows.loc[best_label]
         defaults = rows[rows["schedule_kind"] == "default"]
@@ -90,8 +99,14 @@ def summarize_measurements(frame: pd.DataFrame, threads: int | None = None) -> d
             n_measurements=len(rows),
             best_row=best_label,
             best_noisy=bool(best["noisy"]) if "noisy" in best.index and not pd.isna(best["noisy"]) else False,
+            library_s=_library_at(lib, int(best["threads"])),
         )
     return out
+
+
+def _library_at(lib: pd.DataFrame, threads: int) -> float:
+    at = lib[lib["threads"] == threads]["latency_median_s"]
+    return float(at.min()) if len(at) else math.nan
 
 
 def _rel(est: float, measured: float) -> float:
@@ -155,6 +170,8 @@ def operator_rows(
             "best_schedule_id": m.best_schedule_id if m else None,
             "best_noisy": m.best_noisy if m else False,
             "n_measurements": m.n_measurements if m else 0,
+            "library_s": m.library_s if m else math.nan,
+            "best_vs_library": best_s / m.library_s if m and m.library_s > 0 else math.nan,
             # filled in by the whole-model run: the operator's time per call inside the built model
             "in_model_s": math.nan,
             "predicted_s": pred,
@@ -194,6 +211,8 @@ def total_row(table: pd.DataFrame) -> dict[str, object]:
     row["analytical_err"] = _rel(row["analytical_s"], best)
     row["analytical_measured_err"] = _rel(row["analytical_measured_s"], best)
     row["predicted_err"] = _rel(row["predicted_s"], best)
+    lib = row["library_s"]
+    row["best_vs_library"] = best / lib if isinstance(lib, float) and lib > 0 else math.nan
     if isinstance(best, float) and best > 0:
         row["achieved_flops"] = row["flops"] / best
     return row
@@ -225,6 +244,11 @@ def summary_numbers(table: pd.DataFrame) -> dict[str, float]:
         errs = rows[name].dropna().abs()
         out[f"{name}_mape"] = float(errs.mean()) if len(errs) else math.nan
         out[f"{name}_within10"] = float((errs <= 0.10).mean()) if len(errs) else math.nan
+    with_lib = meas[meas["best_vs_library"].notna()] if "best_vs_library" in meas else meas.iloc[0:0]
+    out["library_operators"] = float(len(with_lib))
+    out["best_vs_library_median"] = float(with_lib["best_vs_library"].median()) if len(with_lib) else math.nan
+    shares = meas["roofline_share"].dropna() if "roofline_share" in meas else pd.Series(dtype=float)
+    out["roofline_share_median"] = float(shares.median()) if len(shares) else math.nan
     if "in_sample" in meas:
         scored = meas[meas["predicted_err"].notna()]
         out["predicted_in_sample"] = float(scored["in_sample"].astype(bool).sum())

@@ -61,7 +61,7 @@ def sort_slowest_first(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([ops, table[table["op"] == TOTAL]], ignore_index=True)
 
 
-_HEADER = ("operator", "kind", "n", "analytic", "default", "best", "thr", "in model", "predicted",
+_HEADER = ("operator", "kind", "n", "analytic", "default", "best", "thr", "torch", "in model", "predicted",
            "err ana", "err pred", "bound", "FLOP/s", "roofline")
 
 
@@ -80,6 +80,7 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
             fmt_time(r["default_s"]) if measured else "unmeasured",
             (fmt_time(r["best_s"]) + ("*" if r["best_noisy"] else "")) if measured else "",
             str(int(thr)) if thr is not None and not pd.isna(thr) else "",
+            fmt_time(r["library_s"]) if "library_s" in r.index else "-",
             fmt_time(r["in_model_s"]),
             fmt_time(r["predicted_s"]),
             fmt_pct(r["analytical_err"]),
@@ -89,7 +90,7 @@ def format_table(table: pd.DataFrame, max_name: int = 32) -> str:
             fmt_share(r["roofline_share"]),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
-    left = {0, 1, 11}
+    left = {0, 1, 12}
     lines = []
     for row in rows:
         cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
@@ -133,4 +134,10 @@ def summary_lines(table: pd.DataFrame, whole_model: object | None = None,
         line3 = f"whole model: {no_whole_model_reason}"
     else:
         line3 = whole_model.summary_line()
-    return [line1, line2, line3]
+    lines = [line1, line2, line3]
+    if s.get("library_operators", 0) > 0:
+        share = s["roofline_share_median"]
+        lines.insert(1, f"attainable: the best schedule takes x{s['best_vs_library_median']:.2f} torch's time "
+                        f"(median over the {int(s['library_operators'])} operators a library covers; torch = "
+                        f"oneDNN on CPUs); median share of the roofline {fmt_share(share)}")
+    return lines

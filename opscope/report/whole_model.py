@@ -48,6 +48,18 @@ class WholeModelResult:
     kernel_s: tuple[tuple[str, float], ...] = ()
     #: per operator key, seconds per call inside the model (kernel time / count)
     op_in_model_s: tuple[tuple[str, float], ...] = ()
+    #: count-weighted sum over every operator of the kernel as built into the model: the measured
+    #: latency of the schedule that was replayed (or of the default lowering, when that is what was
+    #: built), the prediction where neither was measured; NaN when some operator has neither
+    sum_built_s: float = math.nan
+    #: how many operators of that sum were measured as built, predicted, or neither
+    built_measured_ops: int = 0
+    built_predicted_ops: int = 0
+    built_unknown_ops: int = 0
+    #: torch eager (and torch.compile) end to end for the same model, batch and threads (NaN: not run)
+    torch_eager_s: float = math.nan
+    torch_compile_s: float = math.nan
+    torch_note: str = ""
 
     @property
     def latency_s(self) -> float:
@@ -57,10 +69,11 @@ class WholeModelResult:
 
     @property
     def gap(self) -> float:
-        """End to end over the sum of best per-operator latencies, minus one (nan if none measured)."""
-        if not self.sum_best_s or math.isnan(self.sum_best_s):
+        """End to end over the sum of the kernels as built, minus one: like with like, so NaN unless
+        every operator is measured as built or predicted."""
+        if self.built_unknown_ops or not self.sum_built_s or math.isnan(self.sum_built_s):
             return math.nan
-        return self.latency_s / self.sum_best_s - 1.0
+        return self.latency_s / self.sum_built_s - 1.0
 
     @property
     def kernels_sum_s(self) -> float:
@@ -77,10 +90,28 @@ class WholeModelResult:
         from opscope.report.terminal import fmt_pct, fmt_time
 
         inside = (f"; its kernels take {fmt_time(self.kernels_sum_s)}" if self.kernel_s else "")
-        return (f"whole model ({self.threads} thr): end-to-end {fmt_time(self.latency_s)} vs sum of "
-                f"operators {fmt_time(self.sum_best_s)} ({self.measured_ops}/{self.total_ops} measured, "
-                f"gap {fmt_pct(self.gap)}), sum of predictions {fmt_time(self.sum_predicted_s)} "
-                f"(gap {fmt_pct(self.predicted_gap)}){inside}")
+        parts = [f"{self.built_measured_ops} measured as built"]
+        if self.built_predicted_ops:
+            parts.append(f"{self.built_predicted_ops} predicted")
+        if self.built_unknown_ops:
+            parts.append(f"{self.built_unknown_ops} neither")
+        if self.built_unknown_ops:
+            vs = (f"sum of its {self.total_ops} kernels as built: not known ({', '.join(parts)}; collect them "
+                  "or give a predictor), no gap")
+        else:
+            vs = (f"sum of its {self.total_ops} kernels as built {fmt_time(self.sum_built_s)} ({', '.join(parts)}; "
+                  f"{self.scheduled_ops} with a stored schedule), gap {fmt_pct(self.gap)}")
+        torch = ""
+        if not math.isnan(self.torch_eager_s):
+            torch = f"; torch eager {fmt_time(self.torch_eager_s)} (TVM x{self.latency_s / self.torch_eager_s:.2f})"
+            if not math.isnan(self.torch_compile_s):
+                torch += f", torch.compile {fmt_time(self.torch_compile_s)}"
+        elif self.torch_note:
+            torch = f"; torch: {self.torch_note}"
+        pred = (f"; sum of predictions {fmt_time(self.sum_predicted_s)} (gap {fmt_pct(self.predicted_gap)})"
+                if not math.isnan(self.sum_predicted_s) else "")
+        return (f"whole model ({self.threads} thr): end-to-end {fmt_time(self.latency_s)} vs {vs}{pred}{torch}"
+                f"{inside}")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -89,7 +120,10 @@ class WholeModelResult:
             "sum_predicted_s": self.sum_predicted_s, "gap": self.gap, "predicted_gap": self.predicted_gap,
             "measured_ops": self.measured_ops, "total_ops": self.total_ops,
             "scheduled_ops": self.scheduled_ops, "unmatched_functions": self.unmatched_functions,
-            "kernels_sum_s": self.kernels_sum_s,
+            "kernels_sum_s": self.kernels_sum_s, "sum_built_s": self.sum_built_s,
+            "built_measured_ops": self.built_measured_ops, "built_predicted_ops": self.built_predicted_ops,
+            "built_unknown_ops": self.built_unknown_ops, "torch_eager_s": self.torch_eager_s,
+            "torch_compile_s": self.torch_compile_s, "torch_note": self.torch_note,
         }
 
 
@@ -281,6 +315,7 @@ def measure_whole_model(workload, spec, measurements, threads: int,
         sum_pred = sum(op.count * float(predicted[op.key]) for op in ops if op.key in predicted)
     else:
         sum_pred = math.nan
+    built_sum, n_meas, n_pred, n_unknown = built_sum_of(ops, best, traces, names, predicted)
     return WholeModelResult(
         model=workload.name, threads=int(threads), raw_latencies_s=raw,
         sum_best_s=sum_best, sum_default_s=sum_default, sum_predicted_s=sum_pred,
@@ -288,4 +323,32 @@ def measure_whole_model(workload, spec, measurements, threads: int,
         scheduled_ops=sum(1 for op in ops if any(n in traces for n in names.get(op.key, ()))),
         unmatched_functions=len(kernels - {n for ns in names.values() for n in ns}),
         kernel_s=tuple(sorted(kernel_s.items())), op_in_model_s=tuple(sorted(in_model.items())),
+        sum_built_s=built_sum, built_measured_ops=n_meas, built_predicted_ops=n_pred, built_unknown_ops=n_unknown,
     )
+
+
+def built_sum_of(ops, best, traces: Mapping[str, str], names: Mapping[str, tuple[str, ...]],
+                 predicted: Mapping[str, float] | None) -> tuple[float, int, int, int]:
+    """(count-weighted sum of the kernels as built, measured, predicted, neither).
+
+    An operator whose best schedule was replayed into the module counts with that schedule's
+    measured latency; one built with TVM's default lowering with its measured default latency (when
+    the default was measured at these threads); otherwise with its prediction, when there is one.
+    """
+    total, n_meas, n_pred, n_unknown = 0.0, 0, 0, 0
+    for op in ops:
+        m = best.get(op.key)
+        replayed = any(n in traces for n in names.get(op.key, ()))
+        value = math.nan
+        if m is not None:
+            value = m.best_s if replayed or m.best_schedule_id == "default" else m.default_s
+        if value == value:
+            n_meas += 1
+        elif predicted and op.key in predicted and float(predicted[op.key]) > 0:
+            value = float(predicted[op.key])
+            n_pred += 1
+        else:
+            n_unknown += 1
+            continue
+        total += op.count * value
+    return (total if not n_unknown else math.nan), n_meas, n_pred, n_unknown

@@ -1,0 +1,148 @@
+"""What the device attains: evolutionary search vs random sampling vs torch (oneDNN), live.
+
+For each chosen conv2d/dense operator of resnet18 and bert and each thread count, one store gets
+(1) TVM's default schedule, (2) ``--trials`` schedules of the evolutionary search
+(``collect --search evolutionary``), (3) the torch row of the same computation
+(``schedule_kind = "library"``) and then (4) ``--trials`` random draws from MetaSchedule's space
+(``collect --trials N``, the random order, at the first thread count only unless ``--random-all``);
+the search runs first, so that it does not start from this store's random draws.  It prints, per
+operator and thread count: default, best random, best searched after 64 and after all trials,
+torch, the ratio best-searched / torch, and the measured trials each order took to come within
+5 % of the best found by either (live order: measurement order in the store).
+
+    python benchmarks/attainable.py --store attain.db [--trials 64] [--threads 1,2] [--ops all]
+    python benchmarks/attainable.py --store attain.db --report-only
+
+Run it again with a larger ``--trials`` to extend the same searches (they resume from the store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: (model, operator name): four resnet18 convolutions of different shape, two bert GEMMs
+DEFAULT_OPS = (
+    ("resnet18", "fused_conv2d1_subtract1_divide1_multiply1_add1_relu1"),  # 3x3 64->64 @56
+    ("resnet18", "fused_conv2d3_subtract2_divide2_multiply2_add3_relu2"),  # 3x3 128->128 @28
+    ("resnet18", "fused_conv2d5_subtract3_divide3_multiply3_add5_relu3"),  # 3x3 s2 128->256 @28
+    ("resnet18", "fused_conv2d9_subtract4_divide4_multiply4_add7_relu4"),  # 3x3 512->512 @7
+    ("bert", "fused_matmul_add"),  # 128x768 @ 768x768
+    ("bert", "fused_matmul3_add2"),  # 128x768 @ 768x3072
+)
+
+
+def _ops(names: str):
+    from opscope.workloads import load_model
+
+    wanted = DEFAULT_OPS if names == "default" else None
+    out, models = [], {}
+    for model, name in wanted or ():
+        models.setdefault(model, load_model(model))
+        out += [o for o in models[model].operators if o.name == name][:1]
+    if wanted is None:  # "all": every conv2d and dense of both models
+        for model in ("resnet18", "bert"):
+            out += [o for o in load_model(model).operators if o.kind in ("conv2d", "dense")]
+    return out
+
+
+def _within(curve: list[float], best: float, tol: float) -> int | None:
+    for i, v in enumerate(curve):
+        if v <= best * (1 + tol):
+            return i + 1
+    return None
+
+
+def report(store: str, trials: int, tol: float) -> int:
+    from opscope.store import load_dataframe
+
+    df = load_dataframe(store)
+    ok = df[df["status"] == "ok"].sort_values("measurement_id")
+    rows, ratios64, ratios_all, speedups = [], [], [], []
+    for (_key, threads), g in ok.groupby(["workload_key", "threads"], sort=False):
+        name = g["op_name"].iloc[0]
+        default = g[g["schedule_kind"] == "default"]["latency_median_s"].min()
+        lib = g[g["schedule_kind"] == "library"]["latency_median_s"].min()
+        rnd = list(g[g["schedule_kind"] == "sampled"]["latency_median_s"])
+        srch = list(g[g["schedule_kind"] == "searched"]["latency_median_s"])
+        if not srch:
+            continue
+        best64 = min(srch[:64])
+        best_all = min(srch)
+        best = min(srch + rnd)
+        n_search = _within(list(_cummin(srch)), best, tol)
+        n_rand = _within(list(_cummin(rnd)), best, tol) if rnd else None
+        r64, rall = best64 / lib, best_all / lib
+        if math.isfinite(r64):
+            ratios64.append(r64)
+        if math.isfinite(rall) and len(srch) > 64:
+            ratios_all.append(rall)
+        if rnd:
+            speedups.append((n_rand or len(rnd) + 1) / (n_search or len(srch) + 1))
+        rows.append((name[:34], threads, default, min(rnd) if rnd else math.nan, best64, len(srch), best_all, lib, r64,
+                     rall, n_search, n_rand, len(rnd)))
+    print(f"{'operator':34s} thr {'default':>9s} {'random':>9s} {'srch64':>9s} {'n':>4s} {'srch_all':>9s} "
+          f"{'torch':>9s} {'64/torch':>8s} {'all/torch':>9s} {'to5%:srch':>9s} {'random':>8s}")
+    ms = lambda v: f"{v * 1e3:9.3f}" if v == v else f"{'-':>9s}"  # noqa: E731
+    for r in rows:
+        rand_n = f"{r[11]}" if r[11] is not None else (f">{r[12]}" if r[12] else "-")
+        print(f"{r[0]:34s} {r[1]:3d} {ms(r[2])} {ms(r[3])} {ms(r[4])} {r[5]:4d} {ms(r[6])} {ms(r[7])} "
+              f"{r[8]:8.2f} {r[9]:9.2f} {str(r[10]):>9s} {rand_n:>8s}")
+    if ratios64:
+        print(f"\nmedian best-searched / torch: {statistics.median(ratios64):.2f} after <= 64 trials "
+              f"({len(ratios64)} operator-thread pairs)"
+              + (f", {statistics.median(ratios_all):.2f} after all ({len(ratios_all)} pairs with > 64)"
+                 if ratios_all else ""))
+    if speedups:
+        print(f"trials to come within {tol:.0%} of the best found: random order / search order, median "
+              f"{statistics.median(speedups):.1f}x over {len(speedups)} pairs (random that never got there counts "
+              "as its count + 1)")
+    return 0
+
+
+def _cummin(values):
+    best = math.inf
+    for v in values:
+        best = min(best, v)
+        yield best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--trials", type=int, default=64)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--ops", default="default", choices=("default", "all"))
+    ap.add_argument("--random-all", action="store_true", help="random draws at every thread count")
+    ap.add_argument("--no-random", action="store_true")
+    ap.add_argument("--per-round", type=int, default=16)
+    ap.add_argument("--tol", type=float, default=0.05)
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    if not args.report_only:
+        from opscope.collector.search import SearchConfig
+        from opscope.collector.sweep import collect, parse_threads
+
+        threads = parse_threads(args.threads)
+        ops = _ops(args.ops)
+        t0 = time.monotonic()  # the search first: it must not start from the random draws of this store
+        collect(ops, trials=args.trials, threads=threads, store=args.store, search="evolutionary",
+                search_config=SearchConfig(trials=args.trials, per_round=args.per_round), library=True)
+        print(f"search: {time.monotonic() - t0:.0f} s for {len(ops)} operators x {len(threads)} thread counts",
+              file=sys.stderr)
+        if not args.no_random:
+            t1 = time.monotonic()
+            collect(ops, trials=args.trials, threads=threads if args.random_all else threads[:1], store=args.store)
+            print(f"random: {time.monotonic() - t1:.0f} s", file=sys.stderr)
+    return report(args.store, args.trials, args.tol)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
