@@ -95,3 +95,13 @@ def test_torch_eager_times_the_zoo_model_and_notes_what_it_cannot():
     assert 1e-6 < eager < 1e-3 and math.isnan(compiled) and note == ""
     eager, _, note = time_torch_model("some.onnx", {}, 1, proto)
     assert math.isnan(eager) and note.startswith("not a zoo model")
+
+
+def test_the_roofline_marks_torch_at_its_achieved_flops():
+    from opscope.report.figures import library_points
+
+    table = pd.DataFrame({"op": ["a", "b", "TOTAL"], "kind": ["dense", "dense", ""], "flops": [2e9, 1e9, 3e9],
+                          "intensity": [10.0, 5.0, 7.0], "library_s": [1e-2, math.nan, 1e-2],
+                          "measured": [True, True, True]})
+    pts = library_points(table)
+    assert list(pts["op"]) == ["a"] and pts["flops_per_s"].iloc[0] == pytest.approx(2e9 / 1e-2)

@@ -279,9 +279,11 @@ def _write_outputs(out: Path, model: str, target: str, spec, spec_m, table, scal
     ana.attrs["dtype"] = dtype  # plot_roofline draws the peak of this dtype
     drawn: dict[str, tuple[Path, ...]] = {}
     if len(ana):
+        lib = figs.library_points(table)
         drawn["roofline"] = tuple(plot_roofline(ceiling_spec, ana, out / "roofline.png",
                                                 measured=meas if len(meas) else None,
-                                                title=f"{model} on {ceiling_spec.name}"))
+                                                title=f"{model} on {ceiling_spec.name}",
+                                                library=lib if len(lib) else None))
     for name, paths in (
         ("predicted_vs_measured", figs.plot_predicted_vs_measured(table, out / "predicted_vs_measured.png",
                                                                   f"{model} on {target}: estimate vs measured")),
@@ -292,7 +294,7 @@ def _write_outputs(out: Path, model: str, target: str, spec, spec_m, table, scal
         if paths:
             drawn[name] = tuple(paths)
     table.to_csv(out / "comparison.csv", index=False)
-    captions = {"roofline": "Roofline: analytical (filled) and measured (hollow) points joined",
+    captions = {"roofline": "Roofline: analytical (filled) and measured (hollow) points joined; torch (x)",
                 "predicted_vs_measured": "Estimates vs best measured latency, log axes, +-10% band",
                 "layers": "Per-layer time (x count): analytical, measured, predicted",
                 "thread_scaling": "Speed-up against threads (best schedule per count)"}

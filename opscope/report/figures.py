@@ -145,6 +145,16 @@ def _short(name: str, n: int = 28) -> str:
     return short_name(name, n)
 
 
+def library_points(table: pd.DataFrame) -> pd.DataFrame:
+    """The library (torch) points for ``plot_roofline``: FLOP/s of the library row, operators that have one."""
+    ops = _ops(table)
+    if "library_s" not in ops:
+        return pd.DataFrame(columns=["op", "kind", "intensity", "flops_per_s"])
+    ops = ops[(ops["flops"] > 0) & ops["library_s"].notna() & (ops["library_s"] > 0)]
+    return pd.DataFrame({"op": ops["op"], "kind": ops["kind"], "intensity": ops["intensity"].astype(float),
+                         "flops_per_s": ops["flops"] / ops["library_s"].astype(float)}).reset_index(drop=True)
+
+
 def roofline_points(table: pd.DataFrame, measured_ceilings: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The analytical and measured points for ``plot_roofline`` (columns op, kind, intensity, flops_per_s).
 

@@ -41,8 +41,10 @@ def _peak(spec: TargetSpec, dtype: str | None) -> float:
 
 
 def plot_roofline(spec: TargetSpec, analytical: pd.DataFrame, path: str | os.PathLike[str],
-                  measured: pd.DataFrame | None = None, title: str | None = None) -> list[Path]:
-    """Write the roofline of ``spec`` with the operators of ``analytical`` as PNG and SVG next to ``path``."""
+                  measured: pd.DataFrame | None = None, title: str | None = None,
+                  library: pd.DataFrame | None = None) -> list[Path]:
+    """Write the roofline of ``spec`` with the operators of ``analytical`` as PNG and SVG next to ``path``;
+    ``measured`` points are hollow, ``library`` points (torch on the same operator) are crosses."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -84,6 +86,10 @@ def plot_roofline(spec: TargetSpec, analytical: pd.DataFrame, path: str | os.Pat
         for row in joined.itertuples():
             ax.plot([row.intensity_a, row.intensity_m], [row.flops_per_s_a, row.flops_per_s_m],
                     color="grey", lw=0.6, alpha=0.7, zorder=2)
+    lpts = _points(library, "library") if library is not None else None
+    if lpts is not None and not lpts.empty:
+        ax.scatter(lpts["intensity"], lpts["flops_per_s"], s=30, marker="x", color="black", zorder=4,
+                   label="torch (library)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
