@@ -9,7 +9,13 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from opscope.report.table import MeasuredOp, operator_rows, summarize_measurements, summary_numbers, with_total
+from opscope.report.table import (
+    MeasuredOp,
+    operator_rows,
+    summarize_measurements,
+    summary_numbers,
+    with_total,
+)
 from opscope.report.terminal import summary_lines
 from opscope.report.whole_model import WholeModelResult, built_sum_of
 
