@@ -19,6 +19,8 @@ Run it again with a larger ``--trials`` to extend the same searches (they resume
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -107,6 +109,66 @@ def report(store: str, trials: int, tol: float) -> int:
     return 0
 
 
+def side_by_side(store: str, rounds: int = 3) -> int:
+    """Re-time, per operator and thread count, the best searched schedule and torch's call in turn,
+    ``rounds`` times each, in one quiet stretch: the ratio of their medians, measured side by side."""
+    import tvm
+
+    from opscope.collector.library import LibraryRunner, case_json, library_case
+    from opscope.collector.local_builder import LocalBuilder
+    from opscope.collector.local_runner import LocalRunner
+    from opscope.collector.ms_sampler import replay
+    from opscope.collector.roles import Candidate, RunJob, arg_specs
+    from opscope.store import load_dataframe
+    from opscope.store.protocol import Protocol
+    from opscope.store.sqlite import workload_module
+    from opscope.targets import load_target, tvm_target, tvm_target_dict
+    from opscope.workloads.operator import Operator
+
+    spec = load_target("host")
+    target = tvm_target(spec)
+    df = load_dataframe(store)
+    ok = df[(df["status"] == "ok") & (df["schedule_kind"] == "searched")]
+    builder, runner, lib = LocalBuilder(tvm_target_dict(spec)), LocalRunner(), LibraryRunner()
+    protocol = Protocol()
+    ratios = []
+    print(f"\nside by side ({rounds} rounds, best searched schedule then torch, in turn):")
+    try:
+        for (key, threads), g in ok.groupby(["workload_key", "threads"], sort=False):
+            row = g.loc[g["latency_median_s"].idxmin()]
+            op = Operator.from_dict(json.loads(row["operator_json"]))
+            func = workload_module(row["workload_script"])["main"]
+            op = dataclasses.replace(op, prim_func=func)
+            case = library_case(op)
+            if case is None:
+                continue
+            mod = replay(op, row["trace_json"], target)
+            built = builder.build([Candidate(key, row["schedule_id"], "searched", row["trace_json"], (),
+                                             tvm.ir.save_json(mod))])[0]
+            if not built.ok:
+                print(f"  {row['op_name'][:34]} t={threads}: rebuild failed: {built.error[:80]}")
+                continue
+            args = arg_specs(func)
+            tvm_lat, torch_lat = [], []
+            for _ in range(rounds):
+                r = runner.run([RunJob(built.artifact, args, int(threads), protocol, 30.0)])[0]
+                tvm_lat += list(r.latencies_s)
+                r = lib.run([RunJob(case_json(case), (), int(threads), protocol, 30.0)])[0]
+                torch_lat += list(r.latencies_s)
+            builder.discard([built])
+            ratio = statistics.median(tvm_lat) / statistics.median(torch_lat)
+            ratios.append(ratio)
+            print(f"  {row['op_name'][:34]:34s} t={threads}: searched {statistics.median(tvm_lat) * 1e3:.3f} ms, "
+                  f"torch {statistics.median(torch_lat) * 1e3:.3f} ms, ratio {ratio:.2f}")
+    finally:
+        builder.close()
+        runner.close()
+        lib.close()
+    if ratios:
+        print(f"median searched / torch, side by side: {statistics.median(ratios):.2f} over {len(ratios)} pairs")
+    return 0
+
+
 def _cummin(values):
     best = math.inf
     for v in values:
@@ -125,6 +187,8 @@ def main() -> int:
     ap.add_argument("--per-round", type=int, default=16)
     ap.add_argument("--tol", type=float, default=0.05)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--side-by-side", type=int, default=0, metavar="ROUNDS",
+                    help="then re-time each best searched schedule and torch in turn, ROUNDS times each")
     args = ap.parse_args()
     if not args.report_only:
         from opscope.collector.search import SearchConfig
@@ -141,7 +205,10 @@ def main() -> int:
             t1 = time.monotonic()
             collect(ops, trials=args.trials, threads=threads if args.random_all else threads[:1], store=args.store)
             print(f"random: {time.monotonic() - t1:.0f} s", file=sys.stderr)
-    return report(args.store, args.trials, args.tol)
+    report(args.store, args.trials, args.tol)
+    if args.side_by_side:
+        side_by_side(args.store, args.side_by_side)
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ with random decisions (tile sizes, compute location, unroll); draw ``i`` takes s
 ``i % len(spaces)``, the space generator's postprocessors are applied (parallelise, vectorise,
 unroll, decompose reductions), and the schedule is kept if they all succeed and its trace is new.
 The same operator, target and seed always give the same candidates in the same order.
+
+``ReplaySampler`` is the cheap variant for ranking hundreds of candidates (``opscope tune``): one
+``TuneContext`` per operator, its design spaces taken once, and each draw replays a space's trace
+*without its decisions* on a schedule seeded with the draw, so every sampling instruction draws
+anew; then the same postprocessors and the same acceptance (all postprocessors succeed, trace new).
 """
 
 from __future__ import annotations
@@ -150,13 +155,56 @@ class MetaScheduleSampler(ScheduleSampler):
                 break
             sch = spaces[draw % len(spaces)]
             sch.enter_postproc()
-            if not all(p.apply(sch) for p in ctx.space_generator.postprocs):
-                continue
-            cand = sampled_candidate(op, mod, sch)
-            if cand.trace_json in seen:
-                continue
-            seen.add(cand.trace_json)
-            out.append(cand)
+            _accept(op, mod, sch, ctx.space_generator.postprocs, seen, out)
+        return out
+
+
+def _accept(op: Operator, mod: Any, sch: Any, postprocs: Any, seen: set[str], out: list[Candidate]) -> None:
+    """Append ``sch`` to ``out`` when every postprocessor accepts it and its trace is new."""
+    if not all(p.apply(sch) for p in postprocs):
+        return
+    cand = sampled_candidate(op, mod, sch)
+    if cand.trace_json not in seen:
+        seen.add(cand.trace_json)
+        out.append(cand)
+
+
+class ReplaySampler(ScheduleSampler):
+    """One design-space generation per operator, decisions re-drawn per sample (module docstring)."""
+
+    def __init__(self, target: Any, max_draws_per_trial: int = 4) -> None:
+        self.target = target  # a tvm.target.Target
+        self.max_draws_per_trial = max_draws_per_trial
+
+    def candidates(self, op: Operator, trials: int, seed: int) -> list[Candidate]:
+        import tvm
+        from tvm.s_tir import Schedule
+        from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir.schedule import ScheduleError, Trace
+
+        import_tensor_intrinsics()
+        mod = operator_module(op)
+        out = [Candidate(op.key, "default", "default", "[]", (), tvm.ir.save_json(mod))]
+        ctx = ms.TuneContext(
+            mod=mod, target=self.target,
+            space_generator=ms.space_generator.PostOrderApply(
+                sch_rules="from-target", postprocs="from-target", mutator_probs="from-target"),
+            rand_state=seed, num_threads=1,
+        )
+        spaces = ctx.generate_design_space()
+        if not spaces:
+            return out
+        bare = [Trace(s.trace.insts, {}) for s in spaces]
+        seen: set[str] = set()
+        for draw in range(max(trials, 0) * self.max_draws_per_trial):
+            if len(out) > trials:
+                break
+            sch = Schedule(mod, seed=(seed * 100003 + draw) % (2**31 - 1) + 1)
+            try:
+                bare[draw % len(bare)].apply_to_schedule(sch, remove_postproc=True)
+            except (ScheduleError, RuntimeError, ValueError):
+                continue  # a draw the space's own checks reject
+            _accept(op, mod, sch, ctx.space_generator.postprocs, seen, out)
         return out
 
 

@@ -48,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
 
     from opscope.collector.local_builder import LocalBuilder
     from opscope.collector.local_runner import LocalRunner
+    from opscope.collector.ms_sampler import ReplaySampler, import_tensor_intrinsics
     from opscope.collector.protocol import Protocol
     from opscope.collector.roles import RunJob, arg_specs
     from opscope.edges import out_file, thread_count
     from opscope.predictor.persist import load_predictor
-    from opscope.predictor.sampling import ReplaySampler, load_tensor_intrinsics
     from opscope.predictor.search import guided_search
     from opscope.targets import load_target, tvm_target, tvm_target_dict
     from opscope.workloads import load_model
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     pred = load_predictor(args.predictor)
     spec = load_target(args.target)
     print("loading TVM's schedule rules (a one-off cost per process)...", file=sys.stderr, flush=True)
-    load_tensor_intrinsics()  # before the model import loads torch: fewer modules, faster
+    import_tensor_intrinsics()  # before the model import loads torch: fewer modules, faster
     op = pick_operator(list(load_model(args.model).operators), args.op)
     if op.prim_func is None:
         raise OpscopeError(f"operator {op.name!r} has no TIR function to schedule")
