@@ -82,6 +82,9 @@ def test_time_callable_grows_number_to_the_minimum_repeat_time():
 class _LibRunner(FakeRunner):
     """Library jobs: latency from the case's FLOP-ish size; records which cases it saw."""
 
+    def backend(self, threads, pinned=False):
+        return "fake"
+
     def run(self, batch):
         out = []
         for job in batch:
@@ -245,3 +248,30 @@ def test_a_real_search_of_a_small_dense_beats_the_default_and_torch_times_it(tmp
     finally:
         torch.set_num_threads(saved)
     assert here / 3 < statistics.median(res.latencies_s) < here * 3
+
+
+@pytest.mark.slow
+def test_an_opscope_predictor_ranks_the_search_candidates(tmp_path, monkeypatch):
+    import numpy as np
+
+    from opscope.collector.te_ops import dense_operator
+
+    seen: list[int] = []
+
+    class Spy:
+        def predict(self, frame):
+            seen.append(len(frame))
+            assert {"schedule_id", "trace_json", "knobs_json", "threads"} <= set(frame.columns)
+            return np.full(len(frame), 1e-3)
+
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    monkeypatch.setattr("opscope.predictor.persist.load_predictor", lambda path: Spy())
+    op = dense_operator(16, 16, 16)
+    cfg = SearchConfig(trials=8, per_round=4, population=16, cost_model=str(pred_dir))
+    recs = collect([op], trials=8, threads=(1,), store=tmp_path / "p.db",
+                   roles=Roles(FakeSampler(), FakeBuilder(), FakeRunner(), _target()), protocol=QUICK,
+                   progress=False, search="evolutionary", search_config=cfg)
+    searched = [r for r in recs if r.schedule_kind == "searched"]
+    assert len(searched) == 8 and all(dict(r.origin)["cost_model"] == "predictor" for r in searched)
+    assert seen and sum(seen) >= 8  # the evolution asked the predictor about its candidates

@@ -136,6 +136,11 @@ class LibraryRunner(LocalRunner):
 
     worker_class = _LibraryWorker
 
+    def backend(self, threads: int, pinned: bool = False) -> str:
+        """What torch computes with on CPUs ("oneDNN" or "native"), as the worker for ``threads`` said."""
+        w = self._workers.get((threads, pinned))
+        return str(w.hello.get("backend", "")) if w is not None else ""
+
 
 def case_json(case: dict) -> str:
     return json.dumps(case, sort_keys=True)

@@ -254,9 +254,7 @@ def search_operator(
                 known[cands[i].schedule_id] = {"status": res.status, "raw_latencies_s": list(res.latencies_s)}
                 out.measured += 1
                 out.curve.append(best)
-            discard = getattr(builder, "discard", None)
-            if discard is not None:
-                discard(built)
+            builder.discard(built)
             rr = [_runner_result(r) for r in results]
             for m, r in zip(proposed, results):
                 if r.status == "ok":

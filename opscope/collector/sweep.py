@@ -286,89 +286,108 @@ def _measure_op(op: Operator, cands: list[Candidate], jobs: list[_Job], roles: R
     Raises ``_TimeUp`` between batches once the collection's deadline has passed (builds left unmeasured
     are discarded; what was measured is stored).
     """
-    protocol: Protocol = ctx["protocol"]
-    args = _op_args(op)
-    to_build = [c for c in cands if any(j.cand.schedule_id == c.schedule_id for j in jobs)]
-    first_sampled = next((c for c in cands if c.schedule_kind == "sampled"), None)
-    check_id = ""
-    if protocol.check_first and first_sampled is not None and first_sampled in to_build:
-        check_id = first_sampled.schedule_id
-        if cands[0] not in to_build:
-            to_build.insert(0, cands[0])  # the default build is the reference
-    batches = [to_build[i:i + batch_size] for i in range(0, len(to_build), batch_size)]
-    stopped = False
-    reference = ""
-    builder = roles.builder
-    pool = ThreadPoolExecutor(1, thread_name_prefix="opscope-build") if overlap else None
-    kept: list[Built] = []
-    ahead = None
-    runner = roles.runner
-    # A runner with several boards (RPC farm) measures that many jobs at once; everything else gets
-    # one job per call, so a collection killed mid-way loses at most the measurements in flight.
-    slots = max(1, int(getattr(runner, "parallel_slots", 1)))
+    run = _OperatorRun(op, jobs, roles, st, ctx, timeout_s, prog, written)
+    run.measure(run.plan(cands, batch_size), overlap)
 
-    def run_jobs(items: list[tuple[Built, _Job]], ref: str = "") -> list[RunResult]:
-        return _run_built(ctx, [(b.artifact, j.threads) for b, j in items], args, timeout_s, ref)
 
-    def record_result(j: _Job, res: RunResult) -> None:
-        rec = _record(op, j, res, ctx)
-        if st.add(rec) is not None:
-            written.append(rec)
-        prog.add(rec)
+class _OperatorRun:
+    """The steps of measuring one operator's jobs: plan the builds, build (optionally one batch
+    ahead), route each built schedule (build error, the checked first schedule, or pending),
+    measure what is pending, store every result, discard the artifacts."""
 
-    wrong: dict[str, RunResult] = {}  # schedule id -> its wrong result, shared by its thread counts
-    pending: list[tuple[Built, _Job]] = []
+    def __init__(self, op: Operator, jobs: list[_Job], roles: Roles, st: Store, ctx: dict[str, Any],
+                 timeout_s: float, prog: _Progress, written: list[Record]):
+        self.op, self.jobs, self.roles, self.st, self.ctx = op, jobs, roles, st, ctx
+        self.timeout_s, self.prog, self.written = timeout_s, prog, written
+        self.args = _op_args(op)
+        # A runner with several boards (RPC farm) measures that many jobs at once; everything else gets
+        # one job per call, so a collection killed mid-way loses at most the measurements in flight.
+        self.slots = max(1, int(roles.runner.parallel_slots))
+        self.check_id = ""  # the schedule whose first run is compared with the default's output
+        self.reference = ""  # the default build's artifact
+        self.wrong: dict[str, RunResult] = {}  # schedule id -> its wrong result, shared by its thread counts
+        self.pending: list[tuple[Built, _Job]] = []
 
-    def flush() -> None:  # measure what is pending, `slots` jobs per call, in build order
-        for k in range(0, len(pending), slots):
-            chunk = pending[k:k + slots]
-            fresh = iter(run_jobs([(b, j) for b, j in chunk if b.candidate.schedule_id not in wrong]))
+    def plan(self, cands: list[Candidate], batch_size: int) -> list[list[Candidate]]:
+        """The build batches: every candidate with a job, and the default first when it is the
+        reference of the checked schedule."""
+        wanted = {j.cand.schedule_id for j in self.jobs}
+        to_build = [c for c in cands if c.schedule_id in wanted]
+        first_sampled = next((c for c in cands if c.schedule_kind == "sampled"), None)
+        if self.ctx["protocol"].check_first and first_sampled is not None and first_sampled in to_build:
+            self.check_id = first_sampled.schedule_id
+            if cands[0] not in to_build:
+                to_build.insert(0, cands[0])  # the default build is the reference
+        return [to_build[i:i + batch_size] for i in range(0, len(to_build), batch_size)]
+
+    def record(self, job: _Job, res: RunResult) -> None:
+        rec = _record(self.op, job, res, self.ctx)
+        if self.st.add(rec) is not None:
+            self.written.append(rec)
+        self.prog.add(rec)
+
+    def run_jobs(self, items: list[tuple[Built, _Job]], ref: str = "") -> list[RunResult]:
+        return _run_built(self.ctx, [(b.artifact, j.threads) for b, j in items], self.args, self.timeout_s, ref)
+
+    def flush(self) -> None:
+        """Measure what is pending, ``slots`` jobs per call, in build order."""
+        for k in range(0, len(self.pending), self.slots):
+            chunk = self.pending[k:k + self.slots]
+            fresh = iter(self.run_jobs([(b, j) for b, j in chunk if b.candidate.schedule_id not in self.wrong]))
             for b, j in chunk:
-                record_result(j, wrong.get(b.candidate.schedule_id) or next(fresh))
-        pending.clear()
+                self.record(j, self.wrong.get(b.candidate.schedule_id) or next(fresh))
+        self.pending.clear()
 
-    for i, batch in enumerate(batches):
-        if pool is not None:
-            built = (ahead or pool.submit(builder.build, batch)).result()
-            ahead = pool.submit(builder.build, batches[i + 1]) if i + 1 < len(batches) else None
-        else:
-            built = builder.build(batch)
+    def route(self, built: list[Built]) -> None:
+        """Each built schedule's jobs: a build error is recorded, the checked schedule runs against
+        the reference at once, the rest waits in ``pending``."""
         for b in built:
             if b.candidate.schedule_kind == "default" and b.ok:
-                reference = b.artifact
-            for j in (j for j in jobs if j.cand.schedule_id == b.candidate.schedule_id):
+                self.reference = b.artifact
+            for j in (j for j in self.jobs if j.cand.schedule_id == b.candidate.schedule_id):
                 if not b.ok:
-                    flush()
-                    record_result(j, RunResult("build_error", error=b.error))
-                elif b.candidate.schedule_id == check_id and reference:
-                    flush()
-                    check_id = ""  # the first run of the checked schedule compares with the default
-                    res = run_jobs([(b, j)], reference)[0]
+                    self.flush()
+                    self.record(j, RunResult("build_error", error=b.error))
+                elif b.candidate.schedule_id == self.check_id and self.reference:
+                    self.flush()
+                    self.check_id = ""  # the first run of the checked schedule compares with the default
+                    res = self.run_jobs([(b, j)], self.reference)[0]
                     if res.status == "wrong_result":
-                        wrong[b.candidate.schedule_id] = res
-                    record_result(j, res)
+                        self.wrong[b.candidate.schedule_id] = res
+                    self.record(j, res)
                 else:
-                    pending.append((b, j))
-        flush()
-        discard = getattr(builder, "discard", None)
-        if discard is not None:
-            keep = [b for b in built if b.artifact == reference]
-            kept += keep
-            discard([b for b in built if b.artifact != reference])
-        if _past(ctx["deadline"]) and i + 1 < len(batches):
-            stopped = True
-            break
-    discard = getattr(builder, "discard", None)
-    if discard is not None:
-        discard(kept)
-    if ahead is not None:
-        ahead.cancel()
-        if not ahead.cancelled() and discard is not None:
-            discard(ahead.result())
-    if pool is not None:
-        pool.shutdown()
-    if stopped:
-        raise _TimeUp
+                    self.pending.append((b, j))
+
+    def measure(self, batches: list[list[Candidate]], overlap: bool) -> None:
+        builder = self.roles.builder
+        pool = ThreadPoolExecutor(1, thread_name_prefix="opscope-build") if overlap else None
+        kept: list[Built] = []  # the reference, deleted last
+        ahead = None
+        stopped = False
+        try:
+            for i, batch in enumerate(batches):
+                if pool is not None:
+                    built = (ahead or pool.submit(builder.build, batch)).result()
+                    ahead = pool.submit(builder.build, batches[i + 1]) if i + 1 < len(batches) else None
+                else:
+                    built = builder.build(batch)
+                self.route(built)
+                self.flush()
+                kept += [b for b in built if b.artifact == self.reference]
+                builder.discard([b for b in built if b.artifact != self.reference])
+                if _past(self.ctx["deadline"]) and i + 1 < len(batches):
+                    stopped = True
+                    break
+        finally:
+            builder.discard(kept)
+            if ahead is not None:
+                ahead.cancel()
+                if not ahead.cancelled():
+                    builder.discard(ahead.result())
+            if pool is not None:
+                pool.shutdown()
+        if stopped:
+            raise _TimeUp
 
 
 def _library_runner(spec: Any, library: bool, roles: Roles | None, given: Any, progress: bool) -> Any:
@@ -411,8 +430,7 @@ def _library_rows(op: Operator, runner: Any, thread_counts: tuple[int, ...], st:
         except WorkerStartError as exc:
             print(f"collect: no library rows: {exc}", file=sys.stderr, flush=True)
             return None
-        hello = getattr(runner, "_workers", {}).get((t, ctx["pinned"]))
-        backend = hello.hello.get("backend", "") if hello is not None else ""
+        backend = runner.backend(t, ctx["pinned"])
         rec = Record(op=op, schedule_id=sid, schedule_kind="library", trace_json="[]", knobs=(),
                      threads=res.threads if res.status == "ok" and res.threads else t, target=ctx["target"],
                      machine_id=ctx["machine_id"], protocol=protocol, status=res.status, error=res.error,
@@ -459,9 +477,8 @@ def _search_op(op: Operator, default: Candidate, thread_counts: tuple[int, ...],
             if outcome.stopped:
                 raise _TimeUp
     finally:
-        discard = getattr(roles.builder, "discard", None)
-        if discard is not None and ref_built:
-            discard(ref_built)
+        if ref_built:
+            roles.builder.discard(ref_built)
 
 
 class _TimeUp(Exception):

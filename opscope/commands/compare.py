@@ -59,10 +59,15 @@ def run(args: argparse.Namespace) -> int:
 
     if Path(args.store).is_dir():
         raise OpscopeError(f"store {args.store}: is a directory, expected a SQLite file")
-    if not Path(args.store).is_file():
+    if args.tune is not None and not Path(args.store).is_file():
+        from opscope.store.sqlite import check_writable_store
+
+        check_writable_store(args.store)  # --tune measures into a new store
+    elif not Path(args.store).is_file():
         raise OpscopeError(f"store {args.store}: no such file (measure with `opscope collect ... --store "
                            f"{args.store}`)")
-    sniff_store(args.store)
+    if Path(args.store).is_file():
+        sniff_store(args.store)
     if args.predictor:
         from opscope.predictor.persist import read_metadata
 

@@ -164,8 +164,6 @@ def compare(
     ``torch_baseline`` times the same zoo model in torch eager beside the whole-model run (and
     ``torch_compile`` also under ``torch.compile``), same batch and threads, on CPU targets.
     """
-    from opscope.analytical import estimate
-    from opscope.report.machine import check_machine, this_machine
     from opscope.targets import load_target
 
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -183,62 +181,25 @@ def compare(
     say(f"{workload.name}: {len(ops)} operators; target {target_name}"
         + (f" (with measured ceilings {spec_m.name})" if spec_m is not None else ""))
 
-    frame, fingerprints = _store_frame(store)
-    rows = _rows_for(frame, {op.key for op in ops}, target_name)
-    if len(rows):
-        current_id, current_fp = this_machine()
-        fps = {m: fingerprints(m) for m in rows["machine_id"].astype(str).unique()}
-        rows = check_machine(rows, current_id, target_name, allow_other_machine, current_fp, fps)
-    rows = ok_measurements(rows)
+    rows = _measured_rows(store, ops, target_name, allow_other_machine)
     measured = summarize_measurements(rows)
     if threads is None:
         threads = int(rows["threads"].max()) if len(rows) else 1
     say(f"{len(measured)}/{len(ops)} operators measured ({len(rows)} ok measurements)")
 
-    estimates = [estimate(op, spec) for op in ops]
-    estimates_m = [estimate(op, spec_m) for op in ops] if spec_m is not None else None
     pred_obj = _load_predictor(predictor)
-    predicted = _predict(pred_obj, ops, rows, measured, target_name, threads) if pred_obj is not None else None
     store_label = str(store) if isinstance(store, (str, os.PathLike)) else "runs.db"
-    cmds = {op.key: collect_command(model_label, target_label, store_label, [op.name], params)
-            for op in ops if op.key not in measured}
-    op_table = operator_rows(ops, measured, estimates, estimates_m, predicted, cmds,
-                             trained_on=getattr(pred_obj, "training_workloads_", None))
-
+    op_table = _operator_table(ops, rows, measured, spec, spec_m, pred_obj, target_name, threads,
+                               {op.key: collect_command(model_label, target_label, store_label, [op.name], params)
+                                for op in ops if op.key not in measured})
     scaling = scaling_frame(rows)
     turns = tuple(turnarounds(scaling))
 
+    why_not = _why_no_whole_model(whole_model, workload, spec)
     wm_result = None
-    if not whole_model:
-        why_not = "not measured (whole_model=False / --no-whole-model)"
-    elif getattr(workload, "ir_module", None) is None:
-        why_not = "not measured: the model has no Relax module (a layer table cannot be built)"
-    elif not spec.tvm_target:
-        why_not = f"not measured: target {spec.name!r} is analytical only (no [tvm_target])"
-    elif spec.tvm_target.get("kind") == "cuda" and not _have_gpu():
-        why_not = (f"not measured: target {spec.name!r} is a CUDA GPU and none is visible on this machine "
-                   "(the operators' rows came from where it is)")
-    else:
-        why_not = ""
     if not why_not:
-        from opscope.report.whole_model import measure_whole_model
-
-        pred_at = None
-        if pred_obj is not None:
-            at_t = summarize_measurements(rows, threads=threads)
-            pred_at = dict(zip([op.key for op in ops],
-                               _predict(pred_obj, ops, rows, at_t, target_name, threads)))
-        wm_result = measure_whole_model(workload, spec, rows, threads, pred_at, protocol or VMProtocol(), say)
-        if torch_baseline and spec.tvm_target.get("kind") != "cuda":
-            import dataclasses
-
-            from opscope.report.torch_model import time_torch_model
-
-            say(f"whole model: torch eager{' and torch.compile' if torch_compile else ''} with {threads} thread(s)")
-            eager, compiled, note = time_torch_model(workload.name, dict(workload.params), threads,
-                                                     protocol or VMProtocol(), compile=torch_compile)
-            wm_result = dataclasses.replace(wm_result, torch_eager_s=eager, torch_compile_s=compiled, torch_note=note)
-
+        wm_result = _whole_model(workload, spec, rows, ops, pred_obj, target_name, threads,
+                                 protocol or VMProtocol(), torch_baseline, torch_compile, say)
     if wm_result is not None and wm_result.op_in_model_s:
         op_table["in_model_s"] = op_table["key"].map(dict(wm_result.op_in_model_s)).astype(float)
     table = with_total(op_table)
@@ -250,6 +211,67 @@ def compare(
                                             scaling, turns, summary, wm_result, dtype, say)
     return ComparisonResult(frame=table, figures=figures, html_path=html_path, whole_model=wm_result,
                             scaling=scaling, turnarounds=turns, summary=summary)
+
+
+def _measured_rows(store, ops, target_name: str, allow_other_machine: bool) -> pd.DataFrame:
+    """The store's ok rows for ``ops`` on ``target_name``, after the machine check."""
+    from opscope.report.machine import check_machine, this_machine
+
+    frame, fingerprints = _store_frame(store)
+    rows = _rows_for(frame, {op.key for op in ops}, target_name)
+    if len(rows):
+        current_id, current_fp = this_machine()
+        fps = {m: fingerprints(m) for m in rows["machine_id"].astype(str).unique()}
+        rows = check_machine(rows, current_id, target_name, allow_other_machine, current_fp, fps)
+    return ok_measurements(rows)
+
+
+def _operator_table(ops, rows, measured, spec, spec_m, pred_obj, target_name: str, threads: int,
+                    cmds: Mapping[str, str]) -> pd.DataFrame:
+    """The per-operator table: analytical estimates under both specs, measurements, predictions."""
+    from opscope.analytical import estimate
+
+    estimates = [estimate(op, spec) for op in ops]
+    estimates_m = [estimate(op, spec_m) for op in ops] if spec_m is not None else None
+    predicted = _predict(pred_obj, ops, rows, measured, target_name, threads) if pred_obj is not None else None
+    return operator_rows(ops, measured, estimates, estimates_m, predicted, cmds,
+                         trained_on=getattr(pred_obj, "training_workloads_", None))
+
+
+def _why_no_whole_model(whole_model: bool, workload, spec) -> str:
+    """Why the whole model is not built and timed here ('' when it is)."""
+    if not whole_model:
+        return "not measured (whole_model=False / --no-whole-model)"
+    if getattr(workload, "ir_module", None) is None:
+        return "not measured: the model has no Relax module (a layer table cannot be built)"
+    if not spec.tvm_target:
+        return f"not measured: target {spec.name!r} is analytical only (no [tvm_target])"
+    if spec.tvm_target.get("kind") == "cuda" and not _have_gpu():
+        return (f"not measured: target {spec.name!r} is a CUDA GPU and none is visible on this machine "
+                "(the operators' rows came from where it is)")
+    return ""
+
+
+def _whole_model(workload, spec, rows, ops, pred_obj, target_name: str, threads: int, protocol: VMProtocol,
+                 torch_baseline: bool, torch_compile: bool, say) -> WholeModelResult:
+    """Build and time the whole model with the best stored schedules; torch eager beside it."""
+    import dataclasses
+
+    from opscope.report.whole_model import measure_whole_model
+
+    pred_at = None
+    if pred_obj is not None:
+        at_t = summarize_measurements(rows, threads=threads)
+        pred_at = dict(zip([op.key for op in ops], _predict(pred_obj, ops, rows, at_t, target_name, threads)))
+    result = measure_whole_model(workload, spec, rows, threads, pred_at, protocol, say)
+    if not torch_baseline or spec.tvm_target.get("kind") == "cuda":
+        return result
+    from opscope.report.torch_model import time_torch_model
+
+    say(f"whole model: torch eager{' and torch.compile' if torch_compile else ''} with {threads} thread(s)")
+    eager, compiled, note = time_torch_model(workload.name, dict(workload.params or {}), threads, protocol,
+                                             compile=torch_compile)
+    return dataclasses.replace(result, torch_eager_s=eager, torch_compile_s=compiled, torch_note=note)
 
 
 def _have_gpu() -> bool:
