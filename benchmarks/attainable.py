@@ -185,6 +185,7 @@ def main() -> int:
     ap.add_argument("--random-all", action="store_true", help="random draws at every thread count")
     ap.add_argument("--no-random", action="store_true")
     ap.add_argument("--per-round", type=int, default=16)
+    ap.add_argument("--cost-model", default="xgb", help="xgb, random, or a saved predictor directory")
     ap.add_argument("--tol", type=float, default=0.05)
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--side-by-side", type=int, default=0, metavar="ROUNDS",
@@ -198,7 +199,8 @@ def main() -> int:
         ops = _ops(args.ops)
         t0 = time.monotonic()  # the search first: it must not start from the random draws of this store
         collect(ops, trials=args.trials, threads=threads, store=args.store, search="evolutionary",
-                search_config=SearchConfig(trials=args.trials, per_round=args.per_round), library=True)
+                search_config=SearchConfig(trials=args.trials, per_round=args.per_round,
+                                           cost_model=args.cost_model), library=True)
         print(f"search: {time.monotonic() - t0:.0f} s for {len(ops)} operators x {len(threads)} thread counts",
               file=sys.stderr)
         if not args.no_random:

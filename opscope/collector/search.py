@@ -100,6 +100,7 @@ class PredictorCostModel:
 
     def make(self) -> Any:
         import numpy as np
+        from tvm.ir.utils import derived_object
         from tvm.s_tir import meta_schedule as ms
 
         from opscope.collector.ms_sampler import sampled_candidate
@@ -107,6 +108,7 @@ class PredictorCostModel:
 
         outer = self
 
+        @derived_object
         class _Model(ms.cost_model.PyCostModel):
             def load(self, path: str) -> None:
                 pass
