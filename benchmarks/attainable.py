@@ -109,6 +109,51 @@ def report(store: str, trials: int, tol: float) -> int:
     return 0
 
 
+def orders(stores: list[str], tol: float) -> int:
+    """Search orders from several stores (each its own cost model) against the random order: per
+    operator and thread count, the measured trials each took to come within ``tol`` of the best any
+    of them found, and the best each found within 64 trials."""
+    from opscope.store import load_dataframe
+
+    seqs: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for path in stores:
+        df = load_dataframe(path)
+        ok = df[df["status"] == "ok"].sort_values("measurement_id")
+        for (name, threads), g in ok.groupby(["op_name", "threads"], sort=False):
+            d = seqs.setdefault((name, int(threads)), {})
+            for kind in ("searched", "sampled"):
+                part = g[g["schedule_kind"] == kind]
+                if part.empty:
+                    continue
+                label = "random" if kind == "sampled" else json.loads(part["origin_json"].iloc[0])["cost_model"]
+                d.setdefault(label, list(part["latency_median_s"]))
+    labels = sorted({lab for d in seqs.values() for lab in d})
+    print(f"\ntrials to within {tol:.0%} of the best found by any order (best within 64 trials, ms):")
+    print(f"{'operator':34s} thr " + " ".join(f"{lab:>18s}" for lab in labels))
+    speed: dict[str, list[float]] = {lab: [] for lab in labels}
+    for (name, threads), d in seqs.items():
+        if len(d) < 2:
+            continue
+        best = min(min(v) for v in d.values())
+        cells = []
+        n_random = None
+        if "random" in d:
+            n_random = _within(list(_cummin(d["random"])), best, tol) or len(d["random"]) + 1
+        for lab in labels:
+            if lab not in d:
+                cells.append(f"{'-':>18s}")
+                continue
+            n = _within(list(_cummin(d[lab])), best, tol)
+            cells.append(f"{(str(n) if n else '>' + str(len(d[lab]))):>6s} ({min(d[lab][:64]) * 1e3:8.3f})")
+            if n_random is not None and lab != "random":
+                speed[lab].append(n_random / (n or len(d[lab]) + 1))
+        print(f"{name[:34]:34s} {threads:3d} " + " ".join(cells))
+    for lab, v in speed.items():
+        if v:
+            print(f"{lab}: random order / this order, median {statistics.median(v):.1f}x over {len(v)} pairs")
+    return 0
+
+
 def side_by_side(store: str, rounds: int = 3) -> int:
     """Re-time, per operator and thread count, the best searched schedule and torch's call in turn,
     ``rounds`` times each, in one quiet stretch: the ratio of their medians, measured side by side."""
@@ -188,6 +233,8 @@ def main() -> int:
     ap.add_argument("--cost-model", default="xgb", help="xgb, random, or a saved predictor directory")
     ap.add_argument("--tol", type=float, default=0.05)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--orders", nargs="+", default=None, metavar="STORE",
+                    help="set the search orders of these stores (one cost model each) against the random order")
     ap.add_argument("--side-by-side", type=int, default=0, metavar="ROUNDS",
                     help="then re-time each best searched schedule and torch in turn, ROUNDS times each")
     args = ap.parse_args()
@@ -208,6 +255,8 @@ def main() -> int:
             collect(ops, trials=args.trials, threads=threads if args.random_all else threads[:1], store=args.store)
             print(f"random: {time.monotonic() - t1:.0f} s", file=sys.stderr)
     report(args.store, args.trials, args.tol)
+    if args.orders:
+        orders([args.store] + list(args.orders), args.tol)
     if args.side_by_side:
         side_by_side(args.store, args.side_by_side)
     return 0

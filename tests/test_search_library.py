@@ -275,3 +275,50 @@ def test_an_opscope_predictor_ranks_the_search_candidates(tmp_path, monkeypatch)
     searched = [r for r in recs if r.schedule_kind == "searched"]
     assert len(searched) == 8 and all(dict(r.origin)["cost_model"] == "predictor" for r in searched)
     assert seen and sum(seen) >= 8  # the evolution asked the predictor about its candidates
+
+
+@pytest.mark.slow
+def test_with_an_online_model_the_predictor_ranks_only_until_it_has_learned_enough(tmp_path, monkeypatch):
+    import numpy as np
+
+    from opscope.collector.te_ops import dense_operator
+
+    calls: list[int] = []
+
+    class Spy:
+        def predict(self, frame):
+            calls.append(len(frame))
+            return np.full(len(frame), 1e-3)
+
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    monkeypatch.setattr("opscope.predictor.persist.load_predictor", lambda path: Spy())
+    asked = {}
+    for spec in (str(pred_dir), f"{pred_dir}+xgb"):
+        calls.clear()
+        cfg = SearchConfig(trials=12, per_round=4, population=16, cost_model=spec, online_after=4)
+        runner = FakeRunner(latency=lambda sid, t: (1 + int(sid[-3:], 16) / 4096) * 1e-3)
+        recs = collect([dense_operator(16, 16, 16)], trials=12, threads=(1,), store=tmp_path / f"h{len(asked)}.db",
+                       roles=Roles(FakeSampler(), FakeBuilder(), runner, _target()), protocol=QUICK, progress=False,
+                       search="evolutionary", search_config=cfg)
+        searched = [r for r in recs if r.schedule_kind == "searched"]
+        assert len(searched) >= 10 and {dict(r.origin)["cost_model"] for r in searched} == {cfg.cost_model_name}
+        asked[cfg.cost_model_name] = len(calls)
+    # the predictor alone is asked in every round; with the online model, only until 4 results are in
+    assert 0 < asked["predictor+xgb"] < asked["predictor"]
+
+
+def test_the_gpu_library_worker_says_when_torch_sees_no_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the GPU check script covers this")
+    from opscope.collector.library import LibraryRunner
+
+    lib = LibraryRunner("cuda")
+    try:
+        res = lib.run([RunJob(case_json(library_case(_dense())), (), 1, QUICK, 30.0)])[0]
+        assert lib.backend(1) == "cuDNN/cuBLAS"
+    finally:
+        lib.close()
+    assert res.status == "run_error" and "no CUDA device" in res.error

@@ -131,10 +131,35 @@ class _LibraryWorker(_Worker):
     label = "library worker"
 
 
+class _CudaLibraryWorker(_LibraryWorker):
+    def __init__(self, threads: int, pinned: bool):
+        import os
+
+        saved = os.environ.get("OPSCOPE_LIBRARY_DEVICE")
+        os.environ["OPSCOPE_LIBRARY_DEVICE"] = "cuda"  # worker_env copies os.environ
+        try:
+            super().__init__(threads, pinned)
+        finally:
+            if saved is None:
+                os.environ.pop("OPSCOPE_LIBRARY_DEVICE", None)
+            else:
+                os.environ["OPSCOPE_LIBRARY_DEVICE"] = saved
+
+
 class LibraryRunner(LocalRunner):
-    """``LocalRunner`` whose workers time torch calls; a job's artifact is its case as JSON."""
+    """``LocalRunner`` whose workers time torch calls; a job's artifact is its case as JSON.
+    ``device="cuda"`` times them on the GPU (cuDNN/cuBLAS, TF32 off)."""
 
     worker_class = _LibraryWorker
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__()
+        self.device = device
+        if device == "cuda":
+            self.worker_class = _CudaLibraryWorker
+
+    def replica(self) -> LibraryRunner:
+        return type(self)(self.device)
 
     def backend(self, threads: int, pinned: bool = False) -> str:
         """What torch computes with on CPUs ("oneDNN" or "native"), as the worker for ``threads`` said."""

@@ -1,7 +1,8 @@
 """The library measuring worker: times torch calls (``opscope.collector.library`` cases).
 
 Started by ``LibraryRunner`` with ``TVM_NUM_THREADS`` in its environment, the thread count it gives
-torch (``torch.set_num_threads``; one inter-op thread).  One JSON request per line
+torch (``torch.set_num_threads``; one inter-op thread), and ``OPSCOPE_LIBRARY_DEVICE`` (``cpu`` or
+``cuda``: tensors on the GPU, ``torch.cuda.synchronize`` around each timed stretch, TF32 off).  One JSON request per line
 (``{"artifact": case JSON, "protocol": {...}}``), one JSON reply per line, as the TVM worker; inputs
 are seeded from the timing core's seed, the call runs under ``torch.inference_mode`` and is timed by
 ``timing.time_callable``.  A case whose output shape is not the one the request names (``out``) is
@@ -17,7 +18,7 @@ import sys
 from opscope.collector import timing
 
 
-def build_call(torch, case: dict):
+def build_call(torch, case: dict, device: str = "cpu"):
     """(a no-argument callable running the case, its output shape)."""
     import torch.nn.functional as F
 
@@ -25,7 +26,7 @@ def build_call(torch, case: dict):
     dtype = getattr(torch, case["dtype"])
 
     def rand(shape):
-        return (torch.rand(*shape, generator=gen, dtype=torch.float32) * 2 - 1).to(dtype)
+        return (torch.rand(*shape, generator=gen, dtype=torch.float32) * 2 - 1).to(dtype).to(device)
 
     act = {"": None, "relu": F.relu, "relu6": F.relu6, "gelu": F.gelu}[case.get("act", "")]
     op = case["op"]
@@ -72,15 +73,19 @@ def build_call(torch, case: dict):
     return call, shape
 
 
-def handler(torch):
+def handler(torch, device: str = "cpu"):
+    sync = torch.cuda.synchronize if device == "cuda" else None
+
     def handle(req: dict) -> dict:
+        if device == "cuda" and not torch.cuda.is_available():
+            return {"status": "run_error", "error": "torch sees no CUDA device here"}
         case = json.loads(req["artifact"])
-        call, shape = build_call(torch, case)
+        call, shape = build_call(torch, case, device)
         want = case.get("out")
         if want and list(want) != shape:
             return {"status": "run_error", "error": f"torch computes shape {shape}, the operator {want}"}
         with torch.inference_mode():
-            lat = timing.time_callable(call, req["protocol"])
+            lat = timing.time_callable(call, req["protocol"], sync=sync)
         return {"status": "ok", "latencies_s": lat}
     return handle
 
@@ -95,10 +100,16 @@ def main() -> int:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process
         pass
-    backend = "oneDNN" if torch.backends.mkldnn.is_available() else "native"
+    device = os.environ.get("OPSCOPE_LIBRARY_DEVICE", "cpu")
+    if device == "cuda":  # true float32: no TF32 in cuBLAS or cuDNN
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        backend = "cuDNN/cuBLAS"
+    else:
+        backend = "oneDNN" if torch.backends.mkldnn.is_available() else "native"
     threads = torch.get_num_threads()
     out.write(json.dumps({"ready": True, "threads": threads, "torch": torch.__version__, "backend": backend}) + "\n")
-    timing.serve(handler(torch), inp, out, {"threads": threads})
+    timing.serve(handler(torch, device), inp, out, {"threads": threads})
     return 0
 
 

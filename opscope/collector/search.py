@@ -20,8 +20,10 @@ schedule's output on random inputs (the timing core's check) before it is stored
 differs is stored as ``wrong_result`` and never counts as the best.
 
 Cost models: ``xgb`` (MetaSchedule's ``XGBModel`` on its per-store features, trained online from
-the first round), ``random``, or the directory of a saved opscope predictor (``PredictorCostModel``:
-the predictor's latency for each candidate, from the candidate's knobs).
+the first round), ``random``, the directory of a saved opscope predictor (``PredictorCostModel``:
+the predictor's latency for each candidate, from the candidate's knobs, used as trained), or
+``DIR+xgb``: the predictor ranks until an online ``XGBModel`` has ``online_after`` (32) successful
+measurements of this operator, then that model ranks.
 """
 
 from __future__ import annotations
@@ -55,21 +57,25 @@ class SearchConfig:
     cost_model: str = "xgb"
     seed: int = 0
     eps_greedy: float = 0.05
+    #: with ``DIR+xgb``: successful measurements after which the online model ranks
+    online_after: int = 32
 
     def __post_init__(self) -> None:
-        for name, low in (("trials", 1), ("per_round", 1), ("population", 8)):
+        for name, low in (("trials", 1), ("per_round", 1), ("population", 8), ("online_after", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise OpscopeError(f"search {name} must be an integer >= {low}, got {value!r}")
         if not 0.0 <= self.eps_greedy <= 1.0:
             raise OpscopeError(f"search eps_greedy must be in [0, 1], got {self.eps_greedy!r}")
-        if self.cost_model not in BUILTIN_COST_MODELS and not os.path.isdir(self.cost_model):
-            raise OpscopeError(f"--cost-model {self.cost_model!r}: expected xgb, random or the directory of a "
-                               "saved predictor (opscope train --out DIR)")
+        if self.cost_model not in BUILTIN_COST_MODELS and not os.path.isdir(_predictor_spec(self.cost_model)[0]):
+            raise OpscopeError(f"--cost-model {self.cost_model!r}: expected xgb, random, the directory of a "
+                               "saved predictor (opscope train --out DIR), or DIR+xgb")
 
     @property
     def cost_model_name(self) -> str:
-        return self.cost_model if self.cost_model in BUILTIN_COST_MODELS else "predictor"
+        if self.cost_model in BUILTIN_COST_MODELS:
+            return self.cost_model
+        return "predictor+xgb" if _predictor_spec(self.cost_model)[1] else "predictor"
 
 
 @dataclass
@@ -95,15 +101,20 @@ def _median(lat: Sequence[float]) -> float:
 class PredictorCostModel:
     """An opscope predictor as MetaSchedule's cost model: score = 1 / predicted latency."""
 
-    def __init__(self, predictor: Any, op: Operator, target: str, threads: int, mod: Any):
+    def __init__(self, predictor: Any, op: Operator, target: str, threads: int, mod: Any,
+                 online: Any = None, online_after: int = 32):
         self.predictor, self.op, self.target, self.threads, self.mod = predictor, op, target, threads, mod
+        #: with an online model (MetaSchedule's XGBModel), it learns from every result and ranks in
+        #: the predictor's place once it has ``online_after`` successful measurements
+        self.online, self.online_after, self.seen = online, online_after, 0
 
     def make(self) -> Any:
         import numpy as np
         from tvm.ir.utils import derived_object
         from tvm.s_tir import meta_schedule as ms
 
-        from opscope.collector.ms_sampler import sampled_candidate
+        from opscope.collector.knobs import extract_knobs
+        from opscope.collector.ms_sampler import schedule_id, trace_to_json
         from opscope.predictor.search import candidates_frame
 
         outer = self
@@ -117,12 +128,21 @@ class PredictorCostModel:
                 pass
 
             def update(self, context, candidates, results) -> None:
-                pass  # a trained predictor is used as it is
+                if outer.online is not None:  # the trained predictor itself is used as it is
+                    outer.online.update(context, candidates, results)
+                    outer.seen += sum(1 for r in results if r.run_secs is not None)
 
             def predict(self, context, candidates) -> np.ndarray:
                 if not len(candidates):
                     return np.zeros(0)
-                cands = [sampled_candidate(outer.op, outer.mod, c.sch) for c in candidates]
+                if outer.online is not None and outer.seen >= outer.online_after:
+                    return np.asarray(outer.online.predict(context, candidates), dtype=float)
+                cands = []
+                for c in candidates:  # knobs and trace only: the module is not needed to predict
+                    trace_json = trace_to_json(c.sch.trace)
+                    knobs = extract_knobs(c.sch.trace, outer.mod, c.sch.mod.script())
+                    cands.append(Candidate(outer.op.key, schedule_id(trace_json), "searched", trace_json,
+                                           tuple(sorted(knobs.items())), ""))
                 pred = outer.predictor.predict(candidates_frame(outer.op, cands, outer.target, outer.threads))
                 pred = np.asarray(pred, dtype=float)
                 return np.where(np.isfinite(pred) & (pred > 0), 1.0 / np.maximum(pred, 1e-12), 0.0)
@@ -140,7 +160,18 @@ def _cost_model(config: SearchConfig, op: Operator, target_name: str, threads: i
                                       num_tuning_cores=os.cpu_count() or 1, verbose_eval=10 ** 9)
     from opscope.predictor.persist import load_predictor
 
-    return PredictorCostModel(load_predictor(config.cost_model), op, target_name, threads, mod).make()
+    path, online = _predictor_spec(config.cost_model)
+    xgb = (ms.cost_model.XGBModel(num_warmup_samples=0, num_tuning_cores=os.cpu_count() or 1, verbose_eval=10 ** 9)
+           if online else None)
+    return PredictorCostModel(load_predictor(path), op, target_name, threads, mod, online=xgb,
+                              online_after=config.online_after).make()
+
+
+def _predictor_spec(cost_model: str) -> tuple[str, bool]:
+    """(predictor directory, whether an online XGBoost model takes over): ``DIR`` or ``DIR+xgb``."""
+    if cost_model.endswith("+xgb"):
+        return cost_model[: -len("+xgb")], True
+    return cost_model, False
 
 
 def _runner_result(res: RunResult) -> Any:

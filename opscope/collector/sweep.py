@@ -399,13 +399,20 @@ def _library_runner(spec: Any, library: bool, roles: Roles | None, given: Any, p
         return None
     if given is not None:
         return given
-    if roles is not None or roles_module(spec) is not None:
-        return None  # library rows time this machine's CPU: only for targets measured here
+    module = roles_module(spec)
+    if roles is not None or module not in (None, "opscope.collector.cuda"):
+        return None  # library rows time this machine's CPU or GPU: only for targets measured here
     if torch_version() is None:
         if progress:
             print("collect: torch is not installed here: no library rows (pip install torch to add them)",
                   file=sys.stderr, flush=True)
         return None
+    if module == "opscope.collector.cuda":
+        from opscope.collector.cuda import have_gpu
+
+        if not have_gpu():
+            return None  # the kernels themselves are built here and measured where the GPU is
+        return LibraryRunner("cuda")
     return LibraryRunner()
 
 

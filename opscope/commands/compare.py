@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", type=int, default=None, metavar="N",
                         help="first search N schedules of every operator of the model at the whole-model "
                              "thread count (collect --search evolutionary; resumes what the store holds)")
+    parser.add_argument("--cost-model", default="xgb", metavar="xgb|random|DIR|DIR+xgb",
+                        help="the cost model of --tune's search (docs/collector.md)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -73,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
         read_metadata(args.predictor)
     if args.tune is not None:
+        from opscope.collector.search import SearchConfig
+
+        SearchConfig(cost_model=args.cost_model)  # a bad --cost-model is refused before anything runs
         _tune_first(args, params)
     result = compare(
         args.model, target=args.target, store=args.store, predictor=args.predictor, out=args.out or None,
@@ -109,4 +114,5 @@ def _tune_first(args: argparse.Namespace, params: dict) -> None:
         print(f"tuning {len(ops)} operators of {workload.name}: {args.tune} searched schedules each at "
               f"{threads} thread(s) (store {args.store})", file=sys.stderr, flush=True)
     collect(ops, target=args.target, trials=args.tune, threads=(threads,), store=args.store,
-            search="evolutionary", search_config=SearchConfig(trials=args.tune), progress=not args.quiet)
+            search="evolutionary", search_config=SearchConfig(trials=args.tune, cost_model=args.cost_model),
+            progress=not args.quiet)
