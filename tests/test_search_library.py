@@ -297,7 +297,7 @@ def test_with_an_online_model_the_predictor_ranks_only_until_it_has_learned_enou
     for spec in (str(pred_dir), f"{pred_dir}+xgb"):
         calls.clear()
         cfg = SearchConfig(trials=12, per_round=4, population=16, cost_model=spec, online_after=4)
-        runner = FakeRunner(latency=lambda sid, t: (1 + int(sid[-3:], 16) / 4096) * 1e-3)
+        runner = FakeRunner(latency=lambda sid, t: 3e-3 if sid == "default" else (1 + int(sid[-3:], 16) / 4096) * 1e-3)
         recs = collect([dense_operator(16, 16, 16)], trials=12, threads=(1,), store=tmp_path / f"h{len(asked)}.db",
                        roles=Roles(FakeSampler(), FakeBuilder(), runner, _target()), protocol=QUICK, progress=False,
                        search="evolutionary", search_config=cfg)

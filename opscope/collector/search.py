@@ -247,12 +247,14 @@ def search_operator(
         prior_results.append(ms.runner.RunnerResult(run_secs=[float(x) for x in h["raw_latencies_s"]], error_msg=None))
     if prior_cands and config.cost_model == "xgb":
         cost_model.update(ctx, prior_cands, prior_results)
-    ctx.pre_tuning(max_trials=remaining, num_trials_per_iter=min(config.per_round, remaining),
+    # Proposals the store already holds are reused, not measured, and do not count: the strategy gets
+    # a larger budget and the loop stops itself once ``remaining`` new schedules are stored.
+    ctx.pre_tuning(max_trials=remaining * 4 + config.per_round, num_trials_per_iter=min(config.per_round, remaining),
                    design_spaces=ctx.generate_design_space(), database=db, cost_model=cost_model)
     best = out.best_s if out.best_s == out.best_s else math.inf
     rnd = first_round
     try:
-        while True:
+        while out.measured < remaining:
             if deadline is not None and time.monotonic() >= deadline:
                 out.stopped = True
                 break
@@ -269,8 +271,11 @@ def search_operator(
                 prev = known.get(c.schedule_id)
                 if prev is not None:  # measured before (a sampled schedule, or an earlier round): reuse it
                     results[i] = RunResult(prev["status"], tuple(prev["raw_latencies_s"]), threads=threads)
-                else:
+                elif out.measured + len(fresh) < remaining:
                     fresh.append(i)
+                else:  # past the trial budget: told to the strategy as not measured
+                    results[i] = RunResult("run_error", error="not measured: the trial budget is spent",
+                                           threads=threads)
             t1 = time.monotonic()
             built = builder.build([cands[i] for i in fresh]) if fresh else []
             t2 = time.monotonic()
