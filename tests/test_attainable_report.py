@@ -111,3 +111,12 @@ def test_the_roofline_marks_torch_at_its_achieved_flops():
                           "measured": [True, True, True]})
     pts = library_points(table)
     assert list(pts["op"]) == ["a"] and pts["flops_per_s"].iloc[0] == pytest.approx(2e9 / 1e-2)
+
+
+def test_the_layer_figure_sets_default_best_and_torch_side_by_side_when_they_exist():
+    from opscope.report.figures import layer_series
+
+    ops = pd.DataFrame({"analytical_s": [1e-3], "default_s": [5e-2], "best_s": [2e-3], "library_s": [1.5e-3],
+                        "predicted_s": [math.nan]})
+    assert [c for c, _, _ in layer_series(ops)] == ["analytical_s", "default_s", "best_s", "library_s"]
+    assert "library_s" not in [c for c, _, _ in layer_series(ops.drop(columns=["library_s"]))]

@@ -318,7 +318,7 @@ def _write_outputs(out: Path, model: str, target: str, spec, spec_m, table, scal
     table.to_csv(out / "comparison.csv", index=False)
     captions = {"roofline": "Roofline: analytical (filled) and measured (hollow) points joined; torch (x)",
                 "predicted_vs_measured": "Estimates vs best measured latency, log axes, +-10% band",
-                "layers": "Per-layer time (x count): analytical, measured, predicted",
+                "layers": "Per-layer time (x count): analytical, default, best measured, torch, predicted",
                 "thread_scaling": "Speed-up against threads (best schedule per count)"}
     pngs = [(p, captions[n]) for n, paths in drawn.items() for p in paths if p.suffix == ".png"]
     html_path = write_html(out / "report.html", f"opscope compare: {model} on {target}",

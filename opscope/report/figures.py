@@ -81,16 +81,25 @@ def plot_predicted_vs_measured(table: pd.DataFrame, path: Path, title: str | Non
     return _save(fig, path)
 
 
+_LAYER_SERIES = (("analytical_s", "analytical", "C3"), ("default_s", "default schedule", "C7"),
+                 ("best_s", "measured (best)", "C2"), ("library_s", "torch (library)", "C1"),
+                 ("predicted_s", "predicted", "C0"))
+
+
+def layer_series(ops: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(column, label, colour) of the layer figure's bars: those with a value for some operator."""
+    return [c for c in _LAYER_SERIES if c[0] in ops and ops[c[0]].notna().any()]
+
+
 def plot_layer_bars(table: pd.DataFrame, path: Path, title: str | None = None, max_ops: int = 40) -> list[Path]:
-    """Per-operator bars (count-weighted time): analytical, best measured and predicted, log scale."""
+    """Per-operator bars (count-weighted time): analytical, TVM's default schedule, the best measured
+    schedule, the library (torch) and predicted, log scale; a series with no value is left out."""
     ops = _ops(table).copy()
     if ops.empty:
         return []
     ops["_w"] = ops["best_s"].where(ops["best_s"].notna(), ops["analytical_s"]) * ops["count"]
     ops = ops.sort_values("_w", ascending=False).head(max_ops)
-    cols = [("analytical_s", "analytical", "C3"), ("best_s", "measured (best)", "C2"),
-            ("predicted_s", "predicted", "C0")]
-    cols = [c for c in cols if ops[c[0]].notna().any()]
+    cols = layer_series(ops)
     plt = _pyplot()
     n = len(ops)
     fig, ax = plt.subplots(figsize=(min(12.0, max(6.0, 0.25 * n * len(cols) + 2)), 5.0))
