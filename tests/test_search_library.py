@@ -131,10 +131,10 @@ def test_no_torch_means_one_line_and_no_library_rows(tmp_path, monkeypatch, caps
     import opscope.collector.library as library
 
     monkeypatch.setattr(library, "torch_version", lambda: None)
-    from opscope.collector.sweep import _library_runner
+    from opscope.collector.phases import make_library_runner
     from opscope.targets import load_target
 
-    assert _library_runner(load_target("host"), True, None, None, progress=True) is None
+    assert make_library_runner(load_target("host"), True, None, None, progress=True) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "torch is not installed" in err[0]
 
