@@ -5,7 +5,9 @@ schedules, a predictor trained without that operator (workloads split in ``--fol
 predicted by a model trained on the others: the unseen-shapes setting) orders the task's schedules;
 we count the measurements, in that order, until one is within 5 % of the task's best, and compare
 with the expected count for uniformly random order, (N + 1) / (G + 1).  A live run of the same
-search on this machine is ``opscope tune --model M --op OP --budget 32``.
+search on this machine is ``opscope tune --model M --op OP --budget 32``; the live comparison of
+the evolutionary search (each cost model) against random order, measured as it runs, is
+``benchmarks/attainable.py --orders``.
 
     python benchmarks/tune_vs_random.py [--data PATH] [--predictor calibrated]
 """
