@@ -326,6 +326,19 @@ def _gradient_boosting_one_row(t: Path):
     return ["train", "--store", str(t / "one.parquet"), "--model", "gradient_boosting", "--out", str(t / "p")], []
 
 
+def _search_bad_cost_model(t: Path):
+    return ["collect", "--model", "mlp", "--search", "evolutionary", "--cost-model", str(t / "nope"),
+            "--store", str(t / "new.db")], []
+
+
+def _search_zero_trials(t: Path):
+    return ["collect", "--model", "mlp", "--search", "evolutionary", "--trials", "0", "--store", str(t / "new.db")], []
+
+
+def _compare_tune_zero(t: Path):
+    return ["compare", "--model", "mlp", "--tune", "0", "--store", str(t / "new.db")], []
+
+
 def _any_table() -> str:
     return sorted(p.name for p in TABLE.glob("*.csv"))[0]
 
@@ -382,6 +395,10 @@ CASES: dict[str, Case] = {
                                 absent=("new.db",)),
     "import-empty-fingerprint": Case(_results_empty_fingerprint, "field 'fingerprint' must be a non-empty object",
                                      absent=("new.db",)),
+    "search-bad-cost-model": Case(_search_bad_cost_model, "--cost-model '{t}/nope': expected xgb, random, the "
+                                  "directory of a saved predictor", absent=("new.db",)),
+    "search-zero-trials": Case(_search_zero_trials, "--trials 0: must be >= 1", absent=("new.db",)),
+    "compare-tune-zero": Case(_compare_tune_zero, "--tune 0: must be >= 1", absent=("new.db",)),
     "import-bad-last-line": Case(_results_bad_last_line, "r.json, line 5: record status 'exploded' not in (", absent=("new.db",)),
 }
 
