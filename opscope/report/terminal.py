@@ -139,5 +139,7 @@ def summary_lines(table: pd.DataFrame, whole_model: object | None = None,
         share = s["roofline_share_median"]
         lines.insert(1, f"attainable: the best schedule takes x{s['best_vs_library_median']:.2f} torch's time "
                         f"(median over the {int(s['library_operators'])} operators a library covers; torch = "
-                        f"oneDNN on CPUs); median share of the roofline {fmt_share(share)}")
+                        f"oneDNN on CPUs); median share of the roofline {fmt_share(share)}"
+                        + (" (over 100%: operators whose data stays in cache beat the DRAM roofline)"
+                           if share > 1 else ""))
     return lines
