@@ -25,7 +25,7 @@ class Candidate:
 
     op_key: str
     schedule_id: str
-    schedule_kind: str  # "default" | "sampled"
+    schedule_kind: str  # "default" | "sampled" | "searched"
     trace_json: str
     knobs: tuple[tuple[str, Any], ...]
     #: the scheduled IRModule serialised with ``tvm.ir.save_json`` (opaque to everyone but the builder)
