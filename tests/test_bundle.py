@@ -94,7 +94,8 @@ def bundle(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bundle") / "b"
     op = dense_operator(128, 128, 128)
-    info = write_bundle([op], "host", 2, out, threads=(1,), seed=3, mcpu="native", progress=False)
+    info = write_bundle([op], "host", 2, out, threads=(1,), seed=3, mcpu="native", progress=False,
+                        library=False)  # library entries: test_a_bundle_times_torch_beside_its_kernels
     return info, op
 
 
@@ -292,3 +293,40 @@ def test_bundle_carries_the_timing_core_verbatim(bundle):
     run = _run_py()
     assert run.TIMING.TIMING_VERSION == timing.TIMING_VERSION
     assert run.TIMING.ATOL_SCALE == timing.ATOL_SCALE == 1e-5
+
+
+@pytest.mark.slow
+def test_a_bundle_times_torch_beside_its_kernels_and_skips_it_in_one_line_without_torch(tmp_path):
+    from opscope.bundle import import_results, write_bundle
+    from opscope.collector.te_ops import add_operator, dense_operator
+    from opscope.store import load_dataframe
+
+    ops = [dense_operator(64, 64, 64), add_operator(256)]  # a library covers the dense only
+    info = write_bundle(ops, "host", 0, tmp_path / "b", threads=(1,), mcpu="native", progress=False)
+    assert (info.kernels, info.library_rows) == (2, 1)
+    results = tmp_path / "r.json"
+    proc = _run(info.path, "--out", str(results))
+    assert proc.returncode == 0, proc.stderr
+    rows = _rows(results)
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    lib = [r for r in rows if r.get("origin", {}).get("library") == "torch"]
+    assert len(lib) == 1 and lib[0]["origin"]["call"] == "linear" and lib[0]["origin"]["version"]
+    store = tmp_path / "s.db"
+    assert import_results(results, store).added == 3
+    df = load_dataframe(store)
+    row = df[df["schedule_kind"] == "library"].iloc[0]
+    assert row["schedule_id"] == "lib:torch-" + lib[0]["origin"]["version"]  # as collect names it
+    assert json.loads(row["origin_json"])["backend"] in ("oneDNN", "native")
+    # a device whose torch does not import: one line, the kernels measured, the library row left for later
+    shim = tmp_path / "shim" / "torch"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('torch is broken on this device (test)')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TVM_", "PYTHONPATH"))}
+    env["PYTHONPATH"] = str(tmp_path / "shim")
+    out2 = tmp_path / "r2.json"
+    proc = subprocess.run([sys.executable, str(info.path / "run.py"), "--out", str(out2)], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "library row" in line]
+    assert len(said) == 1 and "torch does not start here" in said[0], proc.stderr
+    assert [r["status"] for r in _rows(out2)] == ["ok"] * 2

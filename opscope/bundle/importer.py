@@ -128,15 +128,19 @@ def read_records(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tup
                 raise OpscopeError(f"{path}, line 1: manifest entry {row['entry']}: bad operator ({exc}); "
                                    "nothing was imported") from None
         ok = row["status"] == "ok"
+        origin = row.get("origin") or {}
+        sid = entry["schedule_id"]
+        if entry.get("schedule_kind") == "library" and origin.get("version"):
+            sid = f"lib:torch-{origin['version']}"  # the device's torch, as collect names it
         try:
             rec = Record(
-                op=ops[row["entry"]], schedule_id=entry["schedule_id"], schedule_kind=entry["schedule_kind"],
+                op=ops[row["entry"]], schedule_id=sid, schedule_kind=entry["schedule_kind"],
                 trace_json=entry["trace_json"], knobs=tuple((k, v) for k, v in entry["knobs"]),
                 threads=int(row.get("threads") or row["threads_requested"]) if ok else int(row["threads_requested"]),
                 target=manifest["target"], machine_id=mid, protocol=protocol, status=row["status"],
                 error=row.get("error", ""), raw_latencies_s=tuple(row.get("latencies_s", ())) if ok else (),
                 pinned=bool(row.get("pinned", header.get("pinned", False))), attempt=0,
-                created_at=row.get("created_at", ""),
+                created_at=row.get("created_at", ""), origin=origin if isinstance(origin, dict) else {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise OpscopeError(f"{path}, line {n}: {exc}; nothing was imported") from None

@@ -272,6 +272,43 @@ class Worker:
         self.proc.close()
 
 
+class LibraryWorker:
+    """library_worker.py from this bundle: times the torch call of a library entry."""
+
+    def __init__(self, threads, pin, device, startup_s):
+        argv = [sys.executable, os.path.join(HERE, "library_worker.py")]
+        env = PROCESS.worker_env(threads, pin, OPSCOPE_LIBRARY_DEVICE=device)
+        env["PYTHONPATH"] = HERE + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = PROCESS.LineProcess(argv, env, "library worker", startup_s)  # WorkerStartError if no torch
+        self.hello = self.proc.hello
+        self.threads = self.hello["threads"]
+
+    def ask(self, case, protocol, timeout_s):
+        reply = self.proc.ask({"artifact": json.dumps(case, sort_keys=True), "protocol": protocol}, timeout_s)
+        if reply is None:
+            return {"status": "timeout", "error": f"no result after {timeout_s:.1f} s; worker killed"}
+        if reply is PROCESS.EOF:
+            return {"status": "crash", "error": f"the library worker died (exit status {self.proc.exit_status()})"}
+        return reply
+
+    def origin(self, case):
+        return {"library": "torch", "version": self.hello.get("torch", ""), "backend": self.hello.get("backend", ""),
+                "call": case["op"]}
+
+    def kill(self):
+        self.proc.kill()
+
+    def close(self):
+        self.proc.close()
+
+
+def library_entries_skipped(entries, why):
+    """One line for the library entries this device cannot time; they stay unmeasured (a later run resumes)."""
+    n = sum(1 for e in entries if e.get("library"))
+    if n:
+        print(f"run.py: {why}: its {n} library row(s) (torch beside the kernels) are skipped", file=sys.stderr)
+
+
 def read_text(path):
     try:
         with open(path) as fh:
@@ -392,11 +429,38 @@ def main(argv=None):
     todo = [(e["id"], t) for t in threads for e in entries if (e["id"], t) not in done]
     total, count, t0 = len(todo), 0, time.monotonic()
     append(fh, {"fingerprint": fingerprint(manifest, bundled_tvm_version())})
+    import importlib.util
+
+    no_library = "torch is not installed here" if importlib.util.find_spec("torch") is None else ""
+    if no_library:
+        library_entries_skipped([e for e in entries if any(eid == e["id"] for eid, _ in todo)], no_library)
     for t in threads:
         jobs = [eid for eid, tt in todo if tt == t]
         worker = None
+        lib = None
         for eid in jobs:
             entry = entries[eid]
+            if entry.get("library"):
+                if no_library:
+                    continue
+                if lib is None:
+                    try:
+                        lib = LibraryWorker(t, args.pin, manifest["device"], 300.0)
+                    except PROCESS.WorkerStartError as exc:
+                        no_library = f"torch does not start here ({str(exc)[:200]})"
+                        library_entries_skipped([entries[e] for e, tt in todo if tt >= t], no_library)
+                        continue
+                reply = lib.ask(entry["library"], proto, limit)
+                if reply["status"] in ("crash", "timeout"):
+                    lib.kill()
+                    lib = None
+                append(fh, {"entry": eid, "threads_requested": t, "threads": reply.get("threads", t),
+                            "status": reply["status"], "error": reply.get("error", ""),
+                            "latencies_s": reply.get("latencies_s", []), "pinned": bool(args.pin),
+                            "created_at": now_utc(),
+                            "origin": lib.origin(entry["library"]) if lib is not None else {"library": "torch"}})
+                count += 1
+                continue
             if entry.get("build_error"):
                 reply = {"status": "build_error", "error": entry["build_error"], "threads": t}
             else:
@@ -419,6 +483,8 @@ def main(argv=None):
                 end="", file=sys.stderr, flush=True)
         if worker is not None:
             worker.close()
+        if lib is not None:
+            lib.close()
     fh.close()
     print(f"\nrun.py: {count} measurements written to {args.out}", file=sys.stderr)
     return 0

@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from opscope.bundle.runtime import add_ffi_wheel, copy_runtime, tree_size
+
+#: opscope modules a bundle carries verbatim beside run.py (standard library, numpy, TVM runtime only)
+from opscope.collector import library_worker as _library_worker  # noqa: E402
 from opscope.collector import machine as _machine
 from opscope.collector import process as _process
 from opscope.collector import timing as _timing
@@ -37,8 +40,7 @@ from opscope.errors import OpscopeError
 from opscope.targets import cpu_flags
 from opscope.targets.spec import MemoryLevel, TargetSpec
 
-#: opscope modules a bundle carries verbatim beside run.py (standard library, numpy, TVM runtime only)
-SHIPPED_MODULES = (_timing, _process, _machine)
+SHIPPED_MODULES = (_timing, _process, _machine, _library_worker)
 SHIPPED_FILES = tuple(Path(m.__file__).name for m in SHIPPED_MODULES)
 
 MANIFEST_FORMAT = "opscope-bundle"
@@ -56,6 +58,8 @@ class BundleInfo:
     build_errors: int
     size_bytes: int
     runtime_bytes: int
+    #: entries timed in torch on the device (operators a library covers), when it has torch
+    library_rows: int = 0
 
 
 def resolve_spec(target: str | TargetSpec, mcpu: str | None = None, arch: str | None = None) -> TargetSpec:
@@ -130,13 +134,14 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
                  threads: Sequence[int] = (1,), seed: int = 0, protocol: Any = None, ops: Any = None,
                  max_ops: int | None = None, mcpu: str | None = None, arch: str | None = None,
                  timeout_s: float = 10.0, pythons: Sequence[str] = (), ffi_wheels: Sequence[str] = (),
-                 progress: bool = True, default_only: Collection[str] = ()) -> BundleInfo:
+                 progress: bool = True, default_only: Collection[str] = (), library: bool = True) -> BundleInfo:
     """Compile ``trials`` sampled schedules (plus the default) of each operator into a bundle at ``out``.
 
     ``pythons`` adds tvm_ffi for other Python versions (``"3.12"``; downloaded with pip unless
     ``ffi_wheels`` gives the wheel files, in the same order).  Operators whose key is in
     ``default_only`` get their default schedule only (the GPU probe's kernels: a random GPU draw of
-    an 8192^3 GEMM can take seconds a call).
+    an 8192^3 GEMM can take seconds a call).  ``library`` adds, for each operator a library covers,
+    an entry the device times in torch when it has torch (``schedule_kind = "library"``).
     """
     from opscope.collector.protocol import Protocol
     from opscope.collector.registry import make_roles
@@ -165,7 +170,7 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
     (out / "kernels").mkdir(parents=True, exist_ok=True)
     try:
         return _write(out, spec, device, target_dict, requires, thread_counts, protocol, operators, roles,
-                      trials, seed, timeout_s, pythons, ffi_wheels, progress, frozenset(default_only))
+                      trials, seed, timeout_s, pythons, ffi_wheels, progress, frozenset(default_only), library)
     except BaseException:
         shutil.rmtree(out if created else out / "kernels", ignore_errors=True)
         if not created:
@@ -178,8 +183,9 @@ def write_bundle(model_or_ops: Any, target: str | TargetSpec, trials: int, out: 
 def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any], requires: dict[str, Any],
            thread_counts: tuple[int, ...], protocol: Any, operators: list[Any], roles: Any, trials: int,
            seed: int, timeout_s: float, pythons: Sequence[str], ffi_wheels: Sequence[str],
-           progress: bool, default_only: frozenset[str] = frozenset()) -> BundleInfo:
+           progress: bool, default_only: frozenset[str] = frozenset(), library: bool = True) -> BundleInfo:
     import opscope
+    from opscope.collector.library import library_case
     from opscope.collector.roles import arg_specs
 
     # the runtime first: a failed download must not cost the compile time that follows
@@ -221,9 +227,14 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
                         entry["reference"] = default_id
                         first_sampled = False
                 entries.append(entry)
-            discard = getattr(roles.builder, "discard", None)
-            if discard is not None:
-                discard(built)
+            case = library_case(op) if library else None
+            if case is not None:  # timed in torch on the device, when it has torch
+                entries.append({
+                    "id": len(entries), "op_key": op.key, "op_name": op.name, "operator": op.to_dict(),
+                    "schedule_id": "lib:torch", "schedule_kind": "library", "trace_json": "[]", "knobs": [],
+                    "args": [], "artifact": None, "build_error": None, "reference": None, "library": case,
+                })
+            roles.builder.discard(built)
             if progress:
                 ok = sum(b.ok for b in built)
                 print(f"\r[{n + 1}/{len(operators)}] {op.name[:40]:40s} built {ok}/{len(built)} "
@@ -252,6 +263,7 @@ def _write(out: Path, spec: TargetSpec, device: str, target_dict: dict[str, Any]
         shutil.copy2(Path(module.__file__), out / Path(module.__file__).name)
     return BundleInfo(path=out, bundle_id=bundle_id, operators=len(operators),
                       kernels=sum(e["artifact"] is not None for e in entries),
+                      library_rows=sum("library" in e for e in entries),
                       build_errors=sum(e["build_error"] is not None for e in entries),
                       size_bytes=tree_size(out), runtime_bytes=tree_size(runtime))
 

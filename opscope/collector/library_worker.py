@@ -6,7 +6,8 @@ torch (``torch.set_num_threads``; one inter-op thread), and ``OPSCOPE_LIBRARY_DE
 (``{"artifact": case JSON, "protocol": {...}}``), one JSON reply per line, as the TVM worker; inputs
 are seeded from the timing core's seed, the call runs under ``torch.inference_mode`` and is timed by
 ``timing.time_callable``.  A case whose output shape is not the one the request names (``out``) is
-a ``run_error``: the library call would not compute the same thing.
+a ``run_error``: the library call would not compute the same thing.  Bundles carry this file and
+start it as ``python library_worker.py`` from the bundle folder (``timing.py`` beside it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import json
 import os
 import sys
 
-from opscope.collector import timing
+try:
+    from opscope.collector import timing
+except ImportError:  # in a bundle, on a device without opscope: timing.py sits beside this file
+    import timing
 
 
 def build_call(torch, case: dict, device: str = "cpu"):

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "downloaded with pip)")
     parser.add_argument("--ffi-wheel", action="append", default=[], metavar="WHEEL",
                         help="a downloaded apache-tvm-ffi wheel for the matching --python (no download)")
+    parser.add_argument("--no-library", action="store_true",
+                        help="no library rows (by default the device also times each operator a library covers "
+                             "in torch, when it has torch)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -52,9 +55,10 @@ def run(args: argparse.Namespace) -> int:
         operators += select_operators(_workload(name, params), args.ops, args.max_ops)
     info = write_bundle(operators, args.target, args.trials, args.out, threads=args.threads, seed=args.seed,
                         protocol=protocol, mcpu=mcpu, arch=args.arch, timeout_s=args.timeout,
-                        pythons=args.python, ffi_wheels=args.ffi_wheel, progress=not args.quiet)
+                        pythons=args.python, ffi_wheels=args.ffi_wheel, progress=not args.quiet,
+                        library=not args.no_library)
     print(f"bundle {info.bundle_id} in {info.path}: {info.operators} operators, {info.kernels} kernels "
-          f"({info.build_errors} build errors), {info.size_bytes / 1e6:.1f} MB "
+          f"({info.build_errors} build errors), {info.library_rows} library entries, {info.size_bytes / 1e6:.1f} MB "
           f"(runtime {info.runtime_bytes / 1e6:.1f} MB)")
     print(f"on the device: python {info.path}/run.py --out results.json ; then here: "
           f"opscope import-results results.json --store runs.db")
