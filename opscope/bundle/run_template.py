@@ -277,8 +277,7 @@ class LibraryWorker:
 
     def __init__(self, threads, pin, device, startup_s):
         argv = [sys.executable, os.path.join(HERE, "library_worker.py")]
-        env = PROCESS.worker_env(threads, pin, OPSCOPE_LIBRARY_DEVICE=device)
-        env["PYTHONPATH"] = HERE + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env = PROCESS.worker_env(threads, pin, OPSCOPE_LIBRARY_DEVICE=device)  # timing.py: beside the script
         self.proc = PROCESS.LineProcess(argv, env, "library worker", startup_s)  # WorkerStartError if no torch
         self.hello = self.proc.hello
         self.threads = self.hello["threads"]

@@ -96,8 +96,7 @@ def search_rows(op: Operator, default: Candidate, thread_counts: tuple[int, ...]
                 return run_built(ctx, [(b.artifact, t) for b in built], args, timeout_s, ref)
 
             def store(cand: Candidate, res: RunResult, origin: dict, t: int = t) -> None:
-                rec = make_record(op, Job(cand, t, 0), res, ctx)
-                rec = replace(rec, origin=tuple(sorted(origin.items())))
+                rec = replace(make_record(op, Job(cand, t, 0), res, ctx), origin=tuple(sorted(origin.items())))
                 if st.add(rec) is not None:
                     written.append(rec)
                 prog.add(rec)
