@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opscope.collector.roles import Built, Candidate, RunResult
@@ -262,9 +262,7 @@ def search_operator(
             proposed = ctx.generate_measure_candidates()
             if proposed is None or not len(proposed):
                 break
-            cands = [sampled_candidate(op, mod, m.sch) for m in proposed]
-            cands = [Candidate(c.op_key, c.schedule_id, "searched", c.trace_json, c.knobs, c.module_json)
-                     for c in cands]
+            cands = [replace(sampled_candidate(op, mod, m.sch), schedule_kind="searched") for m in proposed]
             results: list[RunResult | None] = [None] * len(cands)
             fresh = []
             for i, c in enumerate(cands):
