@@ -223,7 +223,7 @@ def write_probe_bundle(base: TargetSpec, out: str | os.PathLike[str], gemm_n: in
     ops = probe_operators(gemm_n, copy_bytes)
     protocol = Protocol(number=5, repeat=5, min_repeat_ms=0)
     info = write_bundle(ops, base, 0, out, protocol=protocol, timeout_s=60.0, pythons=pythons,
-                        ffi_wheels=ffi_wheels, progress=progress)
+                        ffi_wheels=ffi_wheels, progress=progress, library=False)  # library.py times the library
     shutil.copy2(Path(gpu_library.__file__), Path(info.path) / "library.py")
     return info
 
