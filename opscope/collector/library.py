@@ -132,18 +132,7 @@ class _LibraryWorker(_Worker):
 
 
 class _CudaLibraryWorker(_LibraryWorker):
-    def __init__(self, threads: int, pinned: bool):
-        import os
-
-        saved = os.environ.get("OPSCOPE_LIBRARY_DEVICE")
-        os.environ["OPSCOPE_LIBRARY_DEVICE"] = "cuda"  # worker_env copies os.environ
-        try:
-            super().__init__(threads, pinned)
-        finally:
-            if saved is None:
-                os.environ.pop("OPSCOPE_LIBRARY_DEVICE", None)
-            else:
-                os.environ["OPSCOPE_LIBRARY_DEVICE"] = saved
+    env_extra = {"OPSCOPE_LIBRARY_DEVICE": "cuda"}
 
 
 class LibraryRunner(LocalRunner):

@@ -25,10 +25,12 @@ class _Worker(LineProcess):
 
     module = "opscope.collector.worker"
     label = "measuring worker"
+    #: further environment variables of the worker process
+    env_extra: dict[str, str] = {}
 
     def __init__(self, threads: int, pinned: bool):
-        super().__init__([sys.executable, "-m", self.module], worker_env(threads, pinned), self.label,
-                         STARTUP_TIMEOUT_S)
+        super().__init__([sys.executable, "-m", self.module], worker_env(threads, pinned, **self.env_extra),
+                         self.label, STARTUP_TIMEOUT_S)
         self.threads = int(self.hello["threads"])
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from typing import Any
 
 from opscope.collector.roles import Built, Candidate, RunResult
 from opscope.errors import OpscopeError
+from opscope.store.record import LatencyStats
 from opscope.workloads.operator import Operator
 
 SEARCHES = ("evolutionary",)
@@ -95,7 +95,7 @@ class SearchOutcome:
 
 
 def _median(lat: Sequence[float]) -> float:
-    return statistics.median(lat) if lat else math.nan
+    return LatencyStats.of(lat).median_s
 
 
 class PredictorCostModel:

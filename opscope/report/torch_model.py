@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from opscope.store.record import LatencyStats
+
 
 def time_torch_model(name: str, params: dict, threads: int, protocol, compile: bool = False,
                      timeout_s: float = 600.0) -> tuple[float, float, str]:
@@ -49,17 +51,9 @@ def time_torch_model(name: str, params: dict, threads: int, protocol, compile: b
     except (ValueError, IndexError):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
         return math.nan, math.nan, f"torch timing failed: {tail[0][:200]}"
-    eager = _median(out.get("eager_s", []))
-    compiled = _median(out.get("compile_s", []))
+    eager = LatencyStats.of(out.get("eager_s", [])).median_s
+    compiled = LatencyStats.of(out.get("compile_s", [])).median_s
     return eager, compiled, out.get("note", "")
-
-
-def _median(xs) -> float:
-    xs = sorted(float(x) for x in xs)
-    if not xs:
-        return math.nan
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def _main(path: str) -> int:

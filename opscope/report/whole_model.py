@@ -95,7 +95,6 @@ class WholeModelResult:
             parts.append(f"{self.built_predicted_ops} predicted")
         if self.built_unknown_ops:
             parts.append(f"{self.built_unknown_ops} neither")
-        if self.built_unknown_ops:
             vs = (f"sum of its {self.total_ops} kernels as built: not known ({', '.join(parts)}; collect them "
                   "or give a predictor), no gap")
         else:
