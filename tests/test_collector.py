@@ -247,3 +247,36 @@ def test_max_minutes_stops_at_a_measurement_boundary_and_a_rerun_resumes(tmp_pat
     assert len(df) == 16 and not df.duplicated(["workload_key", "schedule_id", "threads"]).any()
     with pytest.raises(OpscopeError, match="max_minutes"):
         collect(ops, trials=0, threads=(1,), store=store, roles=_roles(), max_minutes=0)
+
+
+def test_remeasure_before_takes_again_only_what_was_taken_earlier(tmp_path):
+    """Rows taken before the moment get a new attempt; rows taken after it are left alone."""
+    import sqlite3
+
+    db = tmp_path / "r.db"
+    op = _op(1)
+    collect([op], trials=1, threads=(1, 2), store=db, progress=False,
+            roles=Roles(FakeSampler(), FakeBuilder(), FakeRunner(), None))
+    con = sqlite3.connect(db)  # the 1-thread rows were taken on a busy morning, the 2-thread rows later
+    con.execute("UPDATE measurements SET created_at='2026-12-01T07:30:00+00:00' WHERE threads=1")
+    con.execute("UPDATE measurements SET created_at='2026-12-01T10:00:00+00:00' WHERE threads=2")
+    con.commit()
+    con.close()
+    again = collect([op], trials=1, threads=(1, 2), store=db, progress=False,
+                    remeasure_before="2026-12-01T09:20",
+                    roles=Roles(FakeSampler(), FakeBuilder(), FakeRunner(), None))
+    assert sorted((r.threads, r.attempt) for r in again) == [(1, 1), (1, 1)]
+    with open_store(db) as st:
+        assert st.count() == 6  # append-only: 4 first attempts + 2 new ones
+    assert collect([op], trials=1, threads=(1, 2), store=db, progress=False, remeasure_before="2026-12-01T09:20Z",
+                   roles=Roles(FakeSampler(), FakeBuilder(), FakeRunner(), None)) == []
+
+
+def test_remeasure_before_refuses_a_time_it_cannot_read(tmp_path, capsys):
+    from opscope.cli import main
+
+    assert main(["collect", "--model", "mlp", "--store", str(tmp_path / "s.db"),
+                 "--remeasure-before", "yesterday"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--remeasure-before 'yesterday'" in err[0] and "ISO 8601" in err[0]
+    assert not (tmp_path / "s.db").exists()

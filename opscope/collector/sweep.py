@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 from opscope.collector.machine import fingerprint, machine_id
@@ -95,25 +96,45 @@ def select_operators(model_or_ops: Any, ops: Sequence[str] | str | None = None,
     return operators
 
 
-def _plan(cands: list[Candidate], threads: tuple[int, ...], done: dict, remeasure_cv: float | None) -> list[Job]:
-    """The jobs still to run; with ``remeasure_cv``, also those whose latest result is that noisy."""
+def _plan(cands: list[Candidate], threads: tuple[int, ...], done: dict, remeasure_cv: float | None,
+          remeasure_before: datetime | None = None) -> list[Job]:
+    """The jobs still to run; with ``remeasure_cv``, also those whose latest result is that noisy; with
+    ``remeasure_before``, also every one whose latest ok result was taken before that moment."""
     jobs = []
     for cand in cands:
         for t in threads:
             prev = done.get((cand.schedule_id, t))
             if prev is None:
                 jobs.append(Job(cand, t, 0))
-            elif remeasure_cv is not None and prev[0] == "ok":
-                if LatencyStats.of(json.loads(prev[1])).noisy(remeasure_cv):
-                    jobs.append(Job(cand, t, prev[2] + 1))
+            elif prev[0] == "ok" and (
+                    (remeasure_cv is not None and LatencyStats.of(json.loads(prev[1])).noisy(remeasure_cv))
+                    or (remeasure_before is not None and _taken_before(prev[3], remeasure_before))):
+                jobs.append(Job(cand, t, prev[2] + 1))
     return jobs
+
+
+def parse_moment(text: str, what: str = "--remeasure-before") -> datetime:
+    """An ISO 8601 moment (``2026-12-01T09:20``, ``...+00:00``, ``...Z``); without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise OpscopeError(f"{what} {text!r}: not an ISO 8601 date and time (e.g. 2026-12-01T09:20 or "
+                           "2026-12-01T09:20+00:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _taken_before(created_at: str, moment: datetime) -> bool:
+    try:
+        return parse_moment(created_at, "created_at") < moment
+    except OpscopeError:
+        return True  # a row without a readable time cannot show it was taken after the moment
 
 
 def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: Any = (1, 2),
             store: str | os.PathLike[str] | Store = "runs.db", ops: Any = None, seed: int = 0,
             timeout_s: float = 10.0, flush_cache: bool = False, protocol: Protocol | None = None,
             progress: bool = True, max_ops: int | None = None, remeasure_noisy: bool = False,
-            pinned: bool = False, batch_size: int = 8, overlap: bool = False,
+            remeasure_before: Any = None, pinned: bool = False, batch_size: int = 8, overlap: bool = False,
             roles: Roles | None = None, rpc: Any = None, max_minutes: float | None = None,
             search: str | None = None, search_config: Any = None, library: bool = True,
             library_runner: Any = None) -> list[Record]:
@@ -125,6 +146,10 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
     operator a library covers in torch at every thread count (``schedule_kind = "library"``,
     ``opscope.collector.library``); it applies when the target runs on this machine's CPUs and the
     roles are the target's own (``library_runner`` replaces the torch runner, for tests).
+
+    ``remeasure_noisy`` measures again every ok measurement whose latest attempt is noisy, and
+    ``remeasure_before`` (a datetime or ISO 8601 text) every one whose latest attempt was taken before
+    that moment (measured on a machine that was busy then); each adds a new attempt, the old rows stay.
 
     ``max_minutes`` stops cleanly at a measurement boundary once that much time has passed (what was
     measured is in the store; the same call again resumes).  With ``protocol.workers`` > 1 every
@@ -145,6 +170,8 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
         raise OpscopeError(f"timeout must be > 0 seconds, got {timeout_s}")
     if max_minutes is not None and not max_minutes > 0:
         raise OpscopeError(f"max_minutes must be > 0, got {max_minutes}")
+    if remeasure_before is not None and not isinstance(remeasure_before, datetime):
+        remeasure_before = parse_moment(remeasure_before)
     spec = load_target(target)
     thread_counts = parse_threads(threads)
     protocol = protocol or Protocol(flush_cache=flush_cache)
@@ -184,7 +211,8 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             cands = roles.sampler.candidates(op, 0 if search else trials, seed)
             st.note_models(op.key, op.models)
             done = st.measured(op.key, spec.name, ctx["machine_id"], protocol.protocol_id, pinned)
-            jobs = _plan(cands, thread_counts, done, protocol.noisy_cv if remeasure_noisy else None)
+            jobs = _plan(cands, thread_counts, done, protocol.noisy_cv if remeasure_noisy else None,
+                         remeasure_before)
             prog.skipped += len(cands) * len(thread_counts) - len(jobs)
             if not search:
                 prog.total += (len(cands) - trials - 1) * len(thread_counts)

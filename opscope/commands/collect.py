@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cooldown-ms", type=int, default=0)
     parser.add_argument("--noisy-cv", type=float, default=0.05, help="CV above which a measurement is noisy")
     parser.add_argument("--remeasure-noisy", action="store_true", help="measure again what was noisy")
+    parser.add_argument("--remeasure-before", default=None, metavar="TIME",
+                        help="measure again what was taken before this ISO 8601 time (UTC unless it says), "
+                             "e.g. while the machine was busy; the old rows stay in the store")
     parser.add_argument("--pin", action="store_true", default=os.environ.get("OPSCOPE_PIN_THREADS") == "1",
                         help="pin worker threads to cores (TVM_BIND_THREADS; default from $OPSCOPE_PIN_THREADS)")
     parser.add_argument("--tracker", default=None, metavar="HOST:PORT",
@@ -186,6 +189,11 @@ def run(args: argparse.Namespace) -> int:
         raise OpscopeError(f"--timeout {args.timeout}: must be > 0 seconds")
     if _measured_here(args.target):
         thread_counts(args.threads)
+    remeasure_before = None
+    if args.remeasure_before is not None:
+        from opscope.collector.sweep import parse_moment
+
+        remeasure_before = parse_moment(args.remeasure_before)
     search_config = None
     if args.search:
         from opscope.collector.search import SearchConfig
@@ -220,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         before = store.count()
         records = collect(operators, target=args.target, trials=args.trials, threads=args.threads, store=store,
                           seed=args.seed, timeout_s=args.timeout, protocol=protocol, progress=not args.quiet,
-                          remeasure_noisy=args.remeasure_noisy, pinned=args.pin,
+                          remeasure_noisy=args.remeasure_noisy, remeasure_before=remeasure_before,
+                          pinned=args.pin,
                           overlap=args.overlap, rpc=rpc, max_minutes=args.max_minutes, search=args.search,
                           search_config=search_config, library=not args.no_library)
         total = store.count()

@@ -125,15 +125,15 @@ class Store:
 
     # -- reading --------------------------------------------------------------------------------
     def measured(self, workload_key: str, target: str, machine_id: str, protocol_id: str,
-                 pinned: bool = False) -> dict[tuple[str, int], tuple[str, str, int]]:
-        """(schedule_id, threads) -> (status, raw latencies JSON, attempt) of the latest attempt."""
+                 pinned: bool = False) -> dict[tuple[str, int], tuple[str, str, int, str]]:
+        """(schedule_id, threads) -> (status, raw latencies JSON, attempt, created_at) of the latest attempt."""
         rows = self._conn.execute(
-            "SELECT schedule_id, threads, status, raw_latencies_s, attempt FROM measurements "
+            "SELECT schedule_id, threads, status, raw_latencies_s, attempt, created_at FROM measurements "
             "WHERE workload_key=? AND target=? AND machine_id=? AND protocol_id=? AND pinned=? "
             "ORDER BY attempt",
             (workload_key, target, machine_id, protocol_id, int(pinned)),
         ).fetchall()
-        return {(s, t): (st, raw, a) for s, t, st, raw, a in rows}
+        return {(s, t): (st, raw, a, at) for s, t, st, raw, a, at in rows}
 
     def history(self, workload_key: str, target: str, machine_id: str, protocol_id: str, threads: int,
                 pinned: bool = False) -> list[dict]:
