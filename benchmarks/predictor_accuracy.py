@@ -143,10 +143,14 @@ def _params(text: str) -> dict[str, object]:
     return out
 
 
+#: error_parts columns: per-operator scale error against the error among one operator's schedules
+PARTS = ["scale_abs_log", "scale_bias_log", "schedule_abs_log"]
+
+
 def unseen(args: argparse.Namespace) -> int:
     """Train on ``--train``, score on ``--test`` (its workloads removed from training), per thread count."""
     from opscope.predictor.baseline import RateBaseline
-    from opscope.predictor.metrics import accuracy_table
+    from opscope.predictor.metrics import accuracy_table, error_parts
     from opscope.predictor.noise import noise_floor
 
     train = pd.concat([read_frame(p, label=args.label) for p in args.train], ignore_index=True)
@@ -175,12 +179,15 @@ def unseen(args: argparse.Namespace) -> int:
     threads = test["threads"].to_numpy()
     for t in [None, *sorted(set(threads.tolist()))]:
         sub = np.ones(len(test), bool) if t is None else threads == t
-        part = [{"predictor": n, **accuracy_table(test[sub], p[sub], y_test[sub])} for n, p in preds.items()]
+        part = [{"predictor": n, **accuracy_table(test[sub], p[sub], y_test[sub]),
+                 **error_parts(test[sub], p[sub], y_test[sub])} for n, p in preds.items()]
         floor = noise_floor(test[sub].reset_index(drop=True), args.label)
         if floor:
             part.append({"predictor": "noise floor (worker 2 -> worker 1)", **floor})
         print("\noperators of models never seen, " + ("all thread counts:" if t is None else f"threads = {t}:"))
-        print(pd.DataFrame(part)[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(pd.DataFrame(part).reindex(columns=cols + PARTS).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nscale_*: per operator and thread count, the median log error of its rows (|.| and signed, < 0 "
+          "predicted too fast); schedule_abs_log: each row's |log error| around its operator's own")
     return 0
 
 

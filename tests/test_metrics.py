@@ -1,5 +1,7 @@
 """Metrics on small hand-made cases, each value worked out in the comment beside it."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,3 +72,19 @@ def test_top1_with_tied_predictions_is_the_expectation():
     # others is 2 s with P(2 s picked | 1 s not) = 2/3, else 4 s: 1/2 + 1/2 (2/3 x 1/2 + 1/3 x 1/4)
     score2, _ = metrics.top_k_peak_score(tasks, np.ones(4), true, 2)
     assert score2 == pytest.approx(0.5 + 0.5 * (2 / 3 * 0.5 + 1 / 3 * 0.25), abs=0.05)  # 64 draws
+
+
+def test_error_parts_split_scale_from_schedules_by_hand():
+    # task A (2 rows): predicted 2x and 2x too slow -> scale log 2, schedule error 0 for both;
+    # task B (3 rows): ratios 1/2, 1, 2 -> scale (median) log 1 = 0, schedule errors log 2, 0, log 2
+    frame = pd.DataFrame({"workload_key": ["a", "a", "b", "b", "b"], "target": "host", "threads": 1})
+    true = np.array([1.0, 3.0, 2.0, 4.0, 8.0])
+    pred = np.array([2.0, 6.0, 1.0, 4.0, 16.0])
+    parts = metrics.error_parts(frame, pred, true)
+    ln2 = math.log(2.0)
+    assert parts["scale_abs_log"] == pytest.approx((ln2 + 0.0) / 2)  # median of |log 2|, |0|
+    assert parts["scale_bias_log"] == pytest.approx(ln2 / 2)
+    assert parts["schedule_abs_log"] == pytest.approx(0.0)  # rows: 0, 0, ln2, 0, ln2 -> median 0
+    parts = metrics.error_parts(frame.iloc[2:].reset_index(drop=True), pred[2:], true[2:])
+    assert parts["scale_abs_log"] == pytest.approx(0.0)
+    assert parts["schedule_abs_log"] == pytest.approx(ln2)  # rows ln2, 0, ln2 -> median ln2

@@ -103,6 +103,22 @@ def accuracy_table(frame: pd.DataFrame, pred: np.ndarray, true: np.ndarray) -> d
     }
 
 
+def error_parts(frame: pd.DataFrame, pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Where the log error lies: per task (operator, target, threads), the median log error of its rows
+    is the task's *scale* error and each row's distance from it the *schedule* error.
+
+    ``scale_abs_log``: median over tasks of |scale error|; ``scale_bias_log``: median scale error
+    (negative: predicted too fast); ``schedule_abs_log``: median over rows of |schedule error|.  A
+    predictor that only misjudges each operator's overall speed has schedule error 0; one that knows
+    each operator's speed but not what the schedules do has scale error near 0.
+    """
+    err = pd.Series(np.log(np.asarray(pred, dtype=float) / np.asarray(true, dtype=float)))
+    tasks = pd.Series(task_ids(frame))
+    scale = err.groupby(tasks).median()
+    return {"scale_abs_log": float(scale.abs().median()), "scale_bias_log": float(scale.median()),
+            "schedule_abs_log": float((err - tasks.map(scale)).abs().median())}
+
+
 def model_totals(frame: pd.DataFrame, pred: np.ndarray, true: np.ndarray, model: str) -> list[dict[str, object]]:
     """A model's summed latency, predicted vs measured, over its operators (x their counts).
 
