@@ -149,6 +149,7 @@ PARTS = ["scale_abs_log", "scale_bias_log", "schedule_abs_log"]
 
 def unseen(args: argparse.Namespace) -> int:
     """Train on ``--train``, score on ``--test`` (its workloads removed from training), per thread count."""
+    from opscope.predictor.base import outside_training
     from opscope.predictor.baseline import RateBaseline
     from opscope.predictor.metrics import accuracy_table, error_parts
     from opscope.predictor.noise import noise_floor
@@ -167,12 +168,15 @@ def unseen(args: argparse.Namespace) -> int:
     params = _params(args.params)
     names = [n.strip() for n in args.predictors.split(",") if n.strip()]
     preds: dict[str, np.ndarray] = {}
+    outside = None
     for name in names:
         t0 = time.perf_counter()
         kw = {} if name == "analytical" else params
         pred = make_predictor(name)
         pred = make_predictor(name, **{k: v for k, v in kw.items() if k in pred.get_params()})
         preds[name] = pred.fit(train, y_train).predict(test)
+        if outside is None and name != "analytical":
+            outside = outside_training(pred, test) != ""
         print(f"  {name}: fitted and predicted in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     preds["rate-baseline"] = RateBaseline().fit(train, y_train).predict(test)
     cols = ["predictor", "rows", "mape", "median_ape", "within10", "within20", "spearman", "top1", "top5"]
@@ -186,6 +190,11 @@ def unseen(args: argparse.Namespace) -> int:
             part.append({"predictor": "noise floor (worker 2 -> worker 1)", **floor})
         print("\noperators of models never seen, " + ("all thread counts:" if t is None else f"threads = {t}:"))
         print(pd.DataFrame(part).reindex(columns=cols + PARTS).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if outside is not None and outside.any():
+        ape = {n: np.abs(p / y_test - 1) for n, p in preds.items()}
+        print(f"\n{int(outside.sum())} of {len(test)} test rows ({test[outside]['workload_key'].nunique()} operators) lie "
+              "outside the training set's FLOPs/bytes per kind (outside_training); median APE outside / inside: "
+              + ", ".join(f"{n} {np.median(a[outside]):.3f} / {np.median(a[~outside]):.3f}" for n, a in ape.items()))
     print("\nscale_*: per operator and thread count, the median log error of its rows (|.| and signed, < 0 "
           "predicted too fast); schedule_abs_log: each row's |log error| around its operator's own")
     return 0

@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from opscope.edges import at_least, out_file
+    from opscope.predictor.base import outside_training
     from opscope.predictor.frames import operator_frame
     from opscope.predictor.persist import load_predictor
     from opscope.workloads import load_model
@@ -37,13 +38,18 @@ def run(args: argparse.Namespace) -> int:
     table = pd.DataFrame({
         "op": frame["op_name"], "kind": frame["kind"], "count": frame["count"],
         "flops": frame["flops"], "predicted_us": lat * 1e6, "total_us": lat * frame["count"].to_numpy() * 1e6,
+        "outside_training": outside_training(pred, frame),
     })
+    outside = int((table["outside_training"] != "").sum())
     total = pd.DataFrame([{"op": "TOTAL", "kind": "", "count": int(table["count"].sum()),
                            "flops": int(table["flops"].mul(table["count"]).sum()), "predicted_us": float("nan"),
-                           "total_us": float(table["total_us"].sum())}])
+                           "total_us": float(table["total_us"].sum()), "outside_training": ""}])
     table = pd.concat([table, total], ignore_index=True)
     print(f"{workload.name} on {args.target}, {args.threads} thread(s), default schedules:")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if outside:
+        print(f"{outside} of {len(frame)} operators lie outside what the predictor was trained on "
+              "(outside_training): their predictions extrapolate and are the least reliable")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)

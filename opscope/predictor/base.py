@@ -78,7 +78,45 @@ class FramePredictor(BaseEstimator, RegressorMixin):
             frame, y = frame[keep].reset_index(drop=True), y[keep]
         if "workload_key" in frame:
             self.training_workloads_ = frozenset(frame["workload_key"].astype(str))
+        self.training_ranges_ = training_ranges(frame)
         return frame, y
+
+
+#: operator sizes whose training range is recorded per kind (store frame columns)
+RANGE_COLUMNS = ("flops", "bytes")
+
+
+def training_ranges(frame: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
+    """Per operator kind, the [smallest, largest] FLOPs and bytes of the rows a predictor learned from."""
+    if "kind" not in frame or not all(c in frame for c in RANGE_COLUMNS):
+        return {}
+    sizes = frame[["kind", *RANGE_COLUMNS]].assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in RANGE_COLUMNS})
+    out: dict[str, dict[str, list[float]]] = {}
+    for kind, rows in sizes.groupby(sizes["kind"].astype(str)):
+        out[kind] = {c: [float(rows[c].min()), float(rows[c].max())] for c in RANGE_COLUMNS if rows[c].notna().any()}
+    return out
+
+
+def outside_training(pred: Any, frame: pd.DataFrame) -> np.ndarray:
+    """Per row, why the predictor extrapolates there ('' when it does not): a kind it never saw, or
+    FLOPs or bytes outside what it saw of that kind.  Trees do not extrapolate: such a row is predicted
+    as if it were the nearest operator seen.  Empty for predictors without recorded ranges."""
+    ranges = getattr(pred, "training_ranges_", None)
+    out = np.full(len(frame), "", dtype=object)
+    if not ranges or "kind" not in frame:
+        return out
+    kinds = frame["kind"].astype(str).to_numpy()
+    for i, kind in enumerate(kinds):
+        seen = ranges.get(kind)
+        if seen is None:
+            out[i] = f"kind {kind} not in training"
+            continue
+        for c, (lo, hi) in seen.items():
+            v = pd.to_numeric(frame[c].iloc[i], errors="coerce") if c in frame else np.nan
+            if np.isfinite(v) and not lo <= v <= hi:
+                out[i] = f"{c} {v:.3g} outside the {lo:.3g}-{hi:.3g} seen for {kind}"
+                break
+    return out
 
 
 def _readable_operators(frame: pd.DataFrame) -> tuple[np.ndarray, list[tuple[object, str]]]:

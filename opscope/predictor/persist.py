@@ -18,7 +18,7 @@ import pandas as pd
 
 from opscope.errors import PredictorError
 from opscope.predictor.analytical_predictor import AnalyticalPredictor
-from opscope.predictor.base import FramePredictor
+from opscope.predictor.base import FramePredictor, training_ranges
 from opscope.predictor.calibrated import CalibratedAnalyticalPredictor
 from opscope.predictor.features import FeatureSchema
 from opscope.predictor.models.sklearn_models import (
@@ -70,7 +70,9 @@ def training_summary(frame: pd.DataFrame) -> dict[str, Any]:
     return {"rows": len(frame), "workloads": len(keys), "kinds": counts("kind"), "threads": counts("threads"),
             "targets": counts("target"), "models": models,
             # which operators it has seen: compare marks their predictions in-sample
-            "workload_keys": keys}
+            "workload_keys": keys,
+            # per kind, the FLOPs and bytes it has seen: predict marks rows outside them
+            "ranges": training_ranges(frame)}
 
 
 def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.DataFrame | None = None,
@@ -197,4 +199,14 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
     training = meta.get("training")
     if isinstance(training, dict) and isinstance(training.get("workload_keys"), list):
         pred.training_workloads_ = frozenset(str(k) for k in training["workload_keys"])
+    if isinstance(training, dict) and isinstance(training.get("ranges"), dict):
+        pred.training_ranges_ = _ranges(training["ranges"], directory / METADATA)
     return pred
+
+
+def _ranges(raw: dict, where: Path) -> dict[str, dict[str, list[float]]]:
+    try:
+        return {str(kind): {str(c): [float(lo), float(hi)] for c, (lo, hi) in cols.items()}
+                for kind, cols in raw.items()}
+    except (TypeError, ValueError, AttributeError):
+        raise PredictorError(f"{where}: field 'training.ranges' is not kind -> {{column: [min, max]}}") from None

@@ -1,0 +1,58 @@
+"""A predictor records the sizes it learned from and names the rows it extrapolates on."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from opscope.predictor.base import outside_training, training_ranges
+from opscope.predictor.persist import load_predictor, make_predictor, save_predictor
+from opscope.predictor.synthetic import synthetic_frame, synthetic_spec
+
+SPECS = {"synthetic-cpu": synthetic_spec()}
+
+
+def test_ranges_per_kind_by_hand():
+    frame = pd.DataFrame({"kind": ["dense", "dense", "conv2d"], "flops": [1e6, 4e6, 2e7],
+                          "bytes": [1e4, 3e4, 5e5]})
+    assert training_ranges(frame) == {"dense": {"flops": [1e6, 4e6], "bytes": [1e4, 3e4]},
+                                      "conv2d": {"flops": [2e7, 2e7], "bytes": [5e5, 5e5]}}
+
+    class Seen:
+        training_ranges_ = training_ranges(frame)
+
+    rows = pd.DataFrame({"kind": ["dense", "dense", "dense", "conv2d", "softmax"],
+                         "flops": [2e6, 8e6, 2e6, 2e7, 1e5], "bytes": [2e4, 2e4, 1e3, 5e5, 1e3]})
+    why = outside_training(Seen(), rows)
+    assert why[0] == "" and why[3] == ""  # inside (bounds included)
+    assert why[1].startswith("flops 8e+06 outside the 1e+06-4e+06 seen for dense")
+    assert why[2].startswith("bytes 1e+03 outside")
+    assert why[4] == "kind softmax not in training"
+    assert list(outside_training(object(), rows)) == [""] * 5  # no recorded ranges: nothing claimed
+
+
+def test_a_saved_predictor_keeps_its_ranges(tmp_path):
+    frame = synthetic_frame(seed=0, models=2, per_model=3, schedules=2)
+    pred = make_predictor("xgboost", n_estimators=5, specs=SPECS).fit(frame, frame["latency_median_s"])
+    save_predictor(pred, tmp_path / "p", training=frame)
+    back = load_predictor(tmp_path / "p")
+    assert back.training_ranges_ == pred.training_ranges_
+    kind = frame["kind"].iloc[0]
+    big = frame[frame["kind"] == kind].head(1).assign(flops=float(frame["flops"].max()) * 10)
+    assert outside_training(back, big)[0].startswith("flops")
+
+
+def test_malformed_ranges_are_one_line(tmp_path):
+    import json
+
+    frame = synthetic_frame(seed=1, models=2, per_model=2, schedules=2)
+    pred = make_predictor("xgboost", n_estimators=3, specs=SPECS).fit(frame, frame["latency_median_s"])
+    save_predictor(pred, tmp_path / "p", training=frame)
+    meta_path = tmp_path / "p" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["training"]["ranges"] = {"dense": {"flops": "wide"}}
+    meta_path.write_text(json.dumps(meta))
+    from opscope.errors import PredictorError
+
+    with pytest.raises(PredictorError, match="training.ranges"):
+        load_predictor(tmp_path / "p")
