@@ -90,11 +90,9 @@ def training_ranges(frame: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
     """Per operator kind, the [smallest, largest] FLOPs and bytes of the rows a predictor learned from."""
     if "kind" not in frame or not all(c in frame for c in RANGE_COLUMNS):
         return {}
-    sizes = frame[["kind", *RANGE_COLUMNS]].assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in RANGE_COLUMNS})
-    out: dict[str, dict[str, list[float]]] = {}
-    for kind, rows in sizes.groupby(sizes["kind"].astype(str)):
-        out[kind] = {c: [float(rows[c].min()), float(rows[c].max())] for c in RANGE_COLUMNS if rows[c].notna().any()}
-    return out
+    sizes = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in RANGE_COLUMNS})
+    return {str(kind): {c: [float(rows[c].min()), float(rows[c].max())] for c in RANGE_COLUMNS if rows[c].notna().any()}
+            for kind, rows in sizes.groupby(frame["kind"].astype(str))}
 
 
 def outside_training(pred: Any, frame: pd.DataFrame) -> np.ndarray:
@@ -106,16 +104,21 @@ def outside_training(pred: Any, frame: pd.DataFrame) -> np.ndarray:
     if not ranges or "kind" not in frame:
         return out
     kinds = frame["kind"].astype(str).to_numpy()
-    for i, kind in enumerate(kinds):
+    values = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in RANGE_COLUMNS if c in frame}
+    for kind in np.unique(kinds):
+        rows = kinds == kind
         seen = ranges.get(kind)
         if seen is None:
-            out[i] = f"kind {kind} not in training"
+            out[rows] = f"kind {kind} not in training"
             continue
-        for c, (lo, hi) in seen.items():
-            v = pd.to_numeric(frame[c].iloc[i], errors="coerce") if c in frame else np.nan
-            if np.isfinite(v) and not lo <= v <= hi:
-                out[i] = f"{c} {v:.3g} outside the {lo:.3g}-{hi:.3g} seen for {kind}"
-                break
+        for c, (lo, hi) in seen.items():  # the first column outside its range names the row
+            v = values.get(c)
+            if v is None:
+                continue
+            with np.errstate(invalid="ignore"):
+                bad = rows & np.isfinite(v) & ((v < lo) | (v > hi)) & (out == "")
+            for i in np.flatnonzero(bad):
+                out[i] = f"{c} {v[i]:.3g} outside the {lo:.3g}-{hi:.3g} seen for {kind}"
     return out
 
 

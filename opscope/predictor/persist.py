@@ -18,7 +18,7 @@ import pandas as pd
 
 from opscope.errors import PredictorError
 from opscope.predictor.analytical_predictor import AnalyticalPredictor
-from opscope.predictor.base import FramePredictor, training_ranges
+from opscope.predictor.base import FramePredictor
 from opscope.predictor.calibrated import CalibratedAnalyticalPredictor
 from opscope.predictor.features import FeatureSchema
 from opscope.predictor.models.sklearn_models import (
@@ -70,9 +70,7 @@ def training_summary(frame: pd.DataFrame) -> dict[str, Any]:
     return {"rows": len(frame), "workloads": len(keys), "kinds": counts("kind"), "threads": counts("threads"),
             "targets": counts("target"), "models": models,
             # which operators it has seen: compare marks their predictions in-sample
-            "workload_keys": keys,
-            # per kind, the FLOPs and bytes it has seen: predict marks rows outside them
-            "ranges": training_ranges(frame)}
+            "workload_keys": keys}
 
 
 def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.DataFrame | None = None,
@@ -95,6 +93,9 @@ def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.Dat
         "schema": None,
         "engine": None,
     }
+    if meta["training"] is not None and getattr(pred, "training_ranges_", None):
+        # per kind, the FLOPs and bytes of the rows it was fitted on: predict marks rows outside them
+        meta["training"]["ranges"] = pred.training_ranges_
     if hasattr(pred, "engine_"):
         meta["schema"] = pred.schema_.to_dict()
         meta["engine"] = pred.engine_.save(directory)
