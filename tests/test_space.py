@@ -9,6 +9,7 @@ import pytest
 from opscope.errors import OpscopeError
 from opscope.workloads.space import (
     DEFAULT_SPACE,
+    EDGES_SPACE,
     MAX_BYTES,
     SPACE_MODEL,
     Layer,
@@ -36,8 +37,53 @@ def test_parse_space_default_counts_and_bad_tokens():
     for bad in ("dense", "dense:0", "dense:x", "dense:-4"):
         with pytest.raises(OpscopeError, match=f"{bad!r} needs a positive count"):
             parse_space(bad)
-    with pytest.raises(OpscopeError, match="give 'default' or kind:count"):
+    with pytest.raises(OpscopeError, match="give 'default', 'edges' or kind:count"):
         parse_space(" , ")
+
+
+def test_parse_space_named_spaces_and_bands():
+    assert parse_space("edges") == EDGES_SPACE
+    assert sum(n for _, n in EDGES_SPACE) == 168
+    mixed = dict(parse_space("default,edges,dense/large:2"))
+    assert mixed["conv2d"] == 160 and mixed["conv2d/nice"] == 40 and mixed["dense/large"] == 32
+    with pytest.raises(OpscopeError, match="unknown band 'huge' in 'dense/huge:3'"):
+        parse_space("dense/huge:3")
+    with pytest.raises(OpscopeError, match="'conv2d/large:2': the 'large' band is drawn for dense only"):
+        parse_space("conv2d/large:2")
+
+
+def test_nice_rounding_by_hand():
+    from opscope.workloads.space import _nice
+
+    # 1264 lies between 1024 and 1536 (3 x 512): ln(1264/1024) = 0.211 > ln(1536/1264) = 0.195
+    assert _nice(1264, 8) == 1536
+    # 700: 768 (3 x 256) is nearer than 512 or 896 (7 x 128): ln(768/700) = 0.093, ln(700/512) = 0.313
+    assert _nice(700, 16) == 768
+    # sizes: 12 (3 x 4) for 11, ln(12/11) = 0.087; 16 for 15, ln(16/15) = 0.065 < ln(15/14) = 0.069
+    assert _nice(3, 8) == 8 and _nice(11, 2) == 12 and _nice(15, 2) == 16
+
+
+def test_bands_hold_their_bounds_and_leave_the_default_draws_alone():
+    from opscope.workloads.space import _NICE, LARGE_MAX_BYTES, MIN_FLOPS, SMALL_MIN_FLOPS
+
+    refs = dict(REFS, dense=REFS["dense"] + [{"m": 1, "n": 4096, "k": 25088}])
+    plain = draw_layers((("conv2d", 6), ("dense", 4)), 3, refs)
+    mixed = draw_layers((("conv2d", 6), ("conv2d/nice", 5), ("dense", 4), ("dense/small", 5),
+                         ("dense/large", 5), ("conv2d/small", 4)), 3, refs)
+    # a kind's default band is drawn from its own seeded stream: adding bands changes none of its layers
+    assert [x for x in mixed if x in plain] == plain
+    rest = [x for x in mixed if x not in plain]
+    assert len(rest) == 19 and len(set(mixed)) == len(mixed)
+    nice, small, large = rest[:5], rest[5:10] + rest[15:], rest[10:15]
+    for layer in nice:
+        d = dict(layer.params)
+        assert all(d[k] in _NICE for k in ("k", "h")) and (d["c"] == 3 or d["c"] in _NICE)
+        assert MIN_FLOPS <= layer.flops <= 0.5e9
+    assert all(SMALL_MIN_FLOPS <= x.flops < MIN_FLOPS for x in small)
+    for layer in large:
+        d = dict(layer.params)
+        assert layer.kind == "dense" and d["m"] <= 8 and MAX_BYTES < layer.elements * 4 <= LARGE_MAX_BYTES
+        assert d["n"] in _NICE and d["k"] in _NICE
 
 
 def test_draws_are_seeded_distinct_and_bounded():

@@ -13,11 +13,13 @@ from opscope.errors import OpscopeError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="zoo model name(s), comma separated, or an .onnx file (or --space)")
-    parser.add_argument("--space", default=None, metavar="default|KIND:N,...",
+    parser.add_argument("--space", default=None, metavar="default|edges|KIND[/BAND]:N,...",
                         help="operators drawn from distributions of real layers instead of (or beside) a model's: "
-                             "'default' (the documented space for training this machine's predictor) or counts "
-                             "per kind, e.g. conv2d:200,dense:150 (kinds: conv2d, depthwise_conv2d, dense, "
-                             "batch_matmul, pool, softmax); --seed draws them; adaptive:N adds N operators near "
+                             "'default' (the documented space for training this machine's predictor), 'edges' "
+                             "(where the default space does not reach: real layers' widths, tiny operators, "
+                             "batch-1 layers over large weights) or counts per kind, e.g. conv2d:200,dense/large:30 "
+                             "(kinds: conv2d, depthwise_conv2d, dense, batch_matmul, pool, softmax; bands: nice, "
+                             "small, large); --seed draws them; adaptive:N adds N operators near "
                              "those of --store that a predictor gets most wrong (after a first collection)")
     parser.add_argument("--space-onnx", action="append", default=[], metavar="FILE.onnx",
                         help="also fit the space's distributions to this ONNX model's layers (repeatable)")

@@ -40,6 +40,22 @@ MAX_GFLOP = 0.5
 MIN_FLOPS = 1e5
 #: operators whose tensors together exceed this are drawn again (a VGG-sized FC weight is 400 MB)
 MAX_BYTES = 48e6
+#: bands a kind can be drawn in (``dense/large:30``): the default band above, and three at its edges
+BANDS = ("nice", "small", "large")
+#: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP)
+SMALL_MIN_FLOPS = 1e3
+#: the ``large`` band (dense only): batch 1-8 over weights of MAX_BYTES up to this (VGG's 411 MB FC layer)
+LARGE_MAX_BYTES = 480e6
+#: ``--space edges``: where the default space does not reach.  ``nice`` draws like the default space but
+#: rounds channels, GEMM dimensions and spatial sizes to the values real layers take (powers of two,
+#: 3 or 7 times one: 64, 96, 768, 1024, 14, 28); the default space's multiples of 8 or 16 (1264, 704) give
+#: other tile divisors and none of a power of two's cache-set conflicts.  ``small`` and ``large`` reach
+#: below the default space's FLOPs and above its bytes.  168 operators.
+EDGES_SPACE = (("conv2d/nice", 40), ("depthwise_conv2d/nice", 12), ("dense/nice", 30), ("batch_matmul/nice", 10),
+               ("pool/nice", 6), ("softmax/nice", 4), ("conv2d/small", 10), ("depthwise_conv2d/small", 4),
+               ("dense/small", 10), ("batch_matmul/small", 4), ("pool/small", 4), ("softmax/small", 4),
+               ("dense/large", 30))
+NAMED_SPACES = {"default": DEFAULT_SPACE, "edges": EDGES_SPACE}
 
 
 @dataclass(frozen=True)
@@ -115,19 +131,29 @@ def _out(size: int, kernel: int, stride: int) -> int:
 
 
 def parse_space(text: str) -> tuple[tuple[str, int], ...]:
-    """``"default"`` or ``"conv2d:200,dense:150"`` -> ((kind, count), ...); a bad token is named."""
+    """``"default"``, ``"edges"`` or ``"conv2d:200,dense/large:30"`` (or a mix) -> ((kind[/band], count), ...).
+
+    A bad token is named.
+    """
     text = (text or "").strip()
-    if text == "default":
-        return DEFAULT_SPACE
     out: dict[str, int] = {}
     for token in (t.strip() for t in text.split(",")):
         if not token:
             continue
+        if token in NAMED_SPACES:
+            for kind, n in NAMED_SPACES[token]:
+                out[kind] = out.get(kind, 0) + n
+            continue
         kind, sep, count = token.partition(":")
         kind = kind.strip()
-        if kind not in SPACE_KINDS:
-            raise OpscopeError(f"--space: unknown kind {kind!r} in {token!r}; kinds: {', '.join(SPACE_KINDS)} "
-                               "(or 'default')")
+        base, slash, band = kind.partition("/")
+        if base not in SPACE_KINDS:
+            raise OpscopeError(f"--space: unknown kind {base!r} in {token!r}; kinds: {', '.join(SPACE_KINDS)} "
+                               f"(or {' / '.join(repr(n) for n in NAMED_SPACES)})")
+        if slash and band not in BANDS:
+            raise OpscopeError(f"--space: unknown band {band!r} in {token!r}; bands: {', '.join(BANDS)}")
+        if band == "large" and base != "dense":
+            raise OpscopeError(f"--space: {token!r}: the 'large' band is drawn for dense only")
         try:
             n = int(count) if sep else -1
         except ValueError:
@@ -136,7 +162,7 @@ def parse_space(text: str) -> tuple[tuple[str, int], ...]:
             raise OpscopeError(f"--space: {token!r} needs a positive count, as in '{kind}:100'")
         out[kind] = out.get(kind, 0) + n
     if not out:
-        raise OpscopeError("--space: give 'default' or kind:count pairs, e.g. conv2d:200,dense:150")
+        raise OpscopeError("--space: give 'default', 'edges' or kind:count pairs, e.g. conv2d:200,dense:150")
     return tuple(out.items())
 
 
@@ -298,24 +324,103 @@ def _draw(kind: str, rng: random.Random, refs: list[dict[str, int]]) -> Layer:
     raise OpscopeError(f"space: unknown kind {kind!r}")
 
 
+#: the values real layers' widths and sizes take: powers of two and 3 or 7 times one (the ``nice`` band)
+_NICE = sorted({m * 2 ** e for m in (1, 3, 7) for e in range(0, 17)})
+
+
+def _nice(x: int, low: int) -> int:
+    """The nearest (in log) value at or above ``low`` that real layers use for a width or a size."""
+    return min((v for v in _NICE if v >= low), key=lambda v: abs(math.log(v / x)))
+
+
+def _nicer(layer: Layer) -> Layer:
+    """``layer`` with channels, GEMM dimensions and sizes rounded as real layers' are (a 3-channel stem kept)."""
+    d = dict(layer.params)
+    for key, low in (("c", 8), ("k", 8 if layer.kind in ("conv2d", "depthwise_conv2d") else 16), ("n", 16),
+                     ("m", 1), ("b", 1), ("h", max(d.get("r", 1), 2))):
+        if key in d and not (key == "c" and d[key] == 3):
+            d[key] = _nice(d[key], low)
+    if layer.kind == "softmax":
+        d["n"] = d["m"]
+    if layer.kind == "depthwise_conv2d":
+        d["c"] = d["k"]
+    if "w" in d:
+        d["w"] = d["h"]
+    return Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue)
+
+
+#: the smallest value each shape parameter shrinks to in the ``small`` band
+_FLOOR = {"c": 8, "k": 8, "n": 16, "m": 1, "b": 1, "h": 2}
+
+
+def _shrunk(layer: Layer, rng: random.Random) -> Layer:
+    """``layer`` made smaller, one parameter at a time, until it is under MIN_FLOPS (the ``small`` band)."""
+    d = dict(layer.params)
+    keys = [k for k in _FLOOR if k in d and not (k == "c" and d[k] == 3)]
+    if layer.kind == "depthwise_conv2d":
+        keys.remove("c")
+    for _ in range(40):
+        if Layer(layer.kind, tuple(sorted(d.items()))).flops < MIN_FLOPS:
+            break
+        room = [k for k in keys if d[k] > max(_FLOOR[k], d.get("r", 1) if k == "h" else 1)]
+        if not room:
+            break
+        key = rng.choice(room)
+        d[key] = max(_FLOOR[key], d.get("r", 1) if key == "h" else 1, int(d[key] / 2.0 ** rng.uniform(0.5, 1.5)))
+        if layer.kind == "depthwise_conv2d":
+            d["c"] = d["k"]
+        if layer.kind == "softmax":
+            d["n"] = d["m"]
+        if "w" in d:
+            d["w"] = d["h"]
+    return _nicer(Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue))
+
+
+def _large(rng: random.Random, refs: list[dict[str, int]]) -> Layer:
+    """A fully-connected layer at batch 1-8 over a weight near one of the real layers' largest."""
+    big = [r for r in refs if r["n"] * r["k"] >= 4e6] or refs
+    base = rng.choice(big)
+    d = {"m": rng.choice((1, 1, 1, 2, 4, 8)), "n": _round(_scale(rng, base["n"]), 16, 16),
+         "k": _round(_scale(rng, base["k"]), 16, 16)}
+    return _nicer(Layer("dense", tuple(sorted(d.items())), rng.choice(("bias", "bias_relu"))))
+
+
+def _in_band(layer: Layer, band: str, max_gflop: float) -> bool:
+    size = layer.elements * 4
+    if band == "small":
+        return SMALL_MIN_FLOPS <= layer.flops < MIN_FLOPS and size <= MAX_BYTES
+    if band == "large":
+        return layer.flops <= max_gflop * 1e9 and MAX_BYTES < size <= LARGE_MAX_BYTES
+    return MIN_FLOPS <= layer.flops <= max_gflop * 1e9 and size <= MAX_BYTES
+
+
 def draw_layers(space: Sequence[tuple[str, int]], seed: int = 0,
                 refs: dict[str, list[dict[str, int]]] | None = None, max_gflop: float = MAX_GFLOP) -> list[Layer]:
-    """``count`` distinct layers of each kind, drawn with ``seed`` (the same arguments, the same layers)."""
+    """``count`` distinct layers of each kind (and band), drawn with ``seed`` (the same arguments, the same
+    layers; a kind's default band is drawn as it always was, whatever else the space holds)."""
     refs = refs if refs is not None else reference_layers()
     out: list[Layer] = []
     seen: set[Layer] = set()
-    for kind, count in space:
+    for name, count in space:
+        kind, _, band = name.partition("/")
         if not refs.get(kind):
             raise OpscopeError(f"space: no reference layer of kind {kind!r} to draw from")
-        rng = random.Random(f"{seed}:{kind}")
+        rng = random.Random(f"{seed}:{name}")
         got, tries = 0, 0
         while got < count:
             tries += 1
             if tries > 200 * count + 1000:
-                raise OpscopeError(f"space: could not draw {count} distinct {kind} layers under {max_gflop} GFLOP "
+                raise OpscopeError(f"space: could not draw {count} distinct {name} layers under {max_gflop} GFLOP "
                                    f"(got {got}); ask for fewer")
-            layer = _draw(kind, rng, refs[kind])
-            if layer in seen or not MIN_FLOPS <= layer.flops <= max_gflop * 1e9 or layer.elements * 4 > MAX_BYTES:
+            if band == "large":
+                layer = _large(rng, refs[kind])
+            else:
+                layer = _draw(kind, rng, refs[kind])
+                if band == "nice":
+                    layer = _nicer(layer)
+                elif band == "small":
+                    layer = _shrunk(layer, rng)
+            if layer in seen or not _in_band(layer, band, max_gflop):
                 continue
             seen.add(layer)
             out.append(layer)
