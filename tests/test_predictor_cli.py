@@ -31,6 +31,29 @@ def test_train_then_evaluate_as_is(data, tmp_path, capsys):
     assert "mape" in capsys.readouterr().out
 
 
+def test_train_on_several_stores_leaving_out_the_operators_of_another(data, tmp_path, capsys):
+    import pandas as pd
+
+    frame = pd.read_parquet(data)
+    by_model = {m: frame[frame["models"] == m] for m in ("model0", "model1", "model2")}
+    a, b, held = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "held.parquet"
+    pd.concat([by_model["model0"], by_model["model1"]]).to_parquet(a)
+    pd.concat([by_model["model1"], by_model["model2"]]).to_parquet(b)  # model1's rows in both stores
+    by_model["model2"].to_parquet(held)
+    out = tmp_path / "p2"
+    assert main(["train", "--store", str(a), "--store", str(b), "--leave-out", str(held), "--model", "linear",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "metadata.json").read_text())["training"]
+    # model1's rows count once; every row of an operator model2 measured is left out, in whichever store
+    kept = pd.concat([by_model["model0"], by_model["model1"]])
+    gone = kept["workload_key"].isin(set(by_model["model2"]["workload_key"]))
+    assert 0 < gone.sum() < len(kept)
+    assert meta["rows"] == int((~gone).sum())
+    assert set(meta["workload_keys"]) == set(kept[~gone]["workload_key"])
+    n_ops = len(set(by_model["model2"]["workload_key"]))
+    assert f"left out {int(gone.sum()) + len(by_model['model2'])} rows of {n_ops} operators" in capsys.readouterr().err
+
+
 def test_evaluate_leave_one_model_out_prints_model_totals(data, tmp_path, capsys):
     rc = main(["evaluate", "--data", str(data), "--split", "leave-one-model-out", "--models", "analytical,linear",
                "--out", str(tmp_path / "ev")])

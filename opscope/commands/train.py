@@ -14,8 +14,12 @@ MIN_ROWS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", "--data", dest="data", required=True,
-                        help="measurements: a store (.db), or a Parquet/CSV export or shipped dataset")
+    parser.add_argument("--store", "--data", dest="data", required=True, action="append",
+                        help="measurements: a store (.db), or a Parquet/CSV export or shipped dataset; repeat it to "
+                             "train on several (a measurement in more than one counts once)")
+    parser.add_argument("--leave-out", action="append", default=[], metavar="FILE",
+                        help="leave out every operator measured in FILE (a store or export), so that the predictor "
+                             "can be scored on them as operators it never saw (repeatable)")
     parser.add_argument("--model", default="xgboost",
                         help="xgboost (default), random_forest, gradient_boosting, linear, calibrated, analytical")
     parser.add_argument("--out", required=True, help="directory to write the predictor to")
@@ -29,6 +33,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def read_frames(paths: list, label: str):
+    """The ok rows of every store or export given, as one frame (a measurement given twice counts once)."""
+    import pandas as pd
+
+    from opscope.predictor.frames import read_frame
+
+    frames = [read_frame(p, label=label) for p in paths]
+    if len(frames) == 1:
+        return frames[0]
+    frame = pd.concat(frames, ignore_index=True, sort=False)
+    if "measurement_id" in frame.columns:
+        frame = frame.drop_duplicates("measurement_id", keep="last")
+    return frame.reset_index(drop=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from opscope.predictor.frames import labels, read_frame
     from opscope.predictor.persist import PREDICTORS, make_predictor, save_predictor
@@ -38,11 +57,20 @@ def run(args: argparse.Namespace) -> int:
     from opscope.edges import out_dir
 
     out_dir(args.out, "--out")
-    frame = read_frame(args.data, label=args.label)
+    frame = read_frames(args.data, args.label)
+    where = ", ".join(map(str, args.data))
+    if args.leave_out:
+        held = set()
+        for path in args.leave_out:
+            held |= set(read_frame(path, ok_only=False, label=args.label)["workload_key"])
+        keep = ~frame["workload_key"].isin(held)
+        print(f"train: left out {int((~keep).sum())} rows of {frame[~keep]['workload_key'].nunique()} operators "
+              f"measured in {', '.join(args.leave_out)}", file=sys.stderr)
+        frame = frame[keep].reset_index(drop=True)
     if frame.empty:
-        raise PredictorError(f"{args.data}: no successful measurements to train on")
+        raise PredictorError(f"{where}: no successful measurements to train on")
     if len(frame) < MIN_ROWS and args.model != "analytical":
-        raise PredictorError(f"{args.data}: {len(frame)} successful measurement(s); --model {args.model} needs "
+        raise PredictorError(f"{where}: {len(frame)} successful measurement(s); --model {args.model} needs "
                              f"at least {MIN_ROWS} to learn from (collect more, or use --model analytical)")
     params = {}
     if "seed" in PREDICTORS[args.model]().get_params():
