@@ -157,7 +157,11 @@ def unseen(args: argparse.Namespace) -> int:
     train = pd.concat([read_frame(p, label=args.label) for p in args.train], ignore_index=True)
     test = pd.concat([read_frame(p, label=args.label) for p in args.test], ignore_index=True)
     held = set(test["workload_key"])
-    train = train[~train["workload_key"].isin(held)].reset_index(drop=True)
+    shared = train["workload_key"].isin(held)
+    if shared.any():
+        print(f"left out of training: {int(shared.sum())} rows of {train[shared]['workload_key'].nunique()} operators "
+              "that the test set also measured")
+    train = train[~shared].reset_index(drop=True)
     if train.empty:
         sys.exit("no training rows left once the test set's operators are removed")
     print(f"train {', '.join(map(str, args.train))}: {len(train)} rows, {train['workload_key'].nunique()} operators, "
