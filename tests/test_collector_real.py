@@ -74,8 +74,31 @@ def test_real_operator_end_to_end(tmp_path, roles):
     assert any(inst[0] == "SamplePerfectTile" for inst in trace[0])
     df = load_dataframe(db)
     assert len(df) == 4 and "knob_tile_i_0" in df.columns and df["knob_tile_i_0"].notna().sum() == 3
+    # loop knobs: the default function is untouched (its innermost loop is the 32-long reduction); a sampled
+    # schedule's parallel loop fuses whole outer tiles of the 32 x 32 output, so its extent divides 1024
+    default = dict(recs[0].knobs)
+    assert default["parallel_extent"] == 1 and default["main_inner"] == 32 and default["main_vector_len"] == 1
+    pars = [dict(r.knobs)["parallel_extent"] for r in recs[1:]]
+    assert all(1024 % p == 0 for p in pars) and max(pars) > 1
     # same command: all measured already
     assert collect([op], trials=3, threads=(1,), store=db, roles=roles, protocol=QUICK, progress=False) == []
+
+    # reread-knobs gives back what the collector read, from the stored traces alone
+    import sqlite3
+
+    from opscope.collector.reread import reread_knobs
+
+    before = load_dataframe(db).sort_values("measurement_id").reset_index(drop=True)
+    with sqlite3.connect(db) as conn:  # knobs as a reader that missed the loop knobs would have stored them
+        for sid, knobs_json in conn.execute("SELECT schedule_id, knobs_json FROM schedules").fetchall():
+            k = {n: v for n, v in json.loads(knobs_json).items() if not n.startswith("main_")}
+            k.update(parallel_extent=1, vector_len=1)
+            conn.execute("UPDATE schedules SET knobs_json=? WHERE schedule_id=?", (json.dumps(k), sid))
+    assert reread_knobs(str(db)) == {"changed": 4, "unchanged": 0, "skipped": []}
+    after = load_dataframe(db).sort_values("measurement_id").reset_index(drop=True)
+    knob_cols = [c for c in before.columns if c.startswith("knob_")]
+    assert after[knob_cols].equals(before[knob_cols])
+    assert reread_knobs(str(db))["unchanged"] == 4
 
 
 def test_crashing_and_hanging_kernels_are_recorded_and_the_sweep_goes_on(tmp_path, roles):

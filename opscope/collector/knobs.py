@@ -5,18 +5,99 @@ decisions, loops named by their variable in the unscheduled PrimFunc), the loop 
 tiling (``loop_order``, e.g. ``i0 j0 i1 j1 k0 ...``), the tile level at which the output cache is
 written back (``compute_at_level``, -1 without a cache write), the SampleComputeLocation
 decisions (``compute_loc_<n>``) and the unroll depth (``unroll``, the sampled
-``unroll_explicit``/``unroll_implicit`` value).  From the scheduled module's TVMScript: the
-parallel extent (largest ``T.parallel`` loop), the vector length (largest ``T.vectorized`` loop)
-and the number of parallel/vectorized loops.
+``unroll_explicit``/``unroll_implicit`` value).  From the scheduled module's TVMScript (after the
+postprocessors, which turn MetaSchedule's annotations into loops): around the main block (the one
+with the largest loop nest), the parallel extent (``parallel_extent``, the product of its
+``T.parallel`` loops), its vectorized loop (``main_vector_len``), the product of its unrolled loops
+(``main_unroll_len``) and its innermost loop (``main_inner``); in the whole function, the largest
+vectorized loop (``vector_len``) and the number of parallel and vectorized loops.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
-_PAR = re.compile(r"T\.parallel\((\d+)\)")
-_VEC = re.compile(r"T\.vectorized\((\d+)\)")
+#: ``for a, b in T.grid(T.int64(4), 8):``, ``for a in T.parallel(T.int64(12)):``, ``for a in range(4):``
+_FOR = re.compile(r"^for (.+?) in (T\.\w+|range)\((.*)\):$")
+_BLOCK = re.compile(r"^with T\.s?block\(\"([^\"]+)\"")
+_INT = re.compile(r"(?:T\.int(?:32|64)\()?(\d+)\)?")
+_KIND = {"T.parallel": "parallel", "T.vectorized": "vectorized", "T.unroll": "unroll"}
+
+
+def loop_nest(script: str) -> dict[str, list[tuple[str, int]]]:
+    """Block name -> the loops around it, outermost first, as (kind, extent), read from TVMScript.
+
+    Kinds are ``serial``, ``parallel``, ``vectorized``, ``unroll``; an extent that is not a constant
+    is 0.  Nesting is read from the indentation, as TVMScript prints it.
+    """
+    stack: list[tuple[int, str, int]] = []  # (indent, kind, extent)
+    out: dict[str, list[tuple[str, int]]] = {}
+    for raw in script.splitlines():
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        indent = len(raw) - len(raw.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        m = _FOR.match(text)
+        if m:
+            names = [n for n in m.group(1).split(",") if n.strip()]
+            kind = _KIND.get(m.group(2), "serial")
+            args = [a.strip() for a in _split_args(m.group(3))]
+            if m.group(2) != "T.grid":
+                args = args[-1:] if m.group(2) == "range" else args[:1]
+            extents = [_extent(a) for a in args]
+            if len(extents) != len(names):
+                extents = (extents + [0] * len(names))[:len(names)]
+            for e in extents:
+                stack.append((indent, kind, e))
+            continue
+        b = _BLOCK.match(text)
+        if b and b.group(1) != "root":
+            out.setdefault(b.group(1), [(k, e) for _, k, e in stack])
+    return out
+
+
+def _split_args(text: str) -> list[str]:
+    """Top-level comma-separated arguments of a call (commas inside parentheses kept)."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    return [*parts, cur] if cur.strip() else parts
+
+
+def _extent(arg: str) -> int:
+    m = _INT.fullmatch(arg.strip())
+    return int(m.group(1)) if m else 0
+
+
+def loop_knobs(script: str) -> dict[str, int]:
+    """The parallel, vector and unroll knobs of a scheduled function's TVMScript (module docstring)."""
+    nest = loop_nest(script)
+    loops = [lp for around in nest.values() for lp in around]
+    main = max(nest.values(), key=lambda ls: math.prod(max(e, 1) for _, e in ls), default=[])
+
+    def of(kind: str, ls: list[tuple[str, int]]) -> list[int]:
+        return [e for k, e in ls if k == kind]
+
+    # loops around several blocks are counted once per block: count distinct loop lines instead
+    return {
+        "parallel_extent": math.prod(of("parallel", main)) if of("parallel", main) else 1,
+        "parallel_loops": len(re.findall(r"in T\.parallel\(", script)),
+        "vector_len": max(of("vectorized", loops), default=1),
+        "vector_loops": len(re.findall(r"in T\.vectorized\(", script)),
+        "main_vector_len": max(of("vectorized", main), default=1),
+        "main_unroll_len": math.prod(of("unroll", main)) if of("unroll", main) else 1,
+        "main_inner": main[-1][1] if main else 1,
+    }
 
 
 def _loop_names(mod: Any) -> dict[str, list[str]]:
@@ -87,10 +168,5 @@ def extract_knobs(trace: Any, unscheduled: Any, scheduled_script: str) -> dict[s
             value = inst.inputs[1]
             knobs["unroll"] = int(sampled.get(value, _value(value)))
     knobs.setdefault("cache_write", 0)
-    par = [int(x) for x in _PAR.findall(scheduled_script)]
-    vec = [int(x) for x in _VEC.findall(scheduled_script)]
-    knobs["parallel_extent"] = max(par) if par else 1
-    knobs["parallel_loops"] = len(par)
-    knobs["vector_len"] = max(vec) if vec else 1
-    knobs["vector_loops"] = len(vec)
+    knobs.update(loop_knobs(scheduled_script))
     return knobs

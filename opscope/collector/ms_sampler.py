@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Any
 
-from opscope.collector.knobs import extract_knobs
+from opscope.collector.knobs import extract_knobs, loop_knobs
 from opscope.collector.roles import Candidate, ScheduleSampler
 from opscope.errors import OpscopeError
 from opscope.workloads.operator import Operator
@@ -99,6 +99,15 @@ def sampled_candidate(op: Operator, mod: Any, sch: Any) -> Candidate:
                      tvm.ir.save_json(sch.mod))
 
 
+def default_candidate(op: Operator, mod: Any) -> Candidate:
+    """The operator under TVM's default lowering; its knobs are the loop knobs of the unscheduled function
+    (no parallel or vectorized loop: ``parallel_extent`` 1, ``main_inner`` its innermost loop)."""
+    import tvm
+
+    knobs = loop_knobs(mod.script())
+    return Candidate(op.key, "default", "default", "[]", tuple(sorted(knobs.items())), tvm.ir.save_json(mod))
+
+
 def schedule_id(trace_json: str) -> str:
     """``s`` + hash of the trace without its ``EnterPostproc`` marker (ids stay those of traces
     stored before the marker was written)."""
@@ -128,18 +137,14 @@ class MetaScheduleSampler(ScheduleSampler):
         self.max_draws_per_trial = max_draws_per_trial
 
     def default_candidate(self, op: Operator) -> Candidate:
-        import tvm
-
-        mod = operator_module(op)
-        return Candidate(op.key, "default", "default", "[]", (), tvm.ir.save_json(mod))
+        return default_candidate(op, operator_module(op))
 
     def candidates(self, op: Operator, trials: int, seed: int) -> list[Candidate]:
-        import tvm
         from tvm.s_tir import meta_schedule as ms
 
         import_tensor_intrinsics()
         mod = operator_module(op)
-        out = [Candidate(op.key, "default", "default", "[]", (), tvm.ir.save_json(mod))]
+        out = [default_candidate(op, mod)]
         seen: set[str] = set()
         for draw in range(max(trials, 0) * self.max_draws_per_trial):
             if len(out) > trials:
@@ -177,14 +182,13 @@ class ReplaySampler(ScheduleSampler):
         self.max_draws_per_trial = max_draws_per_trial
 
     def candidates(self, op: Operator, trials: int, seed: int) -> list[Candidate]:
-        import tvm
         from tvm.s_tir import Schedule
         from tvm.s_tir import meta_schedule as ms
         from tvm.s_tir.schedule import ScheduleError, Trace
 
         import_tensor_intrinsics()
         mod = operator_module(op)
-        out = [Candidate(op.key, "default", "default", "[]", (), tvm.ir.save_json(mod))]
+        out = [default_candidate(op, mod)]
         ctx = ms.TuneContext(
             mod=mod, target=self.target,
             space_generator=ms.space_generator.PostOrderApply(
