@@ -59,3 +59,18 @@ def main():
     assert k == {"parallel_extent": 1, "parallel_loops": 0, "vector_len": 1, "vector_loops": 0,
                  "main_vector_len": 1, "main_unroll_len": 1, "main_inner": 784}
     assert loop_nest(script)["T_add"] == [("serial", 1024), ("unroll", 4)]
+
+
+def test_threads_used_is_capped_by_the_parallel_extent_the_current_reader_recorded():
+    import numpy as np
+    import pandas as pd
+
+    from opscope.predictor.features import threads_used
+
+    frame = pd.DataFrame({"knob_parallel_extent": [1, 64, np.nan, 1, 1],
+                          "knob_main_inner": [784, 3, np.nan, np.nan, 2]})
+    threads = np.array([2.0, 2.0, 2.0, 2.0, 4.0])
+    # a default schedule (no parallel loop) uses 1 thread; 64 parallel iterations keep 2 busy; unknown
+    # knobs, and a parallel extent of 1 from the old reader (no main_inner), leave the threads asked for
+    assert threads_used(frame, threads).tolist() == [1.0, 2.0, 2.0, 2.0, 1.0]
+    assert threads_used(frame.drop(columns="knob_main_inner"), threads).tolist() == threads.tolist()

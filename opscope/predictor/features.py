@@ -39,7 +39,7 @@ from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import KINDS, Operator, dtype_bytes
 
 SCHEMA_NAME = "opscope-features"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 LOOP_NAMES = ("n", "k", "c", "p", "q", "r", "s", "b", "m")
 _ATTRS = ("stride", "groups", "kernel", "seq_len", "heads", "head_dim")
@@ -139,7 +139,7 @@ class FeatureSchema:
 def _fixed_columns(analytical: bool) -> list[str]:
     probe = Operator(name="probe", kind="other", tensors=(), flops=0)
     cols = list(operator_features(probe))
-    cols += ["s_default", "t_threads", "t_share_cores", "t_pinned"]
+    cols += ["s_default", "t_threads", "t_threads_used", "t_share_cores", "t_pinned"]
     cols += [f"sk_{loop}_{lvl}_log2" for loop in LOOP_NAMES for lvl in range(tiles_mod.LEVELS)]
     cols += list(_TILE_SUMMARY)
     cols += ["m_cores", "m_freq_log2", "m_vector_bits", "m_peak_log2"]
@@ -233,8 +233,22 @@ def _canonical_orders(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Opera
 
 
 #: schedule features relative to the operator and the machine (see the module docstring)
-_RELATIVE = ("r_par_balance", "r_par_per_thread_log2", "r_vector_lanes_log2", "r_inner_vs_l1_log2",
-             "r_l1_vs_l2_log2", "r_flops_per_thread_log2", "r_inner_frac_log2", "r_outer_frac_log2")
+_RELATIVE = ("r_par_balance", "r_par_per_thread_log2", "r_vector_lanes_log2", "r_main_vector_lanes_log2",
+             "r_inner_vs_l1_log2", "r_l1_vs_l2_log2", "r_flops_per_thread_log2", "r_inner_frac_log2",
+             "r_outer_frac_log2")
+
+
+def threads_used(frame: pd.DataFrame, threads: np.ndarray) -> np.ndarray:
+    """Threads a schedule can keep busy: the threads asked for, at most its parallel loop's extent (1 for a
+    schedule without one, such as TVM's default CPU lowering); the threads asked for when unknown.
+
+    Only rows whose loop knobs come from the current reader count (they carry ``knob_main_inner``): the
+    reader before it recorded a parallel extent of 1 for every schedule (``opscope reread-knobs``)."""
+    if "knob_parallel_extent" not in frame or "knob_main_inner" not in frame:
+        return threads
+    par = pd.to_numeric(frame["knob_parallel_extent"], errors="coerce").to_numpy(dtype=float)
+    known = np.isfinite(par) & (par >= 1) & frame["knob_main_inner"].notna().to_numpy()
+    return np.where(known, np.minimum(threads, par), threads)
 
 
 def _relative_features(X: np.ndarray, cols: dict[str, int], frame: pd.DataFrame, threads: np.ndarray) -> None:
@@ -254,10 +268,11 @@ def _relative_features(X: np.ndarray, cols: dict[str, int], frame: pd.DataFrame,
         X[:, cols["r_par_per_thread_log2"]] = np.log2(par / t)
         lanes = col("m_vector_bits") / (8.0 * col("f_dtype_bytes"))
         X[:, cols["r_vector_lanes_log2"]] = np.log2(knob("knob_vector_len") / lanes)
+        X[:, cols["r_main_vector_lanes_log2"]] = np.log2(knob("knob_main_vector_len") / lanes)
         dtype_log2 = np.log2(col("f_dtype_bytes"))
         X[:, cols["r_inner_vs_l1_log2"]] = col("sk_inner_vol_log2") + dtype_log2 - col("m_l0_size_log2")
         X[:, cols["r_l1_vs_l2_log2"]] = col("sk_l1_vol_log2") + dtype_log2 - col("m_l1_size_log2")
-        X[:, cols["r_flops_per_thread_log2"]] = col("f_flops_log2") - np.log2(t)
+        X[:, cols["r_flops_per_thread_log2"]] = col("f_flops_log2") - np.log2(threads_used(frame, t))
         # the log2 volume of all loops (sum of log2 extents) against the tiles' volumes
         loops = np.nansum(np.stack([col(f"l_{n}_log2") for n in LOOP_NAMES]), axis=0)
         loops = np.where(loops > 0, loops, np.nan)
@@ -316,7 +331,9 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
         X[:, cols[c]] = op_table[c].to_numpy(dtype=float)[op_codes]
 
     threads = pd.to_numeric(frame["threads"], errors="coerce").to_numpy(dtype=float)
+    used = threads_used(frame, threads)
     X[:, cols["t_threads"]] = threads
+    X[:, cols["t_threads_used"]] = used
     X[:, cols["t_pinned"]] = frame["pinned"].astype(float).to_numpy() if "pinned" in frame else 0.0
     kind_col = frame["schedule_kind"] if "schedule_kind" in frame else pd.Series("default", index=frame.index)
     X[:, cols["s_default"]] = (kind_col.astype(str) == "default").to_numpy(dtype=float)
@@ -332,7 +349,7 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
             for c, v in machine_features(spec, dt, specs.measured(name)).items():
                 X[rows, cols[c]] = v
         cores[rows_t] = spec.cores or np.nan
-    X[:, cols["t_share_cores"]] = threads / cores
+    X[:, cols["t_share_cores"]] = used / cores
 
     # the analytical model, once per (operator, target, tile factors); always computed, because
     # the analytical and calibrated predictors build on it even when it is not a feature
@@ -350,7 +367,7 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
     roof = terms["a_roofline_s"].to_numpy(dtype=float)[key_codes]
     compute = terms["a_compute_s"].to_numpy(dtype=float)[key_codes]
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(np.isfinite(cores / threads), np.maximum(cores / threads, 1.0), 1.0)
+        share = np.where(np.isfinite(cores / used), np.maximum(cores / used, 1.0), 1.0)
         a_thr = np.maximum(a_lat, compute * share)
         if schema.analytical:
             lg = {c: np.log2(np.where(terms[c] > 0, terms[c], np.nan))[key_codes]
