@@ -111,9 +111,14 @@ def _split_models(value: object) -> tuple[str, ...]:
 
 
 def operator_frame(ops: Iterable[Operator], target: str, threads: int = 1) -> pd.DataFrame:
-    """A frame in the store's format for operators never measured (default schedule, no label)."""
+    """A frame in the store's format for operators never measured (default schedule, no label).
+
+    On a CPU target an operator with TIR gets the loop knobs of its unscheduled function, as the
+    collector records them for default schedules (TVM's default CPU lowering adds no loop)."""
+    cpu = _is_cpu(target)
     rows = []
     for op in ops:
+        knobs = _default_knobs(op) if cpu else {}
         rows.append(
             {
                 "workload_key": op.key,
@@ -131,13 +136,33 @@ def operator_frame(ops: Iterable[Operator], target: str, threads: int = 1) -> pd
                 "schedule_id": "default",
                 "schedule_kind": "default",
                 "trace_json": None,
-                "knobs_json": "{}",
+                "knobs_json": json.dumps(knobs, sort_keys=True),
                 "threads": int(threads),
                 "pinned": False,
                 "target": target,
                 "status": "ok",
+                **{f"knob_{k}": v for k, v in knobs.items()},
             }
         )
     if not rows:
         raise PredictorError("operator_frame: no operators given")
     return pd.DataFrame(rows)
+
+
+def _is_cpu(target: str) -> bool:
+    from opscope.errors import OpscopeError
+    from opscope.targets import load_target
+
+    try:
+        return load_target(target).kind == "cpu"
+    except (OpscopeError, OSError):
+        return False
+
+
+def _default_knobs(op: Operator) -> dict[str, int]:
+    from opscope.collector.knobs import loop_knobs
+
+    func = op.prim_func
+    if func is None or not hasattr(func, "script"):
+        return {}
+    return loop_knobs(func.script())
