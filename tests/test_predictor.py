@@ -214,3 +214,22 @@ def test_rows_whose_operator_cannot_be_read_are_skipped_with_their_reason(frame)
     everything = frame.assign(operator_json="[]")
     with pytest.raises(PredictorError, match="no row has a readable operator"):
         _make("xgboost").fit(everything)
+
+
+def test_long_frames_get_the_same_features_computed_once_per_distinct_row(monkeypatch):
+    import opscope.predictor.features as features_mod
+    from opscope.predictor.features import build_features, fit_schema, specs_from
+
+    frame = synthetic_frame(seed=4, models=2, per_model=5, schedules=4)
+    big = frame.iloc[np.resize(np.arange(len(frame)), features_mod.DEDUP_ROWS + 500)].reset_index(drop=True)
+    big["latency_median_s"] = np.linspace(1e-4, 2e-4, len(big))  # labels differ; features must not
+    schema = fit_schema(frame)
+    once = build_features(big, schema, specs_from(SPECS))
+    monkeypatch.setattr(features_mod, "DEDUP_ROWS", 10**9)
+    every = build_features(big, schema, specs_from(SPECS))
+    assert np.array_equal(once.X, every.X, equal_nan=True)
+    for name in ("analytical_s", "analytical_threads_s", "roofline_s", "kind"):
+        assert np.array_equal(getattr(once, name), getattr(every, name)), name
+    # rows 0 and len(frame) are the same stored row; row 1 is another
+    assert np.array_equal(once.X[0], once.X[len(frame)], equal_nan=True)
+    assert not np.array_equal(once.X[0], once.X[1], equal_nan=True)

@@ -317,9 +317,40 @@ def _word(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
 
 
+#: frames at least this long are turned into features once per distinct row (then copied to the others)
+DEDUP_ROWS = 4096
+#: besides every ``knob_*`` column, the columns a row's features depend on
+_ROW_COLUMNS = ("operator_json", "target", "threads", "pinned", "schedule_kind")
+
+
 def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache | None = None) -> Features:
-    """Turn a store frame into the schema's feature matrix (one row per frame row)."""
+    """Turn a store frame into the schema's feature matrix (one row per frame row).
+
+    A row's features depend only on its operator, target, threads, pinning, schedule kind and knobs, so a
+    long frame (the same operators and schedules under several labels, attempts or predictions) is turned
+    into features once per distinct combination of those, in one hash over the rows.
+    """
     check_columns(frame)
+    if len(frame) >= DEDUP_ROWS:
+        cols = [c for c in (*_ROW_COLUMNS, *sorted(c for c in frame.columns if c.startswith("knob_")))
+                if c in frame.columns]
+        key = frame[cols].copy()
+        key["operator_json"] = pd.factorize(key["operator_json"].astype(str))[0]
+        codes, uniques = pd.factorize(pd.util.hash_pandas_object(key, index=False).to_numpy())
+        if len(uniques) <= len(frame) // 2:
+            first = np.full(len(uniques), len(codes), dtype=np.int64)
+            np.minimum.at(first, codes, np.arange(len(codes)))
+            try:
+                part = _build_features(frame.iloc[first].reset_index(drop=True), schema, specs)
+            except PredictorError:
+                return _build_features(frame, schema, specs)  # so that the error names the frame's own row
+            return Features(part.X[codes], part.columns, part.analytical_s[codes],
+                            part.analytical_threads_s[codes], part.roofline_s[codes],
+                            frame["kind"].astype(str).to_numpy())
+    return _build_features(frame, schema, specs)
+
+
+def _build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache | None = None) -> Features:
     specs = specs or SpecCache()
     n = len(frame)
     cols = {c: i for i, c in enumerate(schema.columns)}
