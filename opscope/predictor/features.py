@@ -333,13 +333,9 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
     check_columns(frame)
     if len(frame) >= DEDUP_ROWS:
         cols = [c for c in (*_ROW_COLUMNS, *sorted(c for c in frame.columns if c.startswith("knob_")))
-                if c in frame.columns]
-        key = frame[cols].copy()
-        key["operator_json"] = pd.factorize(key["operator_json"].astype(str))[0]
-        codes, uniques = pd.factorize(pd.util.hash_pandas_object(key, index=False).to_numpy())
-        if len(uniques) <= len(frame) // 2:
-            first = np.full(len(uniques), len(codes), dtype=np.int64)
-            np.minimum.at(first, codes, np.arange(len(codes)))
+                if c in frame.columns and c != "operator_json"]
+        first, codes = _unique_rows(frame, pd.factorize(frame["operator_json"].astype(str))[0], cols)
+        if len(first) <= len(frame) // 2:
             try:
                 part = _build_features(frame.iloc[first].reset_index(drop=True), schema, specs)
             except PredictorError:

@@ -340,13 +340,19 @@ def _nicer(layer: Layer) -> Layer:
                      ("m", 1), ("b", 1), ("h", max(d.get("r", 1), 2))):
         if key in d and not (key == "c" and d[key] == 3):
             d[key] = _nice(d[key], low)
-    if layer.kind == "softmax":
+    return Layer(layer.kind, tuple(sorted(_tied(layer.kind, d).items())), layer.epilogue)
+
+
+def _tied(kind: str, d: dict[str, int]) -> dict[str, int]:
+    """``d`` with the parameters a kind ties together made equal again (square softmax rows, a depthwise
+    conv's channels, square images)."""
+    if kind == "softmax":
         d["n"] = d["m"]
-    if layer.kind == "depthwise_conv2d":
+    if kind == "depthwise_conv2d":
         d["c"] = d["k"]
     if "w" in d:
         d["w"] = d["h"]
-    return Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue)
+    return d
 
 
 #: the smallest value each shape parameter shrinks to in the ``small`` band
@@ -367,12 +373,7 @@ def _shrunk(layer: Layer, rng: random.Random) -> Layer:
             break
         key = rng.choice(room)
         d[key] = max(_FLOOR[key], d.get("r", 1) if key == "h" else 1, int(d[key] / 2.0 ** rng.uniform(0.5, 1.5)))
-        if layer.kind == "depthwise_conv2d":
-            d["c"] = d["k"]
-        if layer.kind == "softmax":
-            d["n"] = d["m"]
-        if "w" in d:
-            d["w"] = d["h"]
+        _tied(layer.kind, d)
     return _nicer(Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue))
 
 
