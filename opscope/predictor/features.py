@@ -251,7 +251,8 @@ def threads_used(frame: pd.DataFrame, threads: np.ndarray) -> np.ndarray:
     return np.where(known, np.minimum(threads, par), threads)
 
 
-def _relative_features(X: np.ndarray, cols: dict[str, int], frame: pd.DataFrame, threads: np.ndarray) -> None:
+def _relative_features(X: np.ndarray, cols: dict[str, int], frame: pd.DataFrame, threads: np.ndarray,
+                       used: np.ndarray) -> None:
     """Fill the ``r_`` columns from columns already in ``X`` and the frame's knobs."""
     def col(name: str) -> np.ndarray:
         return X[:, cols[name]] if name in cols else np.full(len(X), np.nan)
@@ -272,7 +273,7 @@ def _relative_features(X: np.ndarray, cols: dict[str, int], frame: pd.DataFrame,
         dtype_log2 = np.log2(col("f_dtype_bytes"))
         X[:, cols["r_inner_vs_l1_log2"]] = col("sk_inner_vol_log2") + dtype_log2 - col("m_l0_size_log2")
         X[:, cols["r_l1_vs_l2_log2"]] = col("sk_l1_vol_log2") + dtype_log2 - col("m_l1_size_log2")
-        X[:, cols["r_flops_per_thread_log2"]] = col("f_flops_log2") - np.log2(threads_used(frame, t))
+        X[:, cols["r_flops_per_thread_log2"]] = col("f_flops_log2") - np.log2(np.where(used > 0, used, np.nan))
         # the log2 volume of all loops (sum of log2 extents) against the tiles' volumes
         loops = np.nansum(np.stack([col(f"l_{n}_log2") for n in LOOP_NAMES]), axis=0)
         loops = np.where(loops > 0, loops, np.nan)
@@ -411,7 +412,7 @@ def _build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache
 
     for c, values in _tile_features(frame, op_codes, ops).items():
         X[:, cols[c]] = values
-    _relative_features(X, cols, frame, threads)
+    _relative_features(X, cols, frame, threads, used)
     vocab = dict(schema.knob_vocab)
     for c in schema.knob_columns:
         if c not in frame.columns:
