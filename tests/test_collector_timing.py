@@ -159,6 +159,8 @@ def test_one_protocol_home_with_re_exports():
         CorunProtocol(makespan_repeats=0)
     with pytest.raises(OpscopeError, match="whole-model protocol field 'timeout_s' must be > 0"):
         VMProtocol(timeout_s=0)
+    with pytest.raises(OpscopeError, match="whole-model protocol field 'workers' must be an integer >= 1"):
+        VMProtocol(workers=0)
     with pytest.raises(OpscopeError, match=r"co-run protocol has unknown fields \['windw_s'\]"):
         CorunProtocol.from_dict({"windw_s": 1.0})
     assert CorunProtocol.from_dict(CorunProtocol(window_s=0.2).to_dict()) == CorunProtocol(window_s=0.2)

@@ -297,9 +297,13 @@ def measure_whole_model(workload, spec, measurements, threads: int,
     target = tvm_target(spec)
     built = build(apply_traces(mod, traces), target)
     device = "cuda" if target.kind.name == "cuda" else "cpu"
-    say(f"whole model: timing end to end with {threads} thread(s)")
+    protocol = protocol or VMProtocol()
+    say(f"whole model: timing end to end with {threads} thread(s)"
+        + (f" in {protocol.workers} processes" if protocol.workers > 1 else ""))
     raw, called = time_in_worker(built, input_specs(mod), threads, protocol, profile_runs=protocol.profile_runs,
                                  device=device)
+    for _ in range(protocol.workers - 1):  # the kernels' profile is taken in the first process only
+        raw += time_in_worker(built, input_specs(mod), threads, protocol, device=device)[0]
     kernel_s = {name: t for name, t in called.items() if name in kernels}
     in_model = {}
     for op in ops:

@@ -124,9 +124,13 @@ class VMProtocol:
     timeout_s: float = 300.0
     #: instrumented runs after the timing, to see each kernel's time inside the model (0: none)
     profile_runs: int = 2
+    #: separate measuring processes, one after the other; the latency is the median of all their repeats
+    #: (processes disagree more than repeats do, as they do for operators)
+    workers: int = 1
 
     def __post_init__(self) -> None:
-        _check_ints("whole-model protocol", self, {"number": 1, "repeat": 1, "min_repeat_ms": 0, "profile_runs": 0})
+        _check_ints("whole-model protocol", self, {"number": 1, "repeat": 1, "min_repeat_ms": 0, "profile_runs": 0,
+                                                   "workers": 1})
         _check_positive("whole-model protocol", self, ("timeout_s",))
 
     def timing(self) -> dict:
