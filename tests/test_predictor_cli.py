@@ -52,6 +52,15 @@ def test_train_on_several_stores_leaving_out_the_operators_of_another(data, tmp_
     assert set(meta["workload_keys"]) == set(kept[~gone]["workload_key"])
     n_ops = len(set(by_model["model2"]["workload_key"]))
     assert f"left out {int(gone.sum()) + len(by_model['model2'])} rows of {n_ops} operators" in capsys.readouterr().err
+    # another store's ids count from 1 too: a measurement with the same id but another schedule is kept
+    other = by_model["model0"].copy()
+    other["schedule_id"] = other["schedule_id"] + "-elsewhere"
+    c = tmp_path / "c.parquet"
+    other.to_parquet(c)
+    out3 = tmp_path / "p3"
+    assert main(["train", "--store", str(a), "--store", str(c), "--model", "linear", "--out", str(out3)]) == 0
+    meta3 = json.loads((out3 / "metadata.json").read_text())["training"]
+    assert meta3["rows"] == len(by_model["model0"]) * 2 + len(by_model["model1"])
 
 
 def test_evaluate_leave_one_model_out_prints_model_totals(data, tmp_path, capsys):

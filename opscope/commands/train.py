@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+#: the columns that together name one measurement across stores
+MEASUREMENT_IDENTITY = ("measurement_id", "workload_key", "schedule_id", "threads", "pinned", "target", "machine_id",
+                        "created_at")
+
+
 def read_frames(paths: list, label: str):
     """The ok rows of every store or export given, as one frame (a measurement given twice counts once)."""
     import pandas as pd
@@ -43,8 +48,11 @@ def read_frames(paths: list, label: str):
     if len(frames) == 1:
         return frames[0]
     frame = pd.concat(frames, ignore_index=True, sort=False)
-    if "measurement_id" in frame.columns:
-        frame = frame.drop_duplicates("measurement_id", keep="last")
+    # ids count from 1 in every store, so a measurement is the same one only if its id, operator, schedule,
+    # threads, target, machine and time all agree (a store and a copy of it, or its export)
+    same = [c for c in MEASUREMENT_IDENTITY if c in frame.columns]
+    if "measurement_id" in same:
+        frame = frame.drop_duplicates(same, keep="last")
     return frame.reset_index(drop=True)
 
 

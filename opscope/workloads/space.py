@@ -49,7 +49,7 @@ LARGE_MAX_BYTES = 480e6
 #: ``--space edges``: where the default space does not reach.  ``nice`` draws like the default space but
 #: rounds channels, GEMM dimensions and spatial sizes to the values real layers take (powers of two,
 #: 3 or 7 times one: 64, 96, 768, 1024, 14, 28); the default space's multiples of 8 or 16 (1264, 704) give
-#: other tile divisors and none of a power of two's cache-set conflicts.  ``small`` and ``large`` reach
+#: other tile divisors and other strides between rows.  ``small`` and ``large`` reach
 #: below the default space's FLOPs and above its bytes.  168 operators.
 EDGES_SPACE = (("conv2d/nice", 40), ("depthwise_conv2d/nice", 12), ("dense/nice", 30), ("batch_matmul/nice", 10),
                ("pool/nice", 6), ("softmax/nice", 4), ("conv2d/small", 10), ("depthwise_conv2d/small", 4),
@@ -617,7 +617,7 @@ def adaptive_layers(frame: Any, count: int, seed: int = 0, label: str = "latency
         if "w" in d:
             d["w"] = d["h"]
         layer = Layer(base.kind, tuple(sorted(d.items())), base.epilogue)
-        if layer in known or not MIN_FLOPS <= layer.flops <= max_gflop * 1e9 or layer.elements * 4 > MAX_BYTES:
+        if layer in known or not _in_band(layer, "", max_gflop):
             continue
         known.add(layer)
         out.append(layer)
