@@ -15,7 +15,7 @@ budget K, K rows of the pool are chosen (``select_measurements``, or at random f
 Held-out predictions are pooled over folds and scored with opscope's metrics (median APE, share
 within +-10 %, TenSet top-1 over each operator's schedules at one thread count).
 
-Each machine gets a spec of its own from its fingerprint (``opscope.predictor.machine_spec``), and
+Each machine gets a spec of its own from its fingerprint (``opscope.predictor.features.machine``), and
 its rows a target name of their own, so machine features and analytical estimates describe the
 machine that measured the row.  The datasets carry no probe of their machines (``m_meas_*`` are
 NaN); ``adapt`` on a live machine adds them.
@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from opscope.predictor import make_predictor, read_frame
-from opscope.predictor.adapt import AdaptedPredictor, design_matrix, select_measurements
-from opscope.predictor.machine_spec import retarget, spec_from_fingerprint, store_fingerprints
-from opscope.predictor.metrics import accuracy_table
+from opscope.predictor.adapt.correction import AdaptedPredictor, design_matrix, select_measurements
+from opscope.predictor.evaluation.metrics import accuracy_table
+from opscope.predictor.features.machine import retarget, spec_from_fingerprint, store_fingerprints
 
 ROOT = Path(__file__).resolve().parent.parent
 #: dataset -> (path, fingerprint or None to read it from the store's machines table, clock in Hz)

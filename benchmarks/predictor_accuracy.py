@@ -27,10 +27,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from opscope.predictor.evaluate import evaluate  # noqa: E402
+from opscope.predictor.evaluation.evaluate import evaluate  # noqa: E402
+from opscope.predictor.evaluation.splits import SPLITS  # noqa: E402
 from opscope.predictor.frames import labels, read_frame  # noqa: E402
-from opscope.predictor.persist import make_predictor  # noqa: E402
-from opscope.predictor.splits import SPLITS  # noqa: E402
+from opscope.predictor.models.persist import make_predictor  # noqa: E402
 
 
 def default_dataset() -> Path:
@@ -159,7 +159,7 @@ def _fitted(name: str, params: dict):
 
 def space_cv(train: pd.DataFrame, y: np.ndarray, names: list[str], params: dict, k: int, seed: int) -> None:
     """K folds over the training operators: each fold's operators predicted by a predictor fitted on the rest."""
-    from opscope.predictor.metrics import accuracy_table, error_parts
+    from opscope.predictor.evaluation.metrics import accuracy_table, error_parts
 
     keys = np.array(sorted(train["workload_key"].unique()))
     np.random.default_rng(seed).shuffle(keys)
@@ -179,10 +179,10 @@ def space_cv(train: pd.DataFrame, y: np.ndarray, names: list[str], params: dict,
 
 def unseen(args: argparse.Namespace) -> int:
     """Train on ``--train``, score on ``--test`` (its workloads removed from training), per thread count."""
-    from opscope.predictor.base import outside_training
-    from opscope.predictor.baseline import RateBaseline
-    from opscope.predictor.metrics import accuracy_table, error_parts
-    from opscope.predictor.noise import noise_floor
+    from opscope.predictor.evaluation.metrics import accuracy_table, error_parts
+    from opscope.predictor.evaluation.noise import noise_floor
+    from opscope.predictor.models.base import outside_training
+    from opscope.predictor.models.baseline import RateBaseline
 
     train = pd.concat([read_frame(p, label=args.label) for p in args.train], ignore_index=True)
     test = pd.concat([read_frame(p, label=args.label) for p in args.test], ignore_index=True)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from opscope.predictor.frames import labels, read_frame  # noqa: E402
-from opscope.predictor.persist import make_predictor  # noqa: E402
+from opscope.predictor.models.persist import make_predictor  # noqa: E402
 from opscope.predictor.search import random_expected_trials, trials_to_within  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from opscope.errors import OpscopeError, PredictorError
 from opscope.predictor import load_predictor, make_predictor, save_predictor
-from opscope.predictor.adapt import (
+from opscope.predictor.adapt.correction import (
     AdaptedPredictor,
     _standardise,
     design_matrix,
@@ -19,10 +19,10 @@ from opscope.predictor.adapt import (
     save_adapted,
     select_measurements,
 )
-from opscope.predictor.adapt_run import adapt_machine, machine_specs
-from opscope.predictor.machine_spec import retarget, spec_from_fingerprint, store_fingerprints
-from opscope.predictor.metrics import median_ape
-from opscope.predictor.synthetic import TARGET, synthetic_frame, synthetic_spec
+from opscope.predictor.adapt.run import adapt_machine, machine_specs
+from opscope.predictor.evaluation.metrics import median_ape
+from opscope.predictor.evaluation.synthetic import TARGET, synthetic_frame, synthetic_spec
+from opscope.predictor.features.machine import retarget, spec_from_fingerprint, store_fingerprints
 from opscope.targets.spec import MemoryLevel
 
 LAW_B = {"dense": 1.8, "conv2d": 0.7, "elementwise": 1.3}  # machine B = machine A x factor(kind) x threads^-0.4
@@ -222,7 +222,7 @@ def test_probe_failure_falls_back_to_nominal(tmp_path, monkeypatch):
 
 def test_adapt_machine_end_to_end_with_fake_roles(machines, tmp_path, monkeypatch):
     from opscope.collector.roles import Roles
-    from opscope.predictor.synthetic import synthetic_operators
+    from opscope.predictor.evaluation.synthetic import synthetic_operators
     from tests.fakes import FakeBuilder, FakeRunner, FakeSampler
 
     monkeypatch.setenv("OPSCOPE_SPEC_DIR", str(tmp_path / "specs"))

@@ -10,8 +10,8 @@ import pytest
 
 from opscope.collector.te_ops import add_operator, dense_operator
 from opscope.predictor import make_predictor, read_frame, save_predictor
-from opscope.predictor.adapt import load_adapted
-from opscope.predictor.adapt_run import adapt_machine
+from opscope.predictor.adapt.correction import load_adapted
+from opscope.predictor.adapt.run import adapt_machine
 from opscope.store.protocol import Protocol
 
 pytestmark = pytest.mark.slow

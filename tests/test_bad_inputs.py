@@ -66,9 +66,9 @@ def make_foreign(path: Path) -> Path:
 
 
 def make_predictor(directory: Path, kind: str = "linear") -> Path:
-    from opscope.predictor.persist import make_predictor as make
-    from opscope.predictor.persist import save_predictor
-    from opscope.predictor.synthetic import synthetic_frame, synthetic_spec
+    from opscope.predictor.evaluation.synthetic import synthetic_frame, synthetic_spec
+    from opscope.predictor.models.persist import make_predictor as make
+    from opscope.predictor.models.persist import save_predictor
 
     frame = synthetic_frame(seed=1, models=2, per_model=4, schedules=2)
     params = {"n_estimators": 5} if kind == "xgboost" else {}
@@ -320,7 +320,7 @@ def _frame_million_rows(t: Path):
 
 
 def _gradient_boosting_one_row(t: Path):
-    from opscope.predictor.synthetic import synthetic_frame
+    from opscope.predictor.evaluation.synthetic import synthetic_frame
 
     synthetic_frame(seed=0, models=1, per_model=1, schedules=1).head(1).to_parquet(t / "one.parquet")
     return ["train", "--store", str(t / "one.parquet"), "--model", "gradient_boosting", "--out", str(t / "p")], []

@@ -65,7 +65,7 @@ def test_threads_used_is_capped_by_the_parallel_extent_the_current_reader_record
     import numpy as np
     import pandas as pd
 
-    from opscope.predictor.features import threads_used
+    from opscope.predictor.features.build import threads_used
 
     frame = pd.DataFrame({"knob_parallel_extent": [1, 64, np.nan, 1, 1],
                           "knob_main_inner": [784, 3, np.nan, np.nan, 2]})

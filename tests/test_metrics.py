@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opscope.predictor import metrics
+from opscope.predictor.evaluation import metrics
 
 
 def test_ape_family_by_hand():

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opscope.predictor.baseline import RateBaseline
-from opscope.predictor.noise import between_runs, noise_floor, worker_latencies
+from opscope.predictor.evaluation.noise import between_runs, noise_floor, worker_latencies
+from opscope.predictor.models.baseline import RateBaseline
 
 
 def _rows(pairs, workers=2, repeat=3):

@@ -7,11 +7,16 @@ import pytest
 from sklearn.base import clone
 
 from opscope.errors import PredictorError
-from opscope.predictor import persist
-from opscope.predictor.calibrated import CalibratedAnalyticalPredictor
-from opscope.predictor.features import build_features, fit_schema, specs_from
+from opscope.predictor.evaluation.synthetic import (
+    TARGET,
+    synthetic_frame,
+    synthetic_operators,
+    synthetic_spec,
+)
+from opscope.predictor.features.build import build_features, fit_schema, specs_from
 from opscope.predictor.frames import operator_frame, read_frame
-from opscope.predictor.synthetic import TARGET, synthetic_frame, synthetic_operators, synthetic_spec
+from opscope.predictor.models import persist
+from opscope.predictor.models.calibrated import CalibratedAnalyticalPredictor
 
 SPECS = {TARGET: synthetic_spec()}
 SMALL = {
@@ -88,7 +93,7 @@ def test_schema_mismatch_is_a_clear_error(frame, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(PredictorError, match="feature schema .* v999 does not match"):
         persist.load_predictor(out, specs=SPECS)
-    from opscope.predictor.features import SCHEMA_VERSION
+    from opscope.predictor.features.build import SCHEMA_VERSION
 
     meta["schema"]["version"] = SCHEMA_VERSION
     meta["schema"]["columns"] = meta["schema"]["columns"][:-3] + ["f_mystery"]
@@ -177,7 +182,7 @@ def test_read_frame_parquet_keeps_ok_rows(frame, tmp_path):
 
 
 def test_operator_the_analytical_model_cannot_estimate_falls_back_to_roofline():
-    from opscope.predictor.estimates import analytical_terms, roofline_bound
+    from opscope.predictor.features.estimates import analytical_terms, roofline_bound
     from opscope.workloads.operator import Operator, TensorInfo
 
     op = Operator(name="odd", kind="other", flops=1000,
@@ -217,8 +222,8 @@ def test_rows_whose_operator_cannot_be_read_are_skipped_with_their_reason(frame)
 
 
 def test_long_frames_get_the_same_features_computed_once_per_distinct_row(monkeypatch):
-    import opscope.predictor.features as features_mod
-    from opscope.predictor.features import build_features, fit_schema, specs_from
+    import opscope.predictor.features.build as features_mod
+    from opscope.predictor.features.build import build_features, fit_schema, specs_from
 
     frame = synthetic_frame(seed=4, models=2, per_model=5, schedules=4)
     big = frame.iloc[np.resize(np.arange(len(frame)), features_mod.DEDUP_ROWS + 500)].reset_index(drop=True)

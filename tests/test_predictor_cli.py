@@ -7,7 +7,7 @@ import pytest
 from opscope.cli import main
 from opscope.commands.tune import pick_operator
 from opscope.errors import OpscopeError
-from opscope.predictor.synthetic import synthetic_frame, synthetic_operators, synthetic_spec
+from opscope.predictor.evaluation.synthetic import synthetic_frame, synthetic_operators, synthetic_spec
 from opscope.targets import save_target
 
 

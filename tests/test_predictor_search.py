@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from opscope.collector.roles import Built, Candidate, RunResult
-from opscope.predictor.base import FramePredictor
+from opscope.predictor.evaluation.synthetic import synthetic_operators
+from opscope.predictor.models.base import FramePredictor
 from opscope.predictor.search import guided_search, random_expected_trials, trials_to_within
-from opscope.predictor.synthetic import synthetic_operators
 
 OP = synthetic_operators(seed=1, models=1, per_model=1)[0]
 

@@ -36,7 +36,7 @@ def _rows():
 
 
 def test_program_features_of_scheduled_functions():
-    from opscope.predictor.program_features import COLUMNS, program_features
+    from opscope.predictor.features.program import COLUMNS, program_features
 
     _op, frame = _rows()
     X, skipped = program_features(frame)

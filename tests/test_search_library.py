@@ -266,7 +266,7 @@ def test_an_opscope_predictor_ranks_the_search_candidates(tmp_path, monkeypatch)
 
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
-    monkeypatch.setattr("opscope.predictor.persist.load_predictor", lambda path: Spy())
+    monkeypatch.setattr("opscope.predictor.models.persist.load_predictor", lambda path: Spy())
     op = dense_operator(16, 16, 16)
     cfg = SearchConfig(trials=8, per_round=4, population=16, cost_model=str(pred_dir))
     recs = collect([op], trials=8, threads=(1,), store=tmp_path / "p.db",
@@ -292,7 +292,7 @@ def test_with_an_online_model_the_predictor_ranks_only_until_it_has_learned_enou
 
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
-    monkeypatch.setattr("opscope.predictor.persist.load_predictor", lambda path: Spy())
+    monkeypatch.setattr("opscope.predictor.models.persist.load_predictor", lambda path: Spy())
     asked = {}
     for spec in (str(pred_dir), f"{pred_dir}+xgb"):
         calls.clear()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from opscope.errors import PredictorError
-from opscope.predictor.splits import SPLITS, Fold, check_fold, make_splits
-from opscope.predictor.synthetic import synthetic_frame
+from opscope.predictor.evaluation.splits import SPLITS, Fold, check_fold, make_splits
+from opscope.predictor.evaluation.synthetic import synthetic_frame
 
 
 @pytest.fixture(scope="module")

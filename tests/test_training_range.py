@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from opscope.predictor.base import outside_training, training_ranges
-from opscope.predictor.persist import load_predictor, make_predictor, save_predictor
-from opscope.predictor.synthetic import synthetic_frame, synthetic_spec
+from opscope.predictor.evaluation.synthetic import synthetic_frame, synthetic_spec
+from opscope.predictor.models.base import outside_training, training_ranges
+from opscope.predictor.models.persist import load_predictor, make_predictor, save_predictor
 
 SPECS = {"synthetic-cpu": synthetic_spec()}
 

@@ -158,7 +158,7 @@ def _cost_model(config: SearchConfig, op: Operator, target_name: str, threads: i
     if config.cost_model == "xgb":
         return ms.cost_model.XGBModel(num_warmup_samples=min(16, config.per_round),
                                       num_tuning_cores=os.cpu_count() or 1, verbose_eval=10 ** 9)
-    from opscope.predictor.persist import load_predictor
+    from opscope.predictor.models.persist import load_predictor
 
     path, online = _predictor_spec(config.cost_model)
     xgb = (ms.cost_model.XGBModel(num_warmup_samples=0, num_tuning_cores=os.cpu_count() or 1, verbose_eval=10 ** 9)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from opscope.collector.sweep import parse_threads
 
     threads = parse_threads(thread_counts(args.threads))
-    from opscope.predictor.persist import read_metadata
+    from opscope.predictor.models.persist import read_metadata
 
     read_metadata(args.predictor)  # a missing or malformed predictor is refused before any work
     from opscope.collector import select_operators
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if op.key not in seen:
             seen.add(op.key)
             unique.append(op)
-    from opscope.predictor.adapt_run import adapt_machine
+    from opscope.predictor.adapt.run import adapt_machine
 
     res = adapt_machine(args.predictor, unique, args.out, args.budget, args.store, target=args.target,
                         trials=args.trials, threads=threads, seed=args.seed, probe=not args.no_probe,

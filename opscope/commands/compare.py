@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.store).is_file():
         sniff_store(args.store)
     if args.predictor:
-        from opscope.predictor.persist import read_metadata
+        from opscope.predictor.models.persist import read_metadata
 
         read_metadata(args.predictor)
     if args.tune is not None:

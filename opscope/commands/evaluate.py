@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from opscope.edges import at_least, out_file
-    from opscope.predictor.evaluate import evaluate
+    from opscope.predictor.evaluation.evaluate import evaluate
+    from opscope.predictor.evaluation.metrics import accuracy_table
+    from opscope.predictor.evaluation.splits import SPLITS
     from opscope.predictor.frames import labels, read_frame
-    from opscope.predictor.metrics import accuracy_table
-    from opscope.predictor.persist import PREDICTORS, load_predictor, make_predictor, read_metadata
-    from opscope.predictor.splits import SPLITS
+    from opscope.predictor.models.persist import PREDICTORS, load_predictor, make_predictor, read_metadata
 
     at_least(args.folds, 2, "--folds")
     if args.out:

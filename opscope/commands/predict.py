@@ -19,9 +19,9 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from opscope.edges import at_least, out_file
-    from opscope.predictor.base import outside_training
     from opscope.predictor.frames import operator_frame
-    from opscope.predictor.persist import load_predictor
+    from opscope.predictor.models.base import outside_training
+    from opscope.predictor.models.persist import load_predictor
     from opscope.workloads import load_model
 
     at_least(args.threads, 1, "--threads")

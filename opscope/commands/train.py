@@ -58,7 +58,7 @@ def read_frames(paths: list, label: str):
 
 def run(args: argparse.Namespace) -> int:
     from opscope.predictor.frames import labels, read_frame
-    from opscope.predictor.persist import PREDICTORS, make_predictor, save_predictor
+    from opscope.predictor.models.persist import PREDICTORS, make_predictor, save_predictor
 
     if args.model not in PREDICTORS:
         raise PredictorError(f"unknown --model {args.model!r}; known: {', '.join(sorted(PREDICTORS))}")

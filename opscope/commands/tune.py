@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from opscope.collector.protocol import Protocol
     from opscope.collector.roles import RunJob, arg_specs
     from opscope.edges import out_file, thread_count
-    from opscope.predictor.persist import load_predictor
+    from opscope.predictor.models.persist import load_predictor
     from opscope.predictor.search import guided_search
     from opscope.targets import load_target, tvm_target, tvm_target_dict
     from opscope.workloads import load_model

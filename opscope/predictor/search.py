@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
-from opscope.predictor.base import FramePredictor
 from opscope.predictor.frames import operator_frame
+from opscope.predictor.models.base import FramePredictor
 from opscope.workloads.operator import Operator
 
 

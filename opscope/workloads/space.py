@@ -581,8 +581,8 @@ def adaptive_layers(frame: Any, count: int, seed: int = 0, label: str = "latency
     import numpy as np
     import pandas as pd
 
-    from opscope.predictor.evaluate import evaluate
-    from opscope.predictor.persist import make_predictor
+    from opscope.predictor.evaluation.evaluate import evaluate
+    from opscope.predictor.models.persist import make_predictor
 
     if count < 1:
         raise OpscopeError(f"adaptive sampling: count must be >= 1, got {count}")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from opscope.errors import PredictorError
-from opscope.predictor.base import LearnedPredictor
+from opscope.predictor.models.base import LearnedPredictor
 from opscope.predictor.models.tree_json import JsonTrees, export_tree
 from opscope.targets.spec import TargetSpec
 

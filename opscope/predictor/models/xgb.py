@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from opscope.errors import PredictorError
-from opscope.predictor.base import LearnedPredictor
+from opscope.predictor.models.base import LearnedPredictor
 from opscope.targets.spec import TargetSpec
 
 MODEL_FILE = "model.xgb.json"

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
-from opscope.predictor.base import FramePredictor
-from opscope.predictor.features import Features, build_features, fit_schema, specs_from
+from opscope.predictor.features.build import Features, build_features, fit_schema, specs_from
+from opscope.predictor.models.base import FramePredictor
 from opscope.predictor.models.sklearn_models import LinearEngine
 from opscope.predictor.models.xgb import XGBEngine
 from opscope.targets.spec import TargetSpec

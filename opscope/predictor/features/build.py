@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
-from opscope.predictor import tiles as tiles_mod
-from opscope.predictor.estimates import MAX_LEVELS, SpecCache, analytical_terms, machine_features
+from opscope.predictor.features import tiles as tiles_mod
+from opscope.predictor.features.estimates import MAX_LEVELS, SpecCache, analytical_terms, machine_features
 from opscope.predictor.frames import check_columns
 from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import KINDS, Operator, dtype_bytes

@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 
 from opscope.errors import OpscopeError, PredictorError
-from opscope.predictor.adapt import AdaptedPredictor, Selection, save_adapted, select_measurements
+from opscope.predictor.adapt.correction import AdaptedPredictor, Selection, save_adapted, select_measurements
 from opscope.predictor.frames import operator_frame, read_frame
-from opscope.predictor.persist import load_predictor
+from opscope.predictor.models.persist import load_predictor
 from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import Operator
 
@@ -150,7 +150,7 @@ def adapt_machine(predictor: str | Path, ops: Sequence[Operator], out: str | Pat
     seconds["probe"] = time.perf_counter() - t0
     say(f"machine spec: {machine.source}")
     base = load_predictor(predictor, specs=specs)  # a schema from other feature code is refused here
-    from opscope.predictor.persist import read_metadata
+    from opscope.predictor.models.persist import read_metadata
 
     base.base_training_ = read_metadata(predictor).get("training")
 

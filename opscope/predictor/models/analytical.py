@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
-from opscope.predictor.base import FramePredictor
-from opscope.predictor.features import build_features, fit_schema, specs_from
+from opscope.predictor.features.build import build_features, fit_schema, specs_from
+from opscope.predictor.models.base import FramePredictor
 from opscope.targets.spec import TargetSpec
 
 

@@ -4,7 +4,7 @@
 ``predict(frame)`` returns latency in seconds, one per row.  ``__init__`` only stores
 hyperparameters (so ``sklearn.base.clone`` works) and learned state ends in ``_``.  Learned
 predictors regress log latency with a regression *engine* (XGBoost, a tree ensemble, a linear
-model) on the features of ``opscope.predictor.features``.
+model) on the features of ``opscope.predictor.features.build``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from opscope.errors import PredictorError
-from opscope.predictor.features import Features, FeatureSchema, build_features, fit_schema, specs_from
+from opscope.predictor.features.build import Features, FeatureSchema, build_features, fit_schema, specs_from
 from opscope.predictor.frames import labels, ok_rows
 from opscope.targets.spec import TargetSpec
 
@@ -177,7 +177,7 @@ class LearnedPredictor(FramePredictor):
         """The engine's input: the schema's features, then the program features when asked for."""
         if not self.program_features:
             return feats.X
-        from opscope.predictor.program_features import program_features
+        from opscope.predictor.features.program import program_features
 
         prog, _skipped = program_features(frame)
         return np.hstack([feats.X, prog])

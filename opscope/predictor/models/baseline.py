@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from opscope.predictor.base import FramePredictor
+from opscope.predictor.models.base import FramePredictor
 
 _KEYS = ("kind", "threads", "schedule_kind")
 

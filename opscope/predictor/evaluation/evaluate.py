@@ -17,10 +17,10 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 
-from opscope.predictor.base import FramePredictor
+from opscope.predictor.evaluation.metrics import accuracy_table, model_totals
+from opscope.predictor.evaluation.splits import make_splits
 from opscope.predictor.frames import LABEL, labels, ok_rows
-from opscope.predictor.metrics import accuracy_table, model_totals
-from opscope.predictor.splits import make_splits
+from opscope.predictor.models.base import FramePredictor
 
 Factory = Callable[[], FramePredictor]
 

@@ -41,10 +41,10 @@ import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
-from opscope.predictor.base import FramePredictor
-from opscope.predictor.features import FeatureSchema, build_features, fit_schema, specs_from
+from opscope.predictor.features.build import FeatureSchema, build_features, fit_schema, specs_from
 from opscope.predictor.frames import LABEL
-from opscope.predictor.persist import (
+from opscope.predictor.models.base import FramePredictor
+from opscope.predictor.models.persist import (
     FORMAT,
     FORMAT_VERSION,
     METADATA,

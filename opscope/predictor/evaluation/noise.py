@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
-from opscope.predictor.metrics import accuracy_table
+from opscope.predictor.evaluation.metrics import accuracy_table
 
 #: how a worker's repeats become one latency, per label column
 _REDUCE = {"latency_min_s": np.min, "latency_median_s": np.median, "latency_mean_s": np.mean}

@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 
 from opscope.errors import PredictorError
-from opscope.predictor.analytical_predictor import AnalyticalPredictor
-from opscope.predictor.base import FramePredictor
-from opscope.predictor.calibrated import CalibratedAnalyticalPredictor
-from opscope.predictor.features import FeatureSchema
+from opscope.predictor.features.build import FeatureSchema
+from opscope.predictor.models.analytical import AnalyticalPredictor
+from opscope.predictor.models.base import FramePredictor
+from opscope.predictor.models.calibrated import CalibratedAnalyticalPredictor
 from opscope.predictor.models.sklearn_models import (
     ForestEngine,
     GradientBoostingPredictor,
@@ -159,7 +159,7 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
     meta = read_metadata(directory)
     name = meta.get("predictor")
     if name == "adapted":  # a base predictor with a per-machine correction (opscope adapt)
-        from opscope.predictor.adapt import load_adapted
+        from opscope.predictor.adapt.correction import load_adapted
 
         return load_adapted(directory, specs=specs)
     if name not in PREDICTORS:

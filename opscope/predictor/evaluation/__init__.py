@@ -1,0 +1,1 @@
+"""Evaluation: splits, metrics, the noise floor, cross-validated evaluation and synthetic test data."""
