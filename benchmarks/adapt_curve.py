@@ -49,16 +49,22 @@ DATASETS = {
                # kernels built for x86-64-v3 (AVX2), whatever the Xeon's own AVX-512
                {"cpu_model": "Intel Xeon", "cores": 16, "caches": {"L1d": "48K", "L2": "2M", "L3": "300M"},
                 "tvm_target": {"mcpu": "x86-64-v3"}}, None),
-    "space-v2": (Path("/work/data/space-v2.db"), None, 2.596e9),
+    # this machine class (datasets/space-cpu-v3/DATASHEET.md): 700 operators of the operator space
+    "space": ((ROOT / "datasets/space-cpu-v3/measurements.parquet",
+               ROOT / "datasets/space-cpu-edges-v1/measurements.parquet",
+               ROOT / "datasets/space-cpu-nice-v1/measurements.parquet"),
+              {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "32K", "L2": "1M", "L3": "32M"},
+               "tvm_target": {"mcpu": "znver4"}}, 2.596e9),
 }
 LABEL = "latency_min_s"
 
 
 def load(name: str) -> tuple[pd.DataFrame, object]:
     path, fp, freq = DATASETS[name]
-    frame = read_frame(path, label=LABEL)
+    paths = path if isinstance(path, tuple) else (path,)
+    frame = pd.concat([read_frame(p, label=LABEL) for p in paths], ignore_index=True)
     if fp is None:
-        fps = store_fingerprints(str(path))
+        fps = store_fingerprints(str(paths[0]))
         mid = str(frame["machine_id"].iloc[0])
         fp = fps[mid]
     spec = spec_from_fingerprint(fp, name, frequency_hz=freq)
@@ -133,8 +139,7 @@ def same_schedule_spread(src: pd.DataFrame, dst: pd.DataFrame) -> tuple[int, flo
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,host-cpu-v1:space-v2,"
-                                       "space-v2:host-cpu-v1,xeon16:space-v2,space-v2:xeon16")
+    ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,space:host-cpu-v1,space:xeon16")
     ap.add_argument("--ks", default="0,10,25,50,100,200")
     ap.add_argument("--base", default="xgboost", help="base predictor(s), comma separated")
     ap.add_argument("--correction", default="auto")

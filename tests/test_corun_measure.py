@@ -49,11 +49,29 @@ def test_worker_threads_follow_the_slot(setup):
     pool, _, _ = setup
     pool.configure(0, (CORES[1],), 1, True)
     # every thread of the worker (Python's and TVM's pool) may only run on the slot's core
-    aff = pool.call(0, "affinity")
+    aff = pool.affinity(0)
     assert len(aff) >= 2  # the main thread and at least one TVM pool thread
     assert all(set(cores) == {CORES[1]} for cores in aff.values()), aff
     pool.configure(0, CORES[:2], 2, False)
-    assert all(set(cores) == set(CORES[:2]) for cores in pool.call(0, "affinity").values())
+    assert all(set(cores) == set(CORES[:2]) for cores in pool.affinity(0).values())
+
+
+def test_tasks_start_together_however_long_their_warm_up(setup):
+    pool, (mm, add), _ = setup
+    pool.load(0, mm)
+    pool.load(1, add)
+    pool.configure(0, (CORES[0],), 1, True)
+    pool.configure(1, (CORES[1],), 1, True)
+    # worker 0 warms up on 3000 matmuls (tens of ms), worker 1 on 3 tiny adds: started as soon as
+    # each was warm, their first iterations would lie that far apart
+    slow = pool.loop({0: [mm.key]}, 3000, 0.0, 1)[0]
+    warm_s = 3000 * (slow.stamps[0][1] - slow.stamps[0][0])
+    loops = pool.loop({0: [mm.key], 1: [add.key]}, 3000, 0.02, 3)
+    skew = abs(loops[0].stamps[0][0] - loops[1].stamps[0][0])
+    assert skew < min(0.005, warm_s / 2), (skew, warm_s)
+    once = pool.once({0: [mm.key], 1: [add.key]}, 3000, 3)
+    for r in range(3):
+        assert abs(once[0].stamps[r][0] - once[1].stamps[r][0]) < 0.005
 
 
 def test_corun_all_arrangements_and_store_round_trip(setup):
@@ -89,8 +107,8 @@ def test_corun_all_arrangements_and_store_round_trip(setup):
     assert [r.arrangement for r in back] == [r.arrangement for r in records]
     assert [r.makespan_s for r in back] == [r.makespan_s for r in records]
     assert [m.together_s for m in back[2].members] == [m.together_s for m in shared.members]
-    with open_store(db) as store:  # the store still opens and sees its own schema
-        assert store.version >= 1
+    with open_store(db) as store:  # the co-run tables are the store's own, at its version
+        assert store.version == 5
     frame = corun_frame(db)
     assert len(frame) == 5  # two members in each of the two co-running records, one sequential run
     assert frame["pair_id"].nunique() == 1

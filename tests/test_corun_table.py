@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 
 from opscope.corun.measure import CorunProtocol, CorunRecord, MemberResult
 from opscope.corun.partition import Arrangement, Slot
-from opscope.corun.table import CORUN_SCHEMA_VERSION, corun_frame, corun_version, load_corun, save_corun
+from opscope.corun.table import corun_frame, load_corun, save_corun
 from opscope.errors import OpscopeError, StoreError
 
 SPLIT = Arrangement("disjoint", (Slot((0,), 1), Slot((1,), 1)))
@@ -62,14 +63,54 @@ def test_frame_rows_and_partner_features(tmp_path):
     assert a["pair_id"] == "ka|kb"
 
 
-def test_versioning(tmp_path):
+def test_versioning_is_the_stores(tmp_path):
     db = tmp_path / "runs.db"
     save_corun(db, [])
     with sqlite3.connect(db) as conn:
-        assert corun_version(conn) == CORUN_SCHEMA_VERSION
-        conn.execute("UPDATE corun_meta SET value='99' WHERE key='schema_version'")
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("5",)
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name='corun_meta'").fetchone() is None
+        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     with pytest.raises(StoreError, match="newer than this opscope"):
         load_corun(db)
+    with pytest.raises(StoreError, match="newer than this opscope"):
+        save_corun(db, records())
+
+
+# the co-run tables as they were made before the store's version 5, under their own version
+_OLD_CORUN = """
+CREATE TABLE corun_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO corun_meta VALUES ('schema_version', '1');
+CREATE TABLE corun_runs (run_id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT NOT NULL,
+    arrangement_kind TEXT NOT NULL, arrangement TEXT NOT NULL, arrangement_json TEXT NOT NULL,
+    protocol_json TEXT NOT NULL, machine_id TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL,
+    makespan_raw_s TEXT NOT NULL, makespan_median_s REAL, n_members INTEGER NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE corun_members (run_id INTEGER NOT NULL REFERENCES corun_runs(run_id), slot INTEGER NOT NULL,
+    task TEXT NOT NULL, kernel_keys TEXT NOT NULL, kernel_names TEXT NOT NULL, cores TEXT NOT NULL,
+    threads INTEGER NOT NULL, pinned INTEGER NOT NULL, flops REAL NOT NULL, bytes REAL NOT NULL,
+    alone_raw_s TEXT NOT NULL, together_raw_s TEXT NOT NULL, alone_median_s REAL, together_median_s REAL,
+    slowdown REAL, PRIMARY KEY (run_id, slot));
+CREATE INDEX corun_members_keys ON corun_members (kernel_keys);
+INSERT INTO corun_runs VALUES (1, 'old', 'sequential', 'seq', '{arr}', '{proto}', 'm0', 'ok', '',
+    '[0.0018]', 0.0018, 1, '2026-01-01T00:00:00+00:00');
+INSERT INTO corun_members VALUES (1, 0, 'a', 'ka', 'a', '[0, 1]', 2, 1, 2000.0, 1000.0, '[0.0006]', '[]',
+    0.0006, NULL, NULL);
+"""
+
+
+def test_old_corun_file_is_read_without_writing_and_migrated_when_written(tmp_path):
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(_OLD_CORUN.format(arr=json.dumps(SEQ.to_dict()), proto=json.dumps(CorunProtocol().to_dict())))
+    conn.close()
+    before = db.read_bytes()
+    back = load_corun(db)
+    assert db.read_bytes() == before  # reading migrates in memory only
+    assert [(r.label, r.makespan_s, r.members[0].alone_s) for r in back] == [("old", (0.0018,), (0.0006,))]
+    assert save_corun(db, records()) == [2, 3, 4]  # the old run keeps its id; new ones follow
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("5",)
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name='corun_meta'").fetchone() is None
+    assert [r.label for r in load_corun(db)] == ["old", "t", "t", "t"]
 
 
 def test_bad_paths_and_records(tmp_path):

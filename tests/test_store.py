@@ -35,7 +35,7 @@ def _rec(op: Operator, sid: str = "s1", threads: int = 1, lat=(1e-3, 1.1e-3, 0.9
 
 def test_fresh_store_is_at_the_current_version(tmp_path):
     with open_store(tmp_path / "a.db") as st:
-        assert st.version == SCHEMA_VERSION == 4
+        assert st.version == SCHEMA_VERSION == 5
         mode = st.connection.execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
 
@@ -119,7 +119,7 @@ def test_version_1_database_is_migrated_and_loads(tmp_path):
     conn.executescript(_V1_ROWS.format(op=op_json))
     conn.close()
     with open_store(path) as st:
-        assert st.version == 4
+        assert st.version == 5
     df = load_dataframe(path)
     assert len(df) == 2
     assert list(df["workload_script"]) == ["", ""]  # stored before version 3: no TIR
@@ -188,7 +188,7 @@ def test_version_2_store_read_only_is_migrated_in_memory_and_left_untouched(tmp_
     assert len(load_dataframe(path)) == 0
     assert path.read_bytes() == before  # a read-only load never migrates the file
     with open_store(path) as st:  # opening to write migrates it
-        assert st.version == 4
+        assert st.version == 5
         cols = [r[1] for r in st.connection.execute("PRAGMA table_info(workloads)")]
         mcols = [r[1] for r in st.connection.execute("PRAGMA table_info(measurements)")]
     assert cols[-1] == "workload_script"

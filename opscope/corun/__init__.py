@@ -4,9 +4,9 @@ Modules (each small, imported on use so that ``import opscope.corun`` stays chea
 
 - ``partition``: latency curves, exact and equilibrium core splits, arrangements and the choice;
 - ``kernels``: PrimFuncs / Operators compiled to shared libraries a worker can load;
-- ``worker``: long-lived measuring processes placed on core sets (affinity + TVM thread pool);
+- ``worker``: long-lived measuring processes (the collector's JSON-line workers) placed on core sets;
 - ``measure``: alone / together / makespan measurement of tasks under an arrangement;
-- ``table``: co-run tables (own schema version) in the store's SQLite file, and the frame;
+- ``table``: co-run records in the store's ``corun_*`` tables (its schema, version 5 on), and the frame;
 - ``contention``: what co-running tasks contend for (bandwidth per level, caches, cores);
 - ``held_out``: the two baselines, folds and splits that keep pairs (or operators) held out;
 - ``interference``: the learned interference model, its own validation and its evaluation;

@@ -6,10 +6,10 @@ arrangement with one worker per task:
 
 1. alone: each worker in turn, on its own slot (cores, threads, pinning), loops its task for a
    window while the others are idle: the per-iteration latencies alone;
-2. together: all workers meet at a barrier and loop their tasks for the same window; only the
+2. together: all workers warm up, start at one moment and loop their tasks for the same window; only the
    iterations that lie entirely inside the time when all of them were running count: the
    per-iteration latencies together; slowdown = median together / median alone;
-3. makespan: ``makespan_repeats`` rounds of: all meet at a barrier, each runs its task once;
+3. makespan: ``makespan_repeats`` rounds of: all start at one moment, each runs its task once;
    the round's makespan is the last end minus the first start (stamps from the system-wide
    monotonic clock).
 
@@ -214,11 +214,10 @@ def measure_corun(tasks: list[Task] | tuple[Task, ...], arrangement: Arrangement
 
 def _alone(pool: WorkerPool, i: int, task: Task, protocol: CorunProtocol) -> list[float]:
     ids = list(task.keys)
-    res = pool.call(i, "loop", ids, 1, protocol.warmup, protocol.window_s, protocol.min_iters)
-    lat = _latencies(res)
+    lat = _latencies(pool.loop({i: ids}, protocol.warmup, protocol.window_s, protocol.min_iters)[i])
     window = max(protocol.window_s, protocol.window_factor * statistics.median(lat))
     if window > protocol.window_s * 1.5:  # slow task: measure again over a long enough window
-        lat = _latencies(pool.call(i, "loop", ids, 1, 0, window, protocol.min_iters))
+        lat = _latencies(pool.loop({i: ids}, 0, window, protocol.min_iters)[i])
     return lat
 
 
@@ -246,7 +245,7 @@ def _measure_sequential(tasks, arrangement, pool, protocol, label, mid) -> Corun
     pool.configure(0, slot.cores, slot.threads, slot.pinned)
     members = tuple(_member(t, slot, _alone(pool, 0, t, protocol)) for t in tasks)
     chain = [k for t in tasks for k in t.keys]
-    res = pool.call(0, "once", chain, 1, protocol.warmup, protocol.makespan_repeats)
+    res = pool.once({0: chain}, protocol.warmup, protocol.makespan_repeats)[0]
     return CorunRecord(arrangement, members, tuple(_latencies(res)), protocol, "ok", "", label, mid)
 
 
@@ -258,16 +257,14 @@ def _measure_together(tasks, arrangement, pool, protocol, label, mid) -> CorunRe
         pool.configure(i, slot.cores, slot.threads, slot.pinned)
     alone = [_alone(pool, i, t, protocol) for i, t in enumerate(tasks)]
     window = max(protocol.window_s, protocol.window_factor * max(statistics.median(a) for a in alone))
-    loops = pool.broadcast({i: ("loop", list(t.keys), k, protocol.warmup, window, protocol.min_iters)
-                            for i, t in enumerate(tasks)})
+    loops = pool.loop({i: list(t.keys) for i, t in enumerate(tasks)}, protocol.warmup, window, protocol.min_iters)
     together = _overlap_latencies([loops[i] for i in range(k)])
     note = ""
     for i, tog in enumerate(together):
         if not tog:  # should not happen with the stretched window; keep the data and say so
             together[i] = _latencies(loops[i])
             note = f"task {tasks[i].name!r}: no iteration fully inside the common window"
-    once = pool.broadcast({i: ("once", list(t.keys), k, protocol.warmup, protocol.makespan_repeats)
-                           for i, t in enumerate(tasks)})
+    once = pool.once({i: list(t.keys) for i, t in enumerate(tasks)}, protocol.warmup, protocol.makespan_repeats)
     makespans = []
     for r in range(protocol.makespan_repeats):
         starts = [once[i].stamps[r][0] for i in range(k)]

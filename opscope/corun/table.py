@@ -1,17 +1,14 @@
-"""Co-run records in the store's SQLite file: two tables of their own, with their own schema version.
+"""Co-run records in the measurement store: two tables of the store's schema (``opscope.store.schema``,
+version 5 on), migrated with the store's own tables.
 
-The measurement store (``opscope.store``) has a linear migration list for its own tables and no
-hook for other tables, so co-run data lives beside it in the same file:
-
-``corun_meta``     key/value, ``schema_version`` of the co-run tables (independent of the store's);
 ``corun_runs``     one row per co-run measurement: arrangement (kind + slots as JSON), protocol,
                    status, raw makespans and their median, label, machine;
 ``corun_members``  one row per task of a run: slot (cores, threads, pinned), kernel keys (the
                    store's ``workload_key`` of each operator), flops/bytes, raw latencies alone and
                    together, their medians and the slowdown.
 
-``migrate_corun(conn)`` creates or upgrades these tables; it only touches ``corun_*`` tables, so
-it is safe on a store file and on a new file alike.
+``save_corun`` opens the file as a store for writing (a new file becomes a store; an older one is
+migrated); ``load_corun`` opens it read-only and never writes it.
 """
 
 from __future__ import annotations
@@ -28,88 +25,13 @@ from opscope.corun.measure import CorunRecord, MemberResult
 from opscope.corun.partition import Arrangement
 from opscope.errors import StoreError
 from opscope.store.protocol import CorunProtocol
-
-CORUN_SCHEMA_VERSION = 1
-
-_V1 = """
-CREATE TABLE IF NOT EXISTS corun_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE corun_runs (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    label TEXT NOT NULL,
-    arrangement_kind TEXT NOT NULL,
-    arrangement TEXT NOT NULL,
-    arrangement_json TEXT NOT NULL,
-    protocol_json TEXT NOT NULL,
-    machine_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT NOT NULL,
-    makespan_raw_s TEXT NOT NULL,
-    makespan_median_s REAL,
-    n_members INTEGER NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE corun_members (
-    run_id INTEGER NOT NULL REFERENCES corun_runs(run_id),
-    slot INTEGER NOT NULL,
-    task TEXT NOT NULL,
-    kernel_keys TEXT NOT NULL,
-    kernel_names TEXT NOT NULL,
-    cores TEXT NOT NULL,
-    threads INTEGER NOT NULL,
-    pinned INTEGER NOT NULL,
-    flops REAL NOT NULL,
-    bytes REAL NOT NULL,
-    alone_raw_s TEXT NOT NULL,
-    together_raw_s TEXT NOT NULL,
-    alone_median_s REAL,
-    together_median_s REAL,
-    slowdown REAL,
-    PRIMARY KEY (run_id, slot)
-);
-CREATE INDEX corun_members_keys ON corun_members (kernel_keys);
-"""
-
-#: CORUN_MIGRATIONS[v] brings the co-run tables from version v to v + 1.
-CORUN_MIGRATIONS: dict[int, str] = {0: _V1}
-
-
-def corun_version(conn: sqlite3.Connection) -> int:
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='corun_meta'").fetchone() is None:
-        return 0
-    row = conn.execute("SELECT value FROM corun_meta WHERE key='schema_version'").fetchone()
-    return int(row[0]) if row else 0
-
-
-def migrate_corun(conn: sqlite3.Connection, up_to: int = CORUN_SCHEMA_VERSION) -> int:
-    """Create or upgrade the co-run tables, one transaction per version step."""
-    version = corun_version(conn)
-    if version > CORUN_SCHEMA_VERSION:
-        raise StoreError(f"co-run tables are at version {version}, newer than this opscope "
-                         f"({CORUN_SCHEMA_VERSION}); upgrade opscope")
-    while version < up_to:
-        conn.executescript("BEGIN IMMEDIATE;\n" + CORUN_MIGRATIONS[version] +
-                           "\nCREATE TABLE IF NOT EXISTS corun_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-                           f"\nINSERT OR REPLACE INTO corun_meta VALUES ('schema_version', '{version + 1}');\nCOMMIT;")
-        version += 1
-    return version
-
-
-def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    p = Path(path)
-    if p.exists() and p.is_dir():
-        raise StoreError(f"store {p}: is a directory, expected an SQLite file")
-    try:
-        conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        migrate_corun(conn)
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"store {p}: cannot open co-run tables: {exc}") from None
-    return conn
+from opscope.store.sqlite import open_store
 
 
 def save_corun(path: str | os.PathLike[str], records) -> list[int]:
     """Append ``records`` to the co-run tables of the SQLite file ``path``; returns their run ids."""
-    conn = _connect(path)
+    store = open_store(path)
+    conn = store.connection
     ids = []
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -136,7 +58,7 @@ def save_corun(path: str | os.PathLike[str], records) -> list[int]:
         conn.execute("ROLLBACK")
         raise StoreError(f"store {path}: cannot write co-run records: {exc}") from None
     finally:
-        conn.close()
+        store.close()
     return ids
 
 
@@ -144,7 +66,8 @@ def load_corun(path: str | os.PathLike[str]) -> list[CorunRecord]:
     """Every co-run record in the file, oldest first."""
     if not Path(path).exists():
         raise StoreError(f"store {path}: no such file")
-    conn = _connect(path)
+    store = open_store(path, read_only=True)
+    conn = store.connection
     try:
         runs = conn.execute("SELECT run_id, label, arrangement_json, protocol_json, machine_id, status, error,"
                             " makespan_raw_s, created_at FROM corun_runs ORDER BY run_id").fetchall()
@@ -152,8 +75,10 @@ def load_corun(path: str | os.PathLike[str]) -> list[CorunRecord]:
         for row in conn.execute("SELECT run_id, task, kernel_keys, kernel_names, cores, threads, pinned, flops,"
                                 " bytes, alone_raw_s, together_raw_s FROM corun_members ORDER BY run_id, slot"):
             members.setdefault(row[0], []).append(row[1:])
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {path}: cannot read co-run records: {exc}") from None
     finally:
-        conn.close()
+        store.close()
     out = []
     for run_id, label, arr, proto, mid, status, error, mk, created in runs:
         ms = tuple(MemberResult(task, tuple(keys.split(",")), tuple(names.split(",")), tuple(json.loads(cores)),

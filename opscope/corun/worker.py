@@ -4,31 +4,35 @@ Starting TVM costs seconds, so a ``WorkerPool`` keeps its workers alive between 
 re-configures them: ``configure`` confines every thread of the worker to its core set with
 ``os.sched_setaffinity`` (per thread id), then sets the TVM thread count and placement through
 TVM's own thread-pool call (``runtime.config_threadpool`` with an explicit CPU list; mode "one
-core per thread" when pinned, "threads share all the cores" when not).  The TVM pool is created at start-up with one thread per core of the
-machine so that any later thread count fits.
+core per thread" when pinned, "threads share all the cores" when not).  The TVM pool is created at
+start-up with one thread per core of the machine so that any later thread count fits.
 
-Workers start together on a ``multiprocessing.Barrier`` (one barrier per group size, created with
-the pool, so any subset of workers can meet) and time themselves with ``time.perf_counter``, which
-reads the system-wide monotonic clock on Linux: start and end stamps from different workers are
-comparable, which is how the makespan is measured.
+The workers are ``python -m opscope.corun.worker`` processes on the collector's worker plumbing
+(``opscope.collector.process.LineProcess``: one JSON line per request and per reply) and load
+their kernels' inputs with the timing core (``opscope.collector.timing``).  Tasks that run
+together start at one moment: the pool warms every worker up, then sends each the same start time
+on ``time.perf_counter``'s clock, which is the system-wide monotonic clock on Linux, and each
+worker waits for it (sleeping, then spinning the last millisecond).  Start and end stamps from
+different workers are comparable, which is how the makespan is measured.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
 import os
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 
+from opscope.collector.process import EOF, LineProcess, WorkerStartError, worker_env
 from opscope.errors import OpscopeError
 
 #: TVM AffinityMode values (src/runtime/threading_backend.h)
 MODE_ONE_CORE_PER_THREAD = -2
 MODE_SHARE_ALL_CORES = -3
-#: a worker waiting this long at a barrier gives up (another worker failed before reaching it)
-BARRIER_TIMEOUT_S = 120.0
+#: how far ahead of now a common start is set: time for every worker to read its request
+START_MARGIN_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -38,90 +42,107 @@ class LoopResult:
     stamps: tuple[tuple[float, float], ...]
 
 
-def _worker_main(conn, barriers, all_cores: tuple[int, ...], spin_count: int | None = None) -> None:
-    os.environ["TVM_NUM_THREADS"] = str(len(all_cores))
-    os.environ["TVM_BIND_THREADS"] = "1"
-    if spin_count is not None:  # read once by TVM's thread pool when it starts
-        os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = str(spin_count)
-    try:
-        import tvm
-
-        from opscope.collector import timing
-
-        config = tvm.get_global_func("runtime.config_threadpool")
-        config(MODE_SHARE_ALL_CORES, len(all_cores), [str(c) for c in all_cores])
-        dev = tvm.cpu()
-        kernels: dict[str, tuple] = {}
-    except Exception as exc:  # report start-up failures to the parent instead of dying silently
-        conn.send(("error", f"worker start-up failed: {exc}"))
+def _wait_until(start_at: float | None) -> None:
+    if start_at is None:
         return
-    conn.send(("ready", os.getpid()))
+    left = start_at - time.perf_counter()
+    if left > 0.002:
+        time.sleep(left - 0.001)
+    while time.perf_counter() < start_at:
+        pass
+
+
+def _handler(all_cores: tuple[int, ...]):
+    """``request -> value`` for one worker; a request is a JSON list ``[command, *arguments]``."""
+    import tvm
+
+    from opscope.collector import timing
+
+    config = tvm.get_global_func("runtime.config_threadpool")
+    config(MODE_SHARE_ALL_CORES, len(all_cores), [str(c) for c in all_cores])
+    dev = tvm.cpu()
+    kernels: dict[str, tuple] = {}
 
     def run_chain(ids):
         for kid in ids:
             f, args = kernels[kid]
             f(*args)
 
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:
-            return
+    def handle(msg):
         cmd = msg[0]
+        if cmd == "load":
+            _, kid, lib_path, arg_specs = msg
+            if kid not in kernels:
+                lib = tvm.runtime.load_module(lib_path)
+                args = timing.random_args([(tuple(s), d) for s, d in arg_specs], timing.TIMING_SEED, dev)
+                kernels[kid] = (lib["main"], args)
+            return None
+        if cmd == "configure":
+            _, cores, threads, pinned = msg
+            _confine_process(cores)  # every thread, helpers included; TVM then places its own
+            mode = MODE_ONE_CORE_PER_THREAD if pinned else MODE_SHARE_ALL_CORES
+            config(mode, threads, [str(c) for c in cores])
+            return None
+        if cmd == "affinity":
+            return _thread_affinities()
+        if cmd == "warm":
+            _, ids, warmup = msg
+            for _ in range(warmup):
+                run_chain(ids)
+            return None
+        if cmd == "loop":
+            # from `start_at` (None: now), iterate for `window_s`, at least `min_iters` times
+            _, ids, start_at, window_s, min_iters = msg
+            _wait_until(start_at)
+            stamps = []
+            deadline = time.perf_counter() + window_s
+            while True:
+                t0 = time.perf_counter()
+                run_chain(ids)
+                t1 = time.perf_counter()
+                stamps.append((t0, t1))
+                if t1 >= deadline and len(stamps) >= min_iters:
+                    break
+            return stamps
+        if cmd == "once":
+            _, ids, start_at = msg
+            _wait_until(start_at)
+            t0 = time.perf_counter()
+            run_chain(ids)
+            return [t0, time.perf_counter()]
+        raise OpscopeError(f"unknown worker command {cmd!r}")
+    return handle
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    all_cores = tuple(int(c) for c in argv[0].split(","))
+    from opscope.collector.timing import protocol_stream
+
+    out, inp = protocol_stream()  # what TVM or a kernel prints cannot corrupt the replies
+    try:
+        handle = _handler(all_cores)
+    except Exception as exc:  # report start-up failures to the parent instead of dying silently
+        print(f"worker start-up failed: {exc}", file=sys.stderr, flush=True)  # the parent shows stderr's end
+        out.write(json.dumps({"ready": False, "error": f"worker start-up failed: {exc}"}) + "\n")
+        out.flush()
+        return 1
+    out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    out.flush()
+    for line in inp:
+        msg = json.loads(line)
+        if msg[0] == "stop":
+            out.write(json.dumps({"ok": None}) + "\n")
+            out.flush()
+            return 0
         try:
-            if cmd == "stop":
-                conn.send(("ok", None))
-                return
-            if cmd == "load":
-                _, kid, lib_path, arg_specs = msg
-                if kid not in kernels:
-                    lib = tvm.runtime.load_module(lib_path)
-                    args = timing.random_args(arg_specs, timing.TIMING_SEED, dev)
-                    kernels[kid] = (lib["main"], args)
-                conn.send(("ok", None))
-            elif cmd == "configure":
-                _, cores, threads, pinned = msg
-                _confine_process(cores)  # every thread, helpers included; TVM then places its own
-                mode = MODE_ONE_CORE_PER_THREAD if pinned else MODE_SHARE_ALL_CORES
-                config(mode, threads, [str(c) for c in cores])
-                conn.send(("ok", None))
-            elif cmd == "affinity":
-                conn.send(("ok", _thread_affinities()))
-            elif cmd == "loop":
-                # warm up, meet the others, then iterate for `window_s` (at least `min_iters` times)
-                _, ids, parties, warmup, window_s, min_iters = msg
-                for _ in range(warmup):
-                    run_chain(ids)
-                if parties > 1:
-                    barriers[parties].wait(BARRIER_TIMEOUT_S)
-                stamps = []
-                deadline = time.perf_counter() + window_s
-                while True:
-                    t0 = time.perf_counter()
-                    run_chain(ids)
-                    t1 = time.perf_counter()
-                    stamps.append((t0, t1))
-                    if t1 >= deadline and len(stamps) >= min_iters:
-                        break
-                conn.send(("ok", LoopResult(tuple(stamps))))
-            elif cmd == "once":
-                # `repeats` rounds of: meet the others, run the chain once
-                _, ids, parties, warmup, repeats = msg
-                for _ in range(warmup):
-                    run_chain(ids)
-                stamps = []
-                for _ in range(repeats):
-                    if parties > 1:
-                        barriers[parties].wait(BARRIER_TIMEOUT_S)
-                    t0 = time.perf_counter()
-                    run_chain(ids)
-                    stamps.append((t0, time.perf_counter()))
-                conn.send(("ok", LoopResult(tuple(stamps))))
-            else:
-                conn.send(("error", f"unknown worker command {cmd!r}"))
+            reply = {"ok": handle(msg)}
         except Exception as exc:  # a failing kernel is data for the caller, not a dead worker
-            conn.send(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
-                                f"{traceback.format_exc(limit=3)}"))
+            reply = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
+                              f"{traceback.format_exc(limit=3)}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+    return 0
 
 
 def _confine_process(cores) -> None:
@@ -166,59 +187,62 @@ class WorkerPool:
         self.cores = tuple(sorted(cores if cores is not None else os.sched_getaffinity(0)))
         self.n = n
         self.command_timeout_s = command_timeout_s
-        ctx = mp.get_context("spawn")
-        self._barriers = {k: ctx.Barrier(k) for k in range(2, n + 1)}
-        self._conns = []
-        self._procs = []
-        for _ in range(n):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(child, self._barriers, self.cores, spin_count),
-                            daemon=True)
-            p.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(p)
-        for i in range(n):
-            self._reply(i, start_timeout_s)
+        extra = {} if spin_count is None else {"TVM_THREAD_POOL_SPIN_COUNT": spin_count}  # read at TVM's start
+        env = worker_env(len(self.cores), pinned=True, **extra)
+        argv = [sys.executable, "-m", "opscope.corun.worker", ",".join(str(c) for c in self.cores)]
+        self._procs: list[LineProcess] = []
+        try:
+            for i in range(n):
+                self._procs.append(LineProcess(argv, env, f"co-run worker {i}", start_timeout_s))
+        except WorkerStartError as exc:
+            self.close()
+            raise WorkerError(str(exc)) from None
         self._loaded: list[set[str]] = [set() for _ in range(n)]
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _send(self, i: int, msg) -> None:
+        try:
+            self._procs[i].send(list(msg))
+        except (BrokenPipeError, OSError):
+            pass  # the worker is gone: reading its reply says so
+
     def _reply(self, i: int, timeout_s: float):
-        conn, proc = self._conns[i], self._procs[i]
-        if not conn.poll(timeout_s):
+        proc = self._procs[i]
+        reply = proc.read(timeout_s)
+        if reply is None:
             self.close()
             raise WorkerError(f"worker {i} did not answer within {timeout_s:.0f} s")
-        try:
-            status, value = conn.recv()
-        except EOFError:
-            proc.join(timeout=5)
-            code = proc.exitcode
+        if reply is EOF:
+            code = proc.exit_status(5.0)
+            tail = proc.stderr_tail()
             self.close()
-            raise WorkerError(f"worker {i} died (exit code {code}); a script that starts a WorkerPool "
-                              "must guard its top level with `if __name__ == '__main__':`") from None
-        if status == "error":
-            raise WorkerError(f"worker {i}: {value}")
-        return value
+            raise WorkerError(f"worker {i} died (exit code {code})" + (f": {tail}" if tail else ""))
+        if "error" in reply:
+            raise WorkerError(f"worker {i}: {reply['error']}")
+        return reply["ok"]
 
     def call(self, i: int, *msg):
-        self._conns[i].send(msg)
+        self._send(i, msg)
         return self._reply(i, self.command_timeout_s)
 
     def broadcast(self, calls: dict[int, tuple]) -> dict[int, object]:
         """Send each worker its command first, then collect the replies (so they run together)."""
         for i, msg in calls.items():
-            self._conns[i].send(msg)
+            self._send(i, msg)
         out, first_error = {}, None
         for i in calls:
             try:
                 out[i] = self._reply(i, self.command_timeout_s)
             except WorkerError as exc:  # collect every reply so no worker is left mid-protocol
                 first_error = first_error or exc
+                if not self._procs:  # the pool was closed: nobody else will answer
+                    break
         if first_error is not None:
-            for b in self._barriers.values():
-                b.reset()  # a worker that failed before the barrier left it broken
             raise first_error
         return out
+
+    def _start(self) -> float:
+        return time.perf_counter() + START_MARGIN_S
 
     # -- commands ---------------------------------------------------------------------------
     def load(self, i: int, kernel) -> None:
@@ -232,20 +256,40 @@ class WorkerPool:
             raise OpscopeError(f"cores {sorted(bad)} are not available (this pool has {list(self.cores)})")
         self.call(i, "configure", list(cores), int(threads), bool(pinned))
 
+    def affinity(self, i: int) -> dict[int, tuple[int, ...]]:
+        """The allowed cores of every thread of worker ``i``, by thread id."""
+        return {int(t): tuple(c) for t, c in self.call(i, "affinity").items()}
+
+    def loop(self, chains: dict[int, list[str]], warmup: int, window_s: float, min_iters: int) -> dict[int, LoopResult]:
+        """Each worker ``i`` warms up on its chain of kernels, then all start at one moment and
+        iterate for ``window_s`` (at least ``min_iters`` times)."""
+        if warmup:
+            self.broadcast({i: ("warm", ids, warmup) for i, ids in chains.items()})
+        start = self._start() if len(chains) > 1 else None
+        got = self.broadcast({i: ("loop", ids, start, window_s, min_iters) for i, ids in chains.items()})
+        return {i: LoopResult(tuple((t0, t1) for t0, t1 in v)) for i, v in got.items()}
+
+    def once(self, chains: dict[int, list[str]], warmup: int, repeats: int) -> dict[int, LoopResult]:
+        """``repeats`` rounds of: all workers start at one moment and run their chain once."""
+        if warmup:
+            self.broadcast({i: ("warm", ids, warmup) for i, ids in chains.items()})
+        stamps: dict[int, list] = {i: [] for i in chains}
+        for _ in range(repeats):
+            start = self._start() if len(chains) > 1 else None
+            for i, (t0, t1) in self.broadcast({i: ("once", ids, start) for i, ids in chains.items()}).items():
+                stamps[i].append((t0, t1))
+        return {i: LoopResult(tuple(v)) for i, v in stamps.items()}
+
     def close(self) -> None:
-        for conn, p in zip(self._conns, self._procs):
-            if p.is_alive():
+        for p in self._procs:
+            if p.alive():
                 try:
-                    conn.send(("stop",))
+                    p.send(["stop"])
                 except (BrokenPipeError, OSError):
                     pass
         for p in self._procs:
-            p.join(timeout=2)
-            if p.is_alive():  # acknowledged the stop but is slow to tear TVM down
-                p.terminate()
-                p.join(timeout=5)
+            p.close(timeout_s=5.0)  # acknowledged the stop but slow to tear TVM down: killed
         self._procs = []
-        self._conns = []
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -257,3 +301,7 @@ class WorkerPool:
 def progress(message: str) -> None:
     """One progress line on stderr."""
     print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

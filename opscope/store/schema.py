@@ -2,15 +2,20 @@
 
 Version 1 was the first layout (workloads, machines, measurements with the raw latencies).
 Version 2 added the ``schedules`` table (trace and knobs stored once per schedule rather than per
-row), the ``pinned`` flag and the ``attempt`` counter used by ``--remeasure-noisy``.  A database of
-any older version is migrated in place, inside one transaction, when it is opened.
+row), the ``pinned`` flag and the ``attempt`` counter used by ``--remeasure-noisy``.  Version 3 added
+``workloads.workload_script``, version 4 ``measurements.origin_json``.  Version 5 brought the co-run
+tables (``corun_runs``, ``corun_members``, written by ``opscope.corun.table``) into the store's own
+migrations; a file whose co-run tables were made under their former separate version (a
+``corun_meta`` table at version 1, the same layout) keeps them, and ``corun_meta`` is dropped.
+A database of any older version is migrated in place, one transaction per version, when it is
+opened for writing (in memory only when opened read-only).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,8 +103,46 @@ _V4 = """
 ALTER TABLE measurements ADD COLUMN origin_json TEXT NOT NULL DEFAULT '{}'
 """
 
+_V5 = """
+CREATE TABLE IF NOT EXISTS corun_runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    label TEXT NOT NULL,
+    arrangement_kind TEXT NOT NULL,
+    arrangement TEXT NOT NULL,
+    arrangement_json TEXT NOT NULL,
+    protocol_json TEXT NOT NULL,
+    machine_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL,
+    makespan_raw_s TEXT NOT NULL,
+    makespan_median_s REAL,
+    n_members INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS corun_members (
+    run_id INTEGER NOT NULL REFERENCES corun_runs(run_id),
+    slot INTEGER NOT NULL,
+    task TEXT NOT NULL,
+    kernel_keys TEXT NOT NULL,
+    kernel_names TEXT NOT NULL,
+    cores TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    pinned INTEGER NOT NULL,
+    flops REAL NOT NULL,
+    bytes REAL NOT NULL,
+    alone_raw_s TEXT NOT NULL,
+    together_raw_s TEXT NOT NULL,
+    alone_median_s REAL,
+    together_median_s REAL,
+    slowdown REAL,
+    PRIMARY KEY (run_id, slot)
+);
+CREATE INDEX IF NOT EXISTS corun_members_keys ON corun_members (kernel_keys);
+DROP TABLE IF EXISTS corun_meta
+"""
+
 #: MIGRATIONS[v] brings a database from version v to v + 1 (version 0 is an empty file).
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4, 4: _V5}
 
 
 def current_version(conn: sqlite3.Connection) -> int:

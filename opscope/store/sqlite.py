@@ -237,8 +237,8 @@ def check_writable_store(path: str | os.PathLike[str]) -> None:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-#: Tables that mark an SQLite file as opscope's: the measurement store's ``meta``, and the co-run
-#: tables' ``corun_meta`` (``opscope corun`` may have made the file before any collection did).
+#: Tables that mark an SQLite file as opscope's: the measurement store's ``meta``, and ``corun_meta``
+#: of a file that ``opscope corun`` made before the co-run tables joined the store's schema (version 5).
 OUR_META_TABLES = ("meta", "corun_meta")
 
 
