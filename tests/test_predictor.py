@@ -238,3 +238,26 @@ def test_long_frames_get_the_same_features_computed_once_per_distinct_row(monkey
     # rows 0 and len(frame) are the same stored row; row 1 is another
     assert np.array_equal(once.X[0], once.X[len(frame)], equal_nan=True)
     assert not np.array_equal(once.X[0], once.X[1], equal_nan=True)
+
+
+def test_xgboost_weighs_default_schedule_rows(frame, monkeypatch):
+    from opscope.predictor.models import xgb
+
+    seen = {}
+    real_fit = xgb.XGBEngine.fit
+
+    def spy(self, X, y, weight=None):
+        seen["weight"] = weight
+        return real_fit(self, X, y, weight=weight)
+
+    monkeypatch.setattr(xgb.XGBEngine, "fit", spy)
+    rows = frame.reset_index(drop=True)
+    is_default = (rows["schedule_kind"] == "default").to_numpy()
+    assert 0 < is_default.sum() < len(rows)
+    xgb.XGBoostPredictor(n_estimators=5, specs=SPECS).fit(rows)
+    # the default rows weigh 3 (the default), every other row 1
+    assert list(seen["weight"]) == [3.0 if d else 1.0 for d in is_default]
+    xgb.XGBoostPredictor(n_estimators=5, default_weight=1.0, specs=SPECS).fit(rows)
+    assert seen["weight"] is None
+    with pytest.raises(PredictorError, match="default_weight must be > 0"):
+        xgb.XGBoostPredictor(n_estimators=5, default_weight=0.0, specs=SPECS).fit(rows)

@@ -163,13 +163,19 @@ class LearnedPredictor(FramePredictor):
     def _engine(self) -> Engine:
         raise NotImplementedError
 
+    def _weights(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """Per-row training weights for the engine (None: all rows alike)."""
+        return None
+
     def fit(self, frame: pd.DataFrame, y: np.ndarray | None = None) -> LearnedPredictor:
         if self.target not in TARGETS:
             raise PredictorError(f"target {self.target!r}: expected one of {', '.join(TARGETS)}")
         frame, y = self._training_frame(frame, y)
         self.schema_ = fit_schema(frame, analytical=self.analytical_features)
         feats = build_features(frame, self.schema_, specs_from(self.specs))
-        self.engine_ = self._engine().fit(self._matrix(frame, feats), np.log(y) - self._anchor(feats))
+        weight = self._weights(frame)
+        engine, X, target = self._engine(), self._matrix(frame, feats), np.log(y) - self._anchor(feats)
+        self.engine_ = engine.fit(X, target) if weight is None else engine.fit(X, target, weight=weight)
         self.n_train_ = len(frame)
         return self
 
