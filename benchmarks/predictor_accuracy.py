@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from opscope.predictor.evaluation.evaluate import evaluate  # noqa: E402
-from opscope.predictor.evaluation.splits import SPLITS  # noqa: E402
+from opscope.predictor.evaluation.splits import SPLITS, make_splits  # noqa: E402
 from opscope.predictor.frames import labels, read_frame  # noqa: E402
 from opscope.predictor.models.persist import make_predictor  # noqa: E402
 
@@ -159,28 +159,27 @@ PARTS = ["scale_abs_log", "scale_bias_log", "schedule_abs_log"]
 
 
 def _fitted(name: str, params: dict):
-    pred = make_predictor(name)
-    return make_predictor(name, **{k: v for k, v in params.items() if k in pred.get_params()} if name != "analytical"
-                          else {})
+    """A fresh predictor ``name`` with those of ``params`` it takes (the analytical model takes none)."""
+    if name == "analytical":
+        return make_predictor(name)
+    takes = make_predictor(name).get_params()
+    return make_predictor(name, **{k: v for k, v in params.items() if k in takes})
 
 
 def space_cv(train: pd.DataFrame, y: np.ndarray, names: list[str], params: dict, k: int, seed: int) -> None:
     """K folds over the training operators: each fold's operators predicted by a predictor fitted on the rest."""
     from opscope.predictor.evaluation.metrics import accuracy_table, error_parts
 
-    keys = np.array(sorted(train["workload_key"].unique()))
-    np.random.default_rng(seed).shuffle(keys)
-    fold_of = {key: i % k for i, key in enumerate(keys)}
-    fold = train["workload_key"].map(fold_of).to_numpy()
+    train = train.reset_index(drop=True)
+    folds = make_splits(train, "unseen-shapes", seed=seed, folds=k)
     rows = []
     for name in names:
         pred = np.zeros(len(train))
-        for i in range(k):
-            held = fold == i
-            fit = train[~held].reset_index(drop=True)
-            pred[held] = _fitted(name, params).fit(fit, y[~held]).predict(train[held].reset_index(drop=True))
+        for f in folds:
+            fit = train.iloc[f.train].reset_index(drop=True)
+            pred[f.test] = _fitted(name, params).fit(fit, y[f.train]).predict(train.iloc[f.test].reset_index(drop=True))
         rows.append({"predictor": name, **accuracy_table(train, pred, y), **error_parts(train, pred, y)})
-    print(f"\n{k}-fold cross-validation over the {len(keys)} training operators (seed {seed}):")
+    print(f"\n{k}-fold cross-validation over the {train['workload_key'].nunique()} training operators (seed {seed}):")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
@@ -214,9 +213,7 @@ def unseen(args: argparse.Namespace) -> int:
     outside = None
     for name in names:
         t0 = time.perf_counter()
-        kw = {} if name == "analytical" else params
-        pred = make_predictor(name)
-        pred = make_predictor(name, **{k: v for k, v in kw.items() if k in pred.get_params()})
+        pred = _fitted(name, params)
         preds[name] = pred.fit(train, y_train).predict(test)
         if outside is None and name != "analytical":
             outside = outside_training(pred, test) != ""
