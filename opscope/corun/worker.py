@@ -260,19 +260,21 @@ class WorkerPool:
         """The allowed cores of every thread of worker ``i``, by thread id."""
         return {int(t): tuple(c) for t, c in self.call(i, "affinity").items()}
 
+    def _warm(self, chains: dict[int, list[str]], warmup: int) -> None:
+        if warmup:
+            self.broadcast({i: ("warm", ids, warmup) for i, ids in chains.items()})
+
     def loop(self, chains: dict[int, list[str]], warmup: int, window_s: float, min_iters: int) -> dict[int, LoopResult]:
         """Each worker ``i`` warms up on its chain of kernels, then all start at one moment and
         iterate for ``window_s`` (at least ``min_iters`` times)."""
-        if warmup:
-            self.broadcast({i: ("warm", ids, warmup) for i, ids in chains.items()})
+        self._warm(chains, warmup)
         start = self._start() if len(chains) > 1 else None
         got = self.broadcast({i: ("loop", ids, start, window_s, min_iters) for i, ids in chains.items()})
         return {i: LoopResult(tuple((t0, t1) for t0, t1 in v)) for i, v in got.items()}
 
     def once(self, chains: dict[int, list[str]], warmup: int, repeats: int) -> dict[int, LoopResult]:
         """``repeats`` rounds of: all workers start at one moment and run their chain once."""
-        if warmup:
-            self.broadcast({i: ("warm", ids, warmup) for i, ids in chains.items()})
+        self._warm(chains, warmup)
         stamps: dict[int, list] = {i: [] for i in chains}
         for _ in range(repeats):
             start = self._start() if len(chains) > 1 else None
