@@ -261,3 +261,32 @@ def test_xgboost_weighs_default_schedule_rows(frame, monkeypatch):
     assert seen["weight"] is None
     with pytest.raises(PredictorError, match="default_weight must be > 0"):
         xgb.XGBoostPredictor(n_estimators=5, default_weight=0.0, specs=SPECS).fit(rows)
+
+
+def test_xgboost_averages_its_seeded_members_and_saves_each(frame, tmp_path):
+    from opscope.predictor.models import xgb
+
+    rows = frame.reset_index(drop=True)
+    three = xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=3, seed=7, specs=SPECS).fit(rows)
+    assert len(three.engine_.boosters) == 3
+    # each member is the one-booster predictor of its seed: 7, 8, 9; the ensemble is their mean log
+    singles = [xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=1, seed=s, specs=SPECS).fit(rows)
+               for s in (7, 8, 9)]
+    logs = np.array([np.log(p.predict(rows)) for p in singles])
+    assert not np.allclose(logs[0], logs[1])  # the seeds differ, so averaging does something
+    np.testing.assert_allclose(np.log(three.predict(rows)), logs.mean(axis=0), rtol=1e-6)
+    out = persist.save_predictor(three, tmp_path / "three")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["engine"]["files"] == ["model.xgb.json", "model.1.xgb.json", "model.2.xgb.json"]
+    np.testing.assert_allclose(persist.load_predictor(out, specs=SPECS).predict(rows), three.predict(rows), rtol=1e-9)
+    # a predictor saved before ensembles (one file, no "files") still loads
+    meta["engine"].pop("files")
+    (out / "metadata.json").write_text(json.dumps(meta))
+    np.testing.assert_allclose(persist.load_predictor(out, specs=SPECS).predict(rows), singles[0].predict(rows),
+                               rtol=1e-9)
+    meta["engine"]["files"] = ["../elsewhere.json"]
+    (out / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match="engine.files"):
+        persist.load_predictor(out, specs=SPECS)
+    with pytest.raises(PredictorError, match="n_models must be an integer >= 1"):
+        xgb.XGBoostPredictor(n_estimators=5, n_models=0, specs=SPECS).fit(rows)
