@@ -13,6 +13,8 @@ from its JSON output, when given:
           --unit-idle-cost 0 -p 2 > $net.json
     done
     python benchmarks/mapping_vs_nn_dataflow.py --vgg vgg_net.json --alexnet alex_net.json
+    python benchmarks/mapping_vs_nn_dataflow.py --vgg vgg_net.json --alexnet alex_net.json \\
+        --dataflow row-stationary-folded        # nn_dataflow's own mapping space
 
 Energies are compared in mJ (nn_dataflow's cost is in pJ with these unit costs), DRAM traffic in
 16-bit words.  Pooling layers are left out of both (opscope does not map them).
@@ -22,16 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from opscope.analytical import AnalysisOptions, analyze_operators, estimate
-from opscope.analytical.dataflow import ROW_STATIONARY
-from opscope.analytical.layer import layer_shape
-from opscope.analytical.search import _CACHE, Costing, search
+from opscope.analytical.search import _CACHE
 from opscope.targets import load_target
+from opscope.targets.spec import DATAFLOWS
 from opscope.workloads.layer_table import conv_op, dense_op
 
 # name: (input channels, output channels, output size, filter, stride) as in nn_dataflow; FC: (in, out)
@@ -105,44 +104,19 @@ def table(model: str, layers: dict, nnd: dict | None, options: AnalysisOptions) 
     return lines
 
 
-def restricted(model: str, layers: dict, nnd: dict, options: AnalysisOptions) -> list[str]:
-    """DRAM traffic and energy with nn_dataflow's row-stationary unrolling: a layer whose output rows,
-    folded onto the array's spare height, take all of it puts only output rows on the array, never
-    output channels; other layers are searched as usual."""
-    lines = [f"{model}, with nn_dataflow's row-stationary unrolling:", "",
-             "| layer | opscope mJ | nn_dataflow mJ | ratio | opscope DRAM Mword | nn_dataflow DRAM Mword | ratio |",
-             "|---|---|---|---|---|---|---|"]
-    rows_only = replace(ROW_STATIONARY, height_loops=("p",), width_loops=("p",))
-    costing = Costing(peak_flops=EYERISS.peak_for("float16"), flops_factor=1.0, fixed_compute_s=None,
-                      objective=options.objective, double_buffer=options.double_buffer)
-    for op in operators(layers, model):
-        shape = layer_shape(op, {})
-        pe = EYERISS.pe_array
-        # nn_dataflow folds the output rows onto the spare height first: when they need all of it
-        # (ceil(P / width) >= height // R), nothing is left for channels
-        folds_all = math.ceil(shape.extent("p") / pe.width) >= pe.height // shape.extent("r")
-        df = rows_only if folds_all else ROW_STATIONARY
-        m = search(shape, EYERISS, costing, (df,))
-        e, dram = m.energy_j * 1e3, dict(m.traffic)["DRAM"] / 2 / 1e6
-        ne, nd = nnd[op.name]["energy_pj"] * 1e-9, nnd[op.name]["dram_words"] / 1e6
-        lines.append(f"| {op.name} | {e:.3f} | {ne:.3f} | {e / ne:.3f} | {dram:.3f} | {nd:.3f} | {dram / nd:.3f} |")
-    return lines
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vgg", help="nn_dataflow's JSON output for vgg_net")
     ap.add_argument("--alexnet", help="nn_dataflow's JSON output for alex_net")
     ap.add_argument("--no-double-buffer", action="store_true")
-    ap.add_argument("--nn-dataflow-unrolling", action="store_true",
-                    help="also run VGG-16 with nn_dataflow's row-stationary unrolling rule (needs --vgg)")
+    ap.add_argument("--dataflow", choices=DATAFLOWS,
+                    help="the dataflow for every layer (default: searched over row-, weight- and output-"
+                         "stationary); row-stationary-folded is nn_dataflow's row-stationary folding rule")
     args = ap.parse_args()
-    options = AnalysisOptions(double_buffer=not args.no_double_buffer)
+    options = AnalysisOptions(double_buffer=not args.no_double_buffer, dataflow=args.dataflow)
     for model, layers, path in (("alexnet", ALEXNET, args.alexnet), ("vgg16", VGG, args.vgg)):
         print("\n".join(table(model, layers, nn_dataflow_layers(path) if path else None, options)))
         print()
-    if args.nn_dataflow_unrolling and args.vgg:
-        print("\n".join(restricted("vgg16", VGG, nn_dataflow_layers(args.vgg), options)))
 
 
 if __name__ == "__main__":

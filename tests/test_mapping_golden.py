@@ -101,3 +101,36 @@ def test_search_is_cached_per_layer_shape_and_spec():
     renamed = conv_op("other", 1, K, C, Y, Y, R, R, stride=1, padding=0, groups=1, dtype="float16",
                       source="table", model="u")
     assert search(layer_shape(renamed, {}), EYERISS, costing, ("row-stationary",)) is first
+
+
+def _vgg(c, k, p):
+    y = p + R - 1
+    return conv_op("conv", 1, k, c, y, y, R, R, stride=1, padding=0, groups=1, dtype="float16",
+                   source="table", model="t")
+
+
+def test_row_stationary_folded_puts_only_output_rows_on_a_height_they_fill():
+    # eyeriss-like: 12 x 14 PEs; the 3 filter rows take the height first, leaving 12 // 3 = 4.
+    # VGG conv6 (256 -> 256, 56 x 56): its output rows folded over the width need ceil(56 / 14) = 4
+    # of that height, all of it, so nn_dataflow's rule leaves nothing for channels.
+    folded = estimate(_vgg(256, 256, 56), EYERISS, AnalysisOptions(dataflow="row-stationary-folded")).mapping
+    assert dict(folded.height) == {"p": 4, "r": 3} and dict(folded.width) == {"p": 14}
+    free = estimate(_vgg(256, 256, 56), EYERISS, AnalysisOptions(dataflow="row-stationary")).mapping
+    assert {loop for loop, f in free.height if f > 1} - {"p", "r"}  # free search spreads channels there too
+    assert free.energy_j <= folded.energy_j
+    assert dict(free.traffic)["DRAM"] < dict(folded.traffic)["DRAM"]
+    # VGG conv9 (512 -> 512, 28 x 28): ceil(28 / 14) = 2 < 4, so the rule does not bite and the two
+    # dataflows choose the same mapping
+    a = estimate(_vgg(512, 512, 28), EYERISS, AnalysisOptions(dataflow="row-stationary-folded")).mapping
+    b = estimate(_vgg(512, 512, 28), EYERISS, AnalysisOptions(dataflow="row-stationary")).mapping
+    assert a.energy_j == pytest.approx(b.energy_j) and a.traffic == b.traffic and a.height == b.height
+
+
+def test_searched_dataflows_leave_out_the_folded_subset():
+    # the search with no dataflow named tries row-, weight- and output-stationary only
+    from opscope.targets.spec import DATAFLOWS, SEARCHED_DATAFLOWS
+
+    assert SEARCHED_DATAFLOWS == ("row-stationary", "weight-stationary", "output-stationary")
+    assert "row-stationary-folded" in DATAFLOWS and "row-stationary-folded" not in SEARCHED_DATAFLOWS
+    spec = EYERISS.__class__(**{**EYERISS.__dict__, "dataflow": None})
+    assert estimate(_vgg(256, 256, 56), spec).mapping.dataflow in SEARCHED_DATAFLOWS

@@ -101,4 +101,4 @@ def test_traffic_equals_a_walk_of_the_chosen_mapping(case):
     assert abs(e.bytes_moved["GLB"] - glb) <= 1e-9 * max(1.0, glb)
     assert abs(e.bytes_moved["DRAM"] - dram) <= 1e-9 * max(1.0, dram)
     assert e.bytes_moved["RF"] == op.flops / 2 * {"row-stationary": 4, "weight-stationary": 1,
-                                                  "output-stationary": 2}[m.dataflow] * 2
+                                                  "output-stationary": 2, "row-stationary-folded": 4}[m.dataflow] * 2

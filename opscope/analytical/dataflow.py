@@ -13,6 +13,13 @@ weight-stationary   weights                         1 (w)                  c, r,
 output-stationary   partial sums                    2 (psum r + w)         p, q x k
 ==================  ==============================  =====================  ==================
 
+``row-stationary-folded`` is row-stationary with nn_dataflow's folding rule: the output rows are
+folded onto the height left over by the filter rows before anything else, and a layer whose folded
+rows need all of it (``ceil(P / width) >= height // R``) puts only output rows on the array, never
+channels.  Its mappings are a part of row-stationary's, so the search uses it only when it is named
+(to reproduce nn_dataflow's mappings); row-stationary may spread output channels over that height
+and move less from DRAM.
+
 Row-stationary is Eyeriss's (Chen et al., ISCA 2016): a PE runs a 1-D convolution of one filter row
 over one input row, so the filter row (``s``) and the whole output row (``q``) are processed inside
 the PE, filter rows (``r``) go down the array's height and output rows (``p``) across its width.
@@ -24,7 +31,7 @@ held operand stays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opscope.targets.spec import DATAFLOWS
 
@@ -50,6 +57,9 @@ class Dataflow:
     height_first: tuple[str, ...] = ()
     #: loops streamed through the PE: the registers hold one step of them, not the whole tile
     streamed: tuple[str, ...] = ()
+    #: nn_dataflow's folding: when the output rows folded onto the spare height fill it, only they
+    #: go on the array (height and width)
+    rows_first: bool = False
 
 
 ROW_STATIONARY = Dataflow(
@@ -68,7 +78,9 @@ OUTPUT_STATIONARY = Dataflow(
     pe_full_loops=(), pe_free_loops=("g", "n", "k", "p", "q"),
 )
 
-BY_NAME = {d.name: d for d in (ROW_STATIONARY, WEIGHT_STATIONARY, OUTPUT_STATIONARY)}
+ROW_STATIONARY_FOLDED = replace(ROW_STATIONARY, name="row-stationary-folded", rows_first=True)
+
+BY_NAME = {d.name: d for d in (ROW_STATIONARY, WEIGHT_STATIONARY, OUTPUT_STATIONARY, ROW_STATIONARY_FOLDED)}
 assert tuple(BY_NAME) == DATAFLOWS
 
 #: words per MAC when nothing says which operands stay in the PE: every operand in the registers

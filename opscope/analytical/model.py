@@ -38,7 +38,7 @@ from opscope.analytical.search import Costing, MappingError, hierarchy, search
 from opscope.analytical.sparsity import sparse_view
 from opscope.analytical.tiling import Tiles, level_bytes
 from opscope.errors import OpscopeError
-from opscope.targets.spec import DATAFLOWS, TargetSpec
+from opscope.targets.spec import SEARCHED_DATAFLOWS, TargetSpec
 from opscope.workloads.operator import Operator
 
 _DEFAULT = AnalysisOptions()
@@ -144,7 +144,7 @@ def _estimate(op: Operator, spec: TargetSpec, opts: AnalysisOptions, dens: Densi
     array_bytes = 0.0
     array_s = 0.0
     if want_map and flops_exec:
-        dataflows = (named,) if named else DATAFLOWS
+        dataflows = (named,) if named else SEARCHED_DATAFLOWS
         costing = Costing(peak_flops=peak, flops_factor=view.flops_factor,
                           fixed_compute_s=None if named else compute_s, objective=opts.objective,
                           double_buffer=opts.double_buffer)

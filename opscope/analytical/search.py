@@ -178,9 +178,12 @@ def spatial_options(shape: LayerShape, spec: TargetSpec, df: Dataflow) -> list[t
         first[loop] = f
         room_h //= f
     rem = [math.ceil(e / first.get(loop, 1)) for loop, e in zip(LOOPS, ext)]
+    height_loops, width_loops = df.height_loops, df.width_loops
+    if df.rows_first and math.ceil(ext[_IDX["p"]] / pe.width) >= room_h:
+        height_loops = width_loops = ("p",)
     seen = {}
-    for h in _dim_options(df.height_loops, room_h, rem, 2):
-        for w in _dim_options(df.width_loops, pe.width, rem, 2):
+    for h in _dim_options(height_loops, room_h, rem, 2):
+        for w in _dim_options(width_loops, pe.width, rem, 2):
             for i in _dim_options(df.instance_loops, pe.instances, rem, 1):
                 sp = [1] * _L
                 for part in (first, h, w, i):

@@ -15,7 +15,10 @@ TARGET_KINDS = ("cpu", "gpu", "accelerator")
 DTYPES = ("int8", "float16", "bfloat16", "float32")
 #: How a PE array's PEs use their operands (see opscope/analytical/dataflow.py); a spec may name one,
 #: or leave the mapping search to choose.
-DATAFLOWS = ("row-stationary", "weight-stationary", "output-stationary")
+DATAFLOWS = ("row-stationary", "weight-stationary", "output-stationary", "row-stationary-folded")
+#: the dataflows the mapping search tries when neither the spec nor the options name one
+#: (row-stationary-folded is a part of row-stationary's space, so it is only used when named)
+SEARCHED_DATAFLOWS = DATAFLOWS[:3]
 
 
 @dataclass(frozen=True)
