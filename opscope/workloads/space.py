@@ -23,7 +23,7 @@ import math
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opscope.errors import OpscopeError
@@ -40,8 +40,9 @@ MAX_GFLOP = 0.5
 MIN_FLOPS = 1e5
 #: operators whose tensors together exceed this are drawn again (a VGG-sized FC weight is 400 MB)
 MAX_BYTES = 48e6
-#: bands a kind can be drawn in (``dense/large:30``): the default band above, and three at its edges
-BANDS = ("nice", "small", "large")
+#: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, and
+#: ``torch``
+BANDS = ("nice", "small", "large", "torch")
 #: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP)
 SMALL_MIN_FLOPS = 1e3
 #: the ``large`` band (dense only): batch 1-8 over weights of MAX_BYTES up to this (VGG's 411 MB FC layer)
@@ -55,6 +56,12 @@ EDGES_SPACE = (("conv2d/nice", 40), ("depthwise_conv2d/nice", 12), ("dense/nice"
                ("pool/nice", 6), ("softmax/nice", 4), ("conv2d/small", 10), ("depthwise_conv2d/small", 4),
                ("dense/small", 10), ("batch_matmul/small", 4), ("pool/small", 4), ("softmax/small", 4),
                ("dense/large", 30))
+#: the ``torch`` band (convolutions only): drawn like ``nice``, with the epilogue a PyTorch model imports
+#: as: batch norm unfolded into subtract (mean), divide (sqrt(var + eps)), multiply (gamma), add (beta),
+#: then ReLU, a residual add and ReLU, ReLU6 (``clip``) or nothing; the default space folds batch norm
+#: into one multiply and add, which no imported model has
+TORCH_EPILOGUES = {"conv2d": ("bnu_relu", "bnu_add_relu", "bnu", "bnu_clip"),
+                   "depthwise_conv2d": ("bnu_clip", "bnu_relu")}
 NAMED_SPACES = {"default": DEFAULT_SPACE, "edges": EDGES_SPACE}
 
 
@@ -154,6 +161,9 @@ def parse_space(text: str) -> tuple[tuple[str, int], ...]:
             raise OpscopeError(f"--space: unknown band {band!r} in {token!r}; bands: {', '.join(BANDS)}")
         if band == "large" and base != "dense":
             raise OpscopeError(f"--space: {token!r}: the 'large' band is drawn for dense only")
+        if band == "torch" and base not in TORCH_EPILOGUES:
+            raise OpscopeError(f"--space: {token!r}: the 'torch' band is drawn for {' and '.join(TORCH_EPILOGUES)} "
+                               "only")
         try:
             n = int(count) if sep else -1
         except ValueError:
@@ -419,6 +429,8 @@ def draw_layers(space: Sequence[tuple[str, int]], seed: int = 0,
                 layer = _draw(kind, rng, refs[kind])
                 if band == "nice":
                     layer = _nicer(layer)
+                elif band == "torch":
+                    layer = replace(_nicer(layer), epilogue=rng.choice(TORCH_EPILOGUES[kind]))
                 elif band == "small":
                     layer = _shrunk(layer, rng)
             if layer in seen or not _in_band(layer, band, max_gflop):
@@ -455,7 +467,11 @@ def _relax_function(layer: Layer, dtype: str) -> Any:
         x = var("x", (1, c, h, d["w"]), False)
         w = var("w", (k, c // groups, r, r), True)
         body.append(("conv", lambda: op.nn.conv2d(x, w, strides=(s, s), padding=(_pad(r), _pad(r)), groups=groups)))
-        if layer.epilogue.startswith("bn"):
+        if layer.epilogue.startswith("bnu"):  # batch norm as imported: (y - mean) / std * gamma + beta
+            mean, std, gamma, beta = (channel(f"bn_{n}", k) for n in ("mean", "std", "gamma", "beta"))
+            body += [("mean", lambda y: op.subtract(y, mean)), ("std", lambda y: op.divide(y, std)),
+                     ("gamma", lambda y: op.multiply(y, gamma)), ("beta", lambda y: op.add(y, beta))]
+        elif layer.epilogue.startswith("bn"):
             scale, shift = channel("bn_scale", k), channel("bn_shift", k)
             body += [("scale", lambda y: op.multiply(y, scale)), ("shift", lambda y: op.add(y, shift))]
         if layer.epilogue.startswith("bias"):
@@ -467,6 +483,8 @@ def _relax_function(layer: Layer, dtype: str) -> Any:
             body.append(("residual", lambda y: op.add(y, res)))
         if layer.epilogue.endswith("relu"):
             body.append(("relu", lambda y: op.nn.relu(y)))
+        if layer.epilogue.endswith("clip"):  # ReLU6
+            body.append(("clip", lambda y: op.clip(y, 0.0, 6.0)))
     elif layer.kind == "dense":
         x = var("x", (d["m"], d["k"]), False)
         w = var("w", (d["n"], d["k"]), True)
