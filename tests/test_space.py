@@ -169,3 +169,33 @@ def test_adaptive_layers_are_drawn_near_the_operators_the_predictor_gets_wrong()
                    and d["r"] == 3 and d["stride"] == 1 for b in bases)
     with pytest.raises(OpscopeError, match="at least 10 space operators"):
         adaptive_layers(frame.iloc[:5], 3)
+
+
+def test_torch_band_draws_imported_epilogues_and_leaves_other_draws_alone():
+    from opscope.workloads.space import _NICE, TORCH_EPILOGUES
+
+    plain = draw_layers((("conv2d", 6),), 5, REFS)
+    mixed = draw_layers((("conv2d", 6), ("conv2d/torch", 8)), 5, REFS)
+    assert mixed[:6] == plain
+    torch_layers = mixed[6:]
+    assert len(torch_layers) == 8 and all(x.epilogue in TORCH_EPILOGUES["conv2d"] for x in torch_layers)
+    assert all(dict(x.params)["k"] in _NICE for x in torch_layers)  # drawn like the nice band
+    assert all(Layer.from_label(x.label) == x for x in torch_layers)
+    with pytest.raises(OpscopeError, match="'dense/torch:3': the 'torch' band is drawn for conv2d and "
+                                           "depthwise_conv2d only"):
+        parse_space("dense/torch:3")
+
+
+@pytest.mark.slow
+def test_torch_band_epilogue_is_batch_norm_as_imported():
+    from opscope.predictor.features.build import operator_features
+
+    base = "conv2d_c32_h12_k64_r1_stride1_w12"
+    ops = space_operators([Layer.from_label(f"{base}_{e}") for e in ("bn", "bnu", "bnu_clip", "bnu_add_relu")])
+    out = 64 * 12 * 12
+    # the TIR's FLOPs beyond the convolution's, per output element: folded batch norm (multiply, add) 2;
+    # unfolded (subtract, divide, multiply, add) 4; + ReLU6 (a max and a min) 6; + residual add + ReLU 6
+    assert [(o.attr("tir_flops") - o.flops) / out for o in ops] == [2, 4, 6, 6]
+    assert [operator_features(o)["f_epilogue_per_out"] for o in ops] == [2, 4, 6, 6]
+    # the unfolded batch norm's four per-channel vectors are weights, the residual an input
+    assert [len(o.tensors) for o in ops] == [5, 7, 7, 8]
