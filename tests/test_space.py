@@ -188,14 +188,11 @@ def test_torch_band_draws_imported_epilogues_and_leaves_other_draws_alone():
 
 @pytest.mark.slow
 def test_torch_band_epilogue_is_batch_norm_as_imported():
-    from opscope.predictor.features.build import operator_features
-
     base = "conv2d_c32_h12_k64_r1_stride1_w12"
     ops = space_operators([Layer.from_label(f"{base}_{e}") for e in ("bn", "bnu", "bnu_clip", "bnu_add_relu")])
     out = 64 * 12 * 12
     # the TIR's FLOPs beyond the convolution's, per output element: folded batch norm (multiply, add) 2;
     # unfolded (subtract, divide, multiply, add) 4; + ReLU6 (a max and a min) 6; + residual add + ReLU 6
     assert [(o.attr("tir_flops") - o.flops) / out for o in ops] == [2, 4, 6, 6]
-    assert [operator_features(o)["f_epilogue_per_out"] for o in ops] == [2, 4, 6, 6]
     # the unfolded batch norm's four per-channel vectors are weights, the residual an input
     assert [len(o.tensors) for o in ops] == [5, 7, 7, 8]

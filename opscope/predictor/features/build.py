@@ -39,7 +39,7 @@ from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import KINDS, Operator, dtype_bytes
 
 SCHEMA_NAME = "opscope-features"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 3
 
 LOOP_NAMES = ("n", "k", "c", "p", "q", "r", "s", "b", "m")
 _ATTRS = ("stride", "groups", "kernel", "seq_len", "heads", "head_dim")
@@ -58,17 +58,6 @@ def _first(v: Any) -> float:
         return math.nan
 
 
-def _epilogue_per_out(op: Operator) -> float:
-    """(v4) Arithmetic per output element beyond the operator's own FLOPs: the fused epilogue's
-    (an unfolded batch norm and ReLU6 are 6, a folded one and ReLU 3), from the TIR's FLOP count."""
-    tir = _first(op.attr("tir_flops", math.nan))
-    width = dtype_bytes(op.dtype)
-    out = op.bytes_of("output") / width if width else 0.0
-    if not (math.isfinite(tir) and out > 0 and op.flops):
-        return math.nan
-    return max(tir - op.flops, 0.0) / out
-
-
 def operator_features(op: Operator) -> dict[str, float]:
     out = {f"k_{k}": float(op.kind == k) for k in KINDS}
     out.update(
@@ -81,7 +70,6 @@ def operator_features(op: Operator) -> dict[str, float]:
         f_intensity_log2=_log2(op.intensity),
         f_tensors=float(len(op.tensors)),
         f_loops=float(len(op.loops)),
-        f_epilogue_per_out=_epilogue_per_out(op),
     )
     g = op.gemm
     for name in ("batch", "m", "n", "k"):
