@@ -42,7 +42,7 @@ MIN_FLOPS = 1e5
 MAX_BYTES = 48e6
 #: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, and
 #: ``torch``
-BANDS = ("nice", "small", "large", "torch")
+BANDS = ("nice", "small", "large", "torch", "lowres")
 #: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP)
 SMALL_MIN_FLOPS = 1e3
 #: the ``large`` band (dense only): batch 1-8 over weights of MAX_BYTES up to this (VGG's 411 MB FC layer)
@@ -62,6 +62,11 @@ EDGES_SPACE = (("conv2d/nice", 40), ("depthwise_conv2d/nice", 12), ("dense/nice"
 #: into one multiply and add, which no imported model has
 TORCH_EPILOGUES = {"conv2d": ("bnu_relu", "bnu_add_relu", "bnu", "bnu_clip"),
                    "depthwise_conv2d": ("bnu_clip", "bnu_relu")}
+#: the ``lowres`` band (convolutions only): a ``torch`` draw at the resolution a model is often run at
+#: instead of 224 px: its spatial size scaled by 64/224 to 1 (log-uniform), down to 2 x 2, where the
+#: other bands stop at 4 x 4 (resnet18 at 64 px ends in 2 x 2 layers of 512 channels)
+LOWRES = (64 / 224, 1.0)
+LOWRES_MIN_SIZE = 2
 NAMED_SPACES = {"default": DEFAULT_SPACE, "edges": EDGES_SPACE}
 
 
@@ -161,8 +166,8 @@ def parse_space(text: str) -> tuple[tuple[str, int], ...]:
             raise OpscopeError(f"--space: unknown band {band!r} in {token!r}; bands: {', '.join(BANDS)}")
         if band == "large" and base != "dense":
             raise OpscopeError(f"--space: {token!r}: the 'large' band is drawn for dense only")
-        if band == "torch" and base not in TORCH_EPILOGUES:
-            raise OpscopeError(f"--space: {token!r}: the 'torch' band is drawn for {' and '.join(TORCH_EPILOGUES)} "
+        if band in ("torch", "lowres") and base not in TORCH_EPILOGUES:
+            raise OpscopeError(f"--space: {token!r}: the {band!r} band is drawn for {' and '.join(TORCH_EPILOGUES)} "
                                "only")
         try:
             n = int(count) if sep else -1
@@ -387,6 +392,14 @@ def _shrunk(layer: Layer, rng: random.Random) -> Layer:
     return _nicer(Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue))
 
 
+def _lowres(layer: Layer, rng: random.Random) -> Layer:
+    """``layer`` at a lower input resolution (the ``lowres`` band): its size scaled by LOWRES."""
+    d = dict(layer.params)
+    scale = math.exp(rng.uniform(math.log(LOWRES[0]), math.log(LOWRES[1])))
+    d["h"] = d["w"] = max(LOWRES_MIN_SIZE, int(round(d["h"] * scale)))
+    return Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue)
+
+
 def _large(rng: random.Random, refs: list[dict[str, int]]) -> Layer:
     """A fully-connected layer at batch 1-8 over a weight near one of the real layers' largest."""
     big = [r for r in refs if r["n"] * r["k"] >= 4e6] or refs
@@ -431,6 +444,8 @@ def draw_layers(space: Sequence[tuple[str, int]], seed: int = 0,
                     layer = _nicer(layer)
                 elif band == "torch":
                     layer = replace(_nicer(layer), epilogue=rng.choice(TORCH_EPILOGUES[kind]))
+                elif band == "lowres":
+                    layer = _lowres(replace(_nicer(layer), epilogue=rng.choice(TORCH_EPILOGUES[kind])), rng)
                 elif band == "small":
                     layer = _shrunk(layer, rng)
             if layer in seen or not _in_band(layer, band, max_gflop):
