@@ -196,3 +196,18 @@ def test_torch_band_epilogue_is_batch_norm_as_imported():
     assert [(o.attr("tir_flops") - o.flops) / out for o in ops] == [2, 4, 6, 6]
     # the unfolded batch norm's four per-channel vectors are weights, the residual an input
     assert [len(o.tensors) for o in ops] == [5, 7, 7, 8]
+
+
+def test_lowres_band_scales_sizes_down_to_two_pixels():
+    from opscope.workloads.space import TORCH_EPILOGUES
+
+    refs = {"conv2d": [{"c": 512, "k": 512, "h": 7, "w": 7, "r": 3, "stride": 1}]}
+    layers = draw_layers((("conv2d/lowres", 12),), 2, refs)
+    sizes = {dict(x.params)["h"] for x in layers}
+    # 7 px, perturbed by up to 2x either way and rounded as real sizes (3 .. 14), then scaled by
+    # 64/224 .. 1: between 2 (the floor) and 14
+    assert min(sizes) == 2 and max(sizes) <= 14 and len(sizes) >= 3
+    assert all(dict(x.params)["w"] == dict(x.params)["h"] for x in layers)
+    assert all(x.epilogue in TORCH_EPILOGUES["conv2d"] for x in layers)
+    with pytest.raises(OpscopeError, match="the 'lowres' band is drawn for conv2d and depthwise_conv2d only"):
+        parse_space("pool/lowres:2")
