@@ -41,7 +41,7 @@ MIN_FLOPS = 1e5
 #: operators whose tensors together exceed this are drawn again (a VGG-sized FC weight is 400 MB)
 MAX_BYTES = 48e6
 #: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, and
-#: ``torch``
+#: two of convolutions as imported models have them (``torch``, ``lowres``)
 BANDS = ("nice", "small", "large", "torch", "lowres")
 #: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP)
 SMALL_MIN_FLOPS = 1e3
@@ -397,7 +397,7 @@ def _lowres(layer: Layer, rng: random.Random) -> Layer:
     d = dict(layer.params)
     scale = math.exp(rng.uniform(math.log(LOWRES[0]), math.log(LOWRES[1])))
     d["h"] = d["w"] = max(LOWRES_MIN_SIZE, int(round(d["h"] * scale)))
-    return Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue)
+    return replace(layer, params=tuple(sorted(d.items())))
 
 
 def _large(rng: random.Random, refs: list[dict[str, int]]) -> Layer:
@@ -442,10 +442,10 @@ def draw_layers(space: Sequence[tuple[str, int]], seed: int = 0,
                 layer = _draw(kind, rng, refs[kind])
                 if band == "nice":
                     layer = _nicer(layer)
-                elif band == "torch":
+                elif band in ("torch", "lowres"):
                     layer = replace(_nicer(layer), epilogue=rng.choice(TORCH_EPILOGUES[kind]))
-                elif band == "lowres":
-                    layer = _lowres(replace(_nicer(layer), epilogue=rng.choice(TORCH_EPILOGUES[kind])), rng)
+                    if band == "lowres":
+                        layer = _lowres(layer, rng)
                 elif band == "small":
                     layer = _shrunk(layer, rng)
             if layer in seen or not _in_band(layer, band, max_gflop):
