@@ -150,6 +150,42 @@ def test_features_schema_and_tiles(frame):
     assert all(w.split()[0][0] in "nkcpqrsbm" for w in dict(schema.knob_vocab)["knob_loop_order"])
 
 
+def test_features_v4_stride_aliasing_and_register_tile(frame):
+    from opscope.predictor.features.build import _alias_log2
+    from opscope.workloads.operator import Operator, TensorInfo
+
+    def dense(k, n):
+        return Operator(name="d", kind="dense", flops=2 * k * n, tensors=(
+            TensorInfo("x", (1, k), "float32", "input"), TensorInfo("w", (k, n), "float32", "weight"),
+            TensorInfo("y", (1, n), "float32", "output")))
+
+    # a [784, 1024] float32 weight steps 1024 * 4 = 4096 bytes down a column: 2**12 divides it
+    assert _alias_log2(dense(784, 1024), "weight") == 12
+    # 1000 * 4 = 4000 = 2**5 * 125
+    assert _alias_log2(dense(784, 1000), "weight") == 5
+    # [1, n]: the only outer dimension has extent 1, so no stride is walked
+    assert np.isnan(_alias_log2(dense(784, 1000), "input"))
+    # capped at 2**16: [8, 65536] float32 steps 2**18 bytes
+    assert _alias_log2(dense(8, 65536), "weight") == 16
+
+    # one dense row of the synthetic frame (m = 128, n = k = 512, x/w/y all [., 512] float32)
+    # with tiles m 2*4*4*4, n 8*4*2*8 (spatial: 4 factors), k 64*8 (reduction: 2 factors)
+    row = frame[frame["kind"] == "dense"].iloc[[1]].copy()
+    row = row.drop(columns=[c for c in row.columns if c.startswith("knob_tile_")])
+    for var, fs in {"m": (2, 4, 4, 4), "n": (8, 4, 2, 8), "k": (64, 8)}.items():
+        for level, f in enumerate(fs):
+            row[f"knob_tile_{var}_{level}"] = float(f)
+    row["knob_loop_order"] = "m0 n0 m1 n1 k0 m2 n2 k1 m3 n3"
+    schema = fit_schema(frame)
+    X = build_features(row.reset_index(drop=True), schema, specs_from(SPECS)).X[0]
+    col = {c: i for i, c in enumerate(schema.columns)}
+    assert X[col["f_weight_alias_log2"]] == 11  # 512 * 4 = 2**11
+    assert X[col["sk_inner_spatial_log2"]] == np.log2(4 * 8)  # m3 * n3 outputs accumulated at once
+    assert X[col["sk_inner_reduce_log2"]] == np.log2(8)  # k1
+    # 32 float32 accumulators in 256-bit registers of 8 lanes: 4 registers
+    assert X[col["r_acc_vregs_log2"]] == np.log2(32 / (256 / 32))
+
+
 def test_bad_frames_raise_named_errors(frame, tmp_path):
     pred = _make("linear").fit(frame)
     with pytest.raises(PredictorError, match="missing column"):

@@ -3,7 +3,8 @@
 One feature row per measurement row, in four groups (prefixes in brackets):
 
 - the operator [``k_`` kind one-hot, ``f_`` sizes, ``g_`` GEMM view, ``l_`` loop extents,
-  ``at_`` attributes]: kind, dtype width, FLOPs, bytes per tensor role, intensity, shapes;
+  ``at_`` attributes]: kind, dtype width, FLOPs, bytes per tensor role, intensity, shapes, and
+  (version 4) how large a power of two the byte strides of each role's tensor share (cache-set aliasing);
 - the schedule [``s_`` and ``knob_``]: default or sampled, and every ``knob_*`` column the
   collector recorded (numbers as they are, words through a vocabulary learned at fit time);
 - threads and the machine [``t_``, ``m_``]: threads, share of cores, pinning, cores, cache sizes,
@@ -14,7 +15,8 @@ One feature row per measurement row, in four groups (prefixes in brackets):
   effect from one shape to another where absolute tile sizes do not: how evenly the parallel loop's
   iterations divide among the threads, the vector length over the machine's lanes, the innermost and
   first-level tile footprints in bytes over the L1 and L2 sizes, the work per thread, and the tile
-  factors as fractions of their loops' extents.
+  factors as fractions of their loops' extents (version 4:) and the vector registers the innermost
+  spatial tile's accumulators fill.
 
 Sizes and times enter as log2.  The schema (``FeatureSchema``) is fixed when a predictor is fitted
 and saved with it; a frame is always turned into exactly the schema's columns, in its order.
@@ -39,7 +41,7 @@ from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import KINDS, Operator, dtype_bytes
 
 SCHEMA_NAME = "opscope-features"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 LOOP_NAMES = ("n", "k", "c", "p", "q", "r", "s", "b", "m")
 _ATTRS = ("stride", "groups", "kernel", "seq_len", "heads", "head_dim")
@@ -58,6 +60,31 @@ def _first(v: Any) -> float:
         return math.nan
 
 
+#: the largest power of two a stride is tested against: a 64 KiB way of a 1 MiB 16-way L2 (an L1
+#: way is 4 KiB); strides sharing a large power of two map onto few cache sets and evict each other
+ALIAS_CAP = 1 << 16
+
+
+def _alias_log2(op: Operator, role: str) -> float:
+    """log2 of the largest power of two (at most ``ALIAS_CAP``) that divides the byte stride of an
+    outer dimension of the role's largest tensor (row-major; the innermost, contiguous one and
+    dimensions of extent 1 left out); NaN when there is no such dimension.
+
+    A default GEMV reading its [K, N] weight down a column with N = 1024 float32 steps 4 KiB at a time:
+    every element falls into the same L1 set, and it runs at 0.6-0.8 ns per weight byte here against
+    0.22-0.30 for N that is not a multiple of 512 (space datasets, 1 thread, weights 1-8 MB)."""
+    tensors = op.tensors_of(role)
+    if not tensors:
+        return math.nan
+    t = max(tensors, key=lambda x: x.nbytes)
+    dims, stride, best = t.shape, dtype_bytes(t.dtype), 0
+    for i in range(len(dims) - 1, 0, -1):
+        stride *= dims[i]
+        if dims[i - 1] > 1:
+            best = max(best, math.gcd(stride, ALIAS_CAP))
+    return math.log2(best) if best else math.nan
+
+
 def operator_features(op: Operator) -> dict[str, float]:
     out = {f"k_{k}": float(op.kind == k) for k in KINDS}
     out.update(
@@ -70,6 +97,9 @@ def operator_features(op: Operator) -> dict[str, float]:
         f_intensity_log2=_log2(op.intensity),
         f_tensors=float(len(op.tensors)),
         f_loops=float(len(op.loops)),
+        f_input_alias_log2=_alias_log2(op, "input"),
+        f_weight_alias_log2=_alias_log2(op, "weight"),
+        f_output_alias_log2=_alias_log2(op, "output"),
     )
     g = op.gemm
     for name in ("batch", "m", "n", "k"):
@@ -235,7 +265,7 @@ def _canonical_orders(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Opera
 #: schedule features relative to the operator and the machine (see the module docstring)
 _RELATIVE = ("r_par_balance", "r_par_per_thread_log2", "r_vector_lanes_log2", "r_main_vector_lanes_log2",
              "r_inner_vs_l1_log2", "r_l1_vs_l2_log2", "r_flops_per_thread_log2", "r_inner_frac_log2",
-             "r_outer_frac_log2")
+             "r_outer_frac_log2", "r_acc_vregs_log2")
 
 
 def threads_used(frame: pd.DataFrame, threads: np.ndarray) -> np.ndarray:
@@ -279,12 +309,18 @@ def _relative_features(X: np.ndarray, cols: dict[str, int], frame: pd.DataFrame,
         loops = np.where(loops > 0, loops, np.nan)
         X[:, cols["r_inner_frac_log2"]] = col("sk_inner_vol_log2") - loops
         X[:, cols["r_outer_frac_log2"]] = col("sk_outer_iters_log2") - loops
+        # vector registers the innermost spatial tile's accumulators fill (log2)
+        X[:, cols["r_acc_vregs_log2"]] = col("sk_inner_spatial_log2") - np.log2(lanes)
 
 
 #: per schedule, summed over loops (log2): the innermost (register) tile volume, the tile volume
 #: inside the first reduction tile loop (what the innermost cache holds), the iterations of the
-#: outermost tile loops (the parallel work), and how many loops were tiled
-_TILE_SUMMARY = ("sk_inner_vol_log2", "sk_l1_vol_log2", "sk_outer_iters_log2", "sk_tiled_loops")
+#: outermost tile loops (the parallel work), and how many loops were tiled (version 4:) then the
+#: innermost tile of the spatial loops alone (the outputs accumulated at once, in registers when
+#: they fit) and of the reduction loops alone (the steps each accumulation takes in there); spatial
+#: loops are those split in 4 (MetaSchedule's SSRSRS), reduction loops those split in 2
+_TILE_SUMMARY = ("sk_inner_vol_log2", "sk_l1_vol_log2", "sk_outer_iters_log2", "sk_tiled_loops",
+                 "sk_inner_spatial_log2", "sk_inner_reduce_log2")
 
 
 def _tile_features(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Operator]) -> dict[str, np.ndarray]:
@@ -308,6 +344,8 @@ def _tile_features(frame: pd.DataFrame, op_codes: np.ndarray, ops: list[Operator
                 sum(math.log2(math.prod(fs[len(fs) // 2:])) for fs in per_loop.values()),
                 sum(math.log2(fs[0]) for fs in per_loop.values()),
                 float(len(per_loop)),
+                sum(math.log2(fs[-1]) for fs in per_loop.values() if len(fs) == 4),
+                sum(math.log2(fs[-1]) for fs in per_loop.values() if len(fs) == 2),
             )
     names = [f"sk_{loop}_{lvl}_log2" for loop in LOOP_NAMES for lvl in range(tiles_mod.LEVELS)]
     names += list(_TILE_SUMMARY)
