@@ -186,6 +186,34 @@ def test_features_v4_stride_aliasing_and_register_tile(frame):
     assert X[col["r_acc_vregs_log2"]] == np.log2(32 / (256 / 32))
 
 
+def test_a_kind_never_seen_scales_its_bound_like_the_memory_bound_default_rows(frame, tmp_path):
+    train = frame[frame["kind"] != "elementwise"].reset_index(drop=True)
+    unseen = frame[frame["kind"] == "elementwise"].reset_index(drop=True)
+    pred = _make("xgboost").fit(train)
+    f = pred.features(train)
+    bound = np.maximum(f.roofline_s, f.analytical_threads_s)
+    col = {c: i for i, c in enumerate(f.columns)}
+    rows = (f.X[:, col["a_bound_compute"]] == 0) & (train["schedule_kind"] == "default").to_numpy()
+    assert 0 < rows.sum() < len(train)
+    y = train["latency_median_s"].to_numpy()
+    ratio = np.median(np.log(y[rows] / bound[rows]))  # median log(measured / bound) over those rows
+    assert pred.unseen_kind_log_ratio_ == pytest.approx(ratio)
+    g = pred.features(unseen)
+    expected = np.exp(ratio) * np.maximum(g.roofline_s, g.analytical_threads_s)
+    np.testing.assert_allclose(pred.predict(unseen), expected, rtol=1e-12)
+    # rows of the kinds it saw still come from the trees
+    seen = pred.predict(train)
+    assert not np.allclose(seen, np.exp(ratio) * bound)
+    # saved and loaded with it; a bad value is one line naming the field
+    out = persist.save_predictor(pred, tmp_path / "p", training=train)
+    np.testing.assert_allclose(persist.load_predictor(out, specs=SPECS).predict(unseen), expected, rtol=1e-12)
+    meta = json.loads((out / "metadata.json").read_text())
+    meta["unseen_kind_log_ratio"] = "lots"
+    (out / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match="field 'unseen_kind_log_ratio' 'lots' is not a number"):
+        persist.load_predictor(out, specs=SPECS)
+
+
 def test_bad_frames_raise_named_errors(frame, tmp_path):
     pred = _make("linear").fit(frame)
     with pytest.raises(PredictorError, match="missing column"):

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
@@ -100,6 +101,8 @@ def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.Dat
         meta["schema"] = pred.schema_.to_dict()
         meta["engine"] = pred.engine_.save(directory)
         meta["n_train"] = int(pred.n_train_)
+        # log(latency / bound) for rows of a kind it never saw (LearnedPredictor.predict)
+        meta["unseen_kind_log_ratio"] = getattr(pred, "unseen_kind_log_ratio_", None)
     elif not isinstance(pred, AnalyticalPredictor):
         raise PredictorError(f"cannot save an unfitted {type(pred).__name__}; call fit first")
     (directory / METADATA).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
@@ -197,6 +200,11 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
         pred.n_train_ = int(meta.get("n_train", 0))
     except (TypeError, ValueError):
         raise PredictorError(f"{directory / METADATA}: field 'n_train' {meta.get('n_train')!r} is not a number") from None
+    ratio = meta.get("unseen_kind_log_ratio")
+    if ratio is not None:  # absent in predictors saved before it: unseen kinds go to the engine
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not np.isfinite(ratio):
+            raise PredictorError(f"{directory / METADATA}: field 'unseen_kind_log_ratio' {ratio!r} is not a number")
+        pred.unseen_kind_log_ratio_ = float(ratio)
     training = meta.get("training")
     if isinstance(training, dict) and isinstance(training.get("workload_keys"), list):
         pred.training_workloads_ = frozenset(str(k) for k in training["workload_keys"])
