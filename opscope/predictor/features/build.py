@@ -71,8 +71,8 @@ def _alias_log2(op: Operator, role: str) -> float:
     dimensions of extent 1 left out); NaN when there is no such dimension.
 
     A default GEMV reading its [K, N] weight down a column with N = 1024 float32 steps 4 KiB at a time:
-    every element falls into the same L1 set, and it runs at 0.6-0.8 ns per weight byte here against
-    0.22-0.30 for N that is not a multiple of 512 (space datasets, 1 thread, weights 1-8 MB)."""
+    every element falls into the same L1 set, and it runs at 0.58-0.85 ns per weight byte here against
+    0.21-0.30 for N that is not a multiple of 512 (space datasets, 1 thread, weights 1-8 MB)."""
     tensors = op.tensors_of(role)
     if not tensors:
         return math.nan
