@@ -354,3 +354,19 @@ def test_xgboost_averages_its_seeded_members_and_saves_each(frame, tmp_path):
         persist.load_predictor(out, specs=SPECS)
     with pytest.raises(PredictorError, match="n_models must be an integer >= 1"):
         xgb.XGBoostPredictor(n_estimators=5, n_models=0, specs=SPECS).fit(rows)
+
+
+def test_xgboost_absolute_loss_fits_the_median(frame):
+    """loss="absolute" regresses the median log latency: one tree that may not split (a single leaf)
+    with a learning rate of 1 predicts the median of the labels, squared error their mean (in log)."""
+    from opscope.predictor.models import xgb
+
+    y = frame["latency_median_s"].to_numpy()
+    kw = dict(n_estimators=1, max_depth=1, min_child_weight=1e12, learning_rate=1.0, subsample=1.0,
+              colsample_bytree=1.0, n_models=1, default_weight=1.0, reg_lambda=0.0, specs=SPECS)
+    med = xgb.XGBoostPredictor(loss="absolute", **kw).fit(frame).predict(frame.iloc[:3])
+    mean = xgb.XGBoostPredictor(loss="squared", **kw).fit(frame).predict(frame.iloc[:3])
+    np.testing.assert_allclose(np.log(med), np.median(np.log(y)), atol=0.02)
+    np.testing.assert_allclose(np.log(mean), np.mean(np.log(y)), atol=1e-3)
+    with pytest.raises(PredictorError, match="loss 'cubic': expected one of squared, absolute"):
+        xgb.XGBoostPredictor(loss="cubic", **kw).fit(frame)

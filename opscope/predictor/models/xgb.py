@@ -15,15 +15,21 @@ from opscope.targets.spec import TargetSpec
 MODEL_FILE = "model.xgb.json"
 
 
+#: the loss on log latency: squared error (the mean) or absolute error (the median)
+LOSSES = {"squared": "reg:squarederror", "absolute": "reg:absoluteerror"}
+
+
 class XGBEngine:
     """``n_models`` boosters on the same rows, seeds ``seed .. seed + n_models - 1`` (row and column
     subsampling differ), their outputs averaged: bagging over the subsampling's randomness."""
 
     def __init__(self, n_estimators: int, max_depth: int, learning_rate: float, subsample: float,
                  colsample_bytree: float, min_child_weight: float, reg_lambda: float, seed: int,
-                 n_models: int = 1) -> None:
+                 n_models: int = 1, loss: str = "squared") -> None:
+        if loss not in LOSSES:
+            raise PredictorError(f"loss {loss!r}: expected one of {', '.join(LOSSES)}")
         self.params = {
-            "objective": "reg:squarederror",
+            "objective": LOSSES[loss],
             "tree_method": "hist",
             "max_depth": max_depth,
             "eta": learning_rate,
@@ -121,11 +127,13 @@ class XGBoostPredictor(LearnedPredictor):
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, seed: int = 0, analytical_features: bool = True,
                  specs: Mapping[str, TargetSpec] | None = None, target: str = "latency",
-                 program_features: bool = False, default_weight: float = 3.0, n_models: int = 5) -> None:
+                 program_features: bool = False, default_weight: float = 3.0, n_models: int = 5,
+                 loss: str = "squared") -> None:
         super().__init__(analytical_features=analytical_features, specs=specs, target=target,
                          program_features=program_features)
         self.default_weight = default_weight
         self.n_models = n_models
+        self.loss = loss
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -144,4 +152,5 @@ class XGBoostPredictor(LearnedPredictor):
 
     def _engine(self) -> XGBEngine:
         return XGBEngine(self.n_estimators, self.max_depth, self.learning_rate, self.subsample,
-                         self.colsample_bytree, self.min_child_weight, self.reg_lambda, self.seed, self.n_models)
+                         self.colsample_bytree, self.min_child_weight, self.reg_lambda, self.seed, self.n_models,
+                         self.loss)
