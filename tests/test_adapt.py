@@ -109,19 +109,6 @@ def test_adapted_beats_base_and_scratch_on_held_out_operators(machines):
     assert err_ad < err_scratch, (err_ad, err_scratch)
 
 
-def test_none_keeps_the_base_and_auto_scores_it_on_the_rows(machines):
-    a, _, base, specs = machines
-    b = retarget(a, TARGET)  # machine B is machine A: the base is already right
-    rows = b.iloc[::3].reset_index(drop=True)
-    y = rows["latency_median_s"].to_numpy()
-    none = AdaptedPredictor(base, correction="none", specs=specs).fit(rows)
-    np.testing.assert_allclose(none.predict(b), base.predict(b), rtol=1e-12)
-    ad = AdaptedPredictor(base, specs=specs).fit(rows)
-    # the folds hold out every row once and "none" fits nothing: its CV error is the base's median APE
-    assert ad.cv_errors_["none"] == pytest.approx(np.median(np.abs(base.predict(rows) - y) / y))
-    assert ad.chosen_ == min(ad.cv_errors_, key=ad.cv_errors_.get)
-
-
 def test_auto_prefers_ridge_when_the_law_depends_on_kind_and_threads(machines):
     _, b, base, specs = machines
     rows = b.iloc[::5].reset_index(drop=True)

@@ -15,9 +15,8 @@ Two steps, both on store frames:
    on the rows' features (which include the new machine's ``m_*`` features and analytical estimate
    from its spec, measured by ``opscope probe`` when it was run).  ``correction`` is ``"boost"``
    (shallow gradient-boosted trees, started at the median residual), ``"ridge"`` (a ridge on a few
-   operator-level features), ``"shift"`` (the median residual alone), ``"none"`` (the base unchanged)
-   or ``"auto"`` (default: the one of those four with the lowest median error when cross-validated
-   over the rows' operators, each fold
+   operator-level features), ``"shift"`` (the median residual alone) or ``"auto"`` (default: the one of
+   those three with the lowest median error when cross-validated over the rows' operators, each fold
    holding out whole operators, so the choice is made for operators the rows do not contain; boosting
    only from ``BOOST_MIN_ROWS`` rows).
 
@@ -57,10 +56,9 @@ from opscope.predictor.models.persist import (
 )
 from opscope.targets.spec import TargetSpec
 
-CORRECTIONS = ("auto", "boost", "ridge", "shift", "none")
-#: what ``auto`` chooses among, simplest first (a tie goes to the simpler one); ``none`` keeps the base
-#: predictor's own latencies, for a base already right in scale on the new machine
-_AUTO = ("none", "shift", "ridge", "boost")
+CORRECTIONS = ("auto", "boost", "ridge", "shift")
+#: what ``auto`` chooses among, simplest first (a tie goes to the simpler one)
+_AUTO = ("shift", "ridge", "boost")
 #: ``auto`` considers boosting only from this many rows: below it, trees of depth 2 with at least two rows
 #: per leaf are fitted to a handful of operators and, measured on held-out ones, cost ranking accuracy
 BOOST_MIN_ROWS = 30
@@ -256,7 +254,7 @@ class AdaptedPredictor(FramePredictor):
         for stale in ("coef_", "center_", "scale_"):
             self.__dict__.pop(stale, None)
         resid = np.log(y) - np.log(base_pred)
-        self.offset_ = 0.0 if method == "none" else float(np.median(resid))
+        self.offset_ = float(np.median(resid))
         self.n_train_ = len(frame)
         self.schema_ = fit_schema(frame, analytical=True)
         self.engine_: Any = None
