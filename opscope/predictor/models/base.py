@@ -225,8 +225,7 @@ class LearnedPredictor(FramePredictor):
         """Log of what the engine's output is relative to (0 for plain log latency)."""
         if self.target == "latency":
             return np.zeros(len(feats.X))
-        roof = np.maximum(feats.roofline_s, feats.analytical_threads_s)
-        return np.log(np.where(np.isfinite(roof) & (roof > 0), roof, 1e-6))
+        return np.log(_bound_s(feats))
 
     def features(self, frame: pd.DataFrame) -> Features:
         self._check_fitted()
