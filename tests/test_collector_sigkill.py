@@ -35,16 +35,22 @@ def _count(db) -> int:
         return st.count()
 
 
-def test_sigkill_mid_collection_then_resume(tmp_path):
-    db = str(tmp_path / "r.db")
-    total = 3 * 6 * 2
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, db, "0.05", TESTS])
-    deadline = time.monotonic() + 120
-    while _count(db) < 8 and time.monotonic() < deadline and proc.poll() is None:
+def _kill_once(script: str, db: str, delay_s: str, count, at_least: int, within_s: float) -> int:
+    """Run ``script`` on ``db`` in a child process, SIGKILL it once ``count(db)`` reaches ``at_least``
+    (or it ends, or ``within_s`` pass), and return ``count(db)`` after the kill."""
+    proc = subprocess.Popen([sys.executable, "-c", script, db, delay_s, TESTS])
+    deadline = time.monotonic() + within_s
+    while count(db) < at_least and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = _count(db)
+    return count(db)
+
+
+def test_sigkill_mid_collection_then_resume(tmp_path):
+    db = str(tmp_path / "r.db")
+    total = 3 * 6 * 2
+    killed_at = _kill_once(SCRIPT, db, "0.05", _count, 8, 120)
     assert 8 <= killed_at < total, "the kill must land in the middle of the collection"
     df = load_dataframe(db)
     assert len(df) == killed_at and (df["status"] == "ok").all()  # no corrupt or partial row
@@ -88,13 +94,7 @@ def test_sigkill_mid_search_then_resume(tmp_path):
     import json
 
     db = str(tmp_path / "s.db")
-    proc = subprocess.Popen([sys.executable, "-c", SEARCH_SCRIPT, db, "0.3", TESTS])
-    deadline = time.monotonic() + 240
-    while _searched(db) < 4 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = _searched(db)
+    killed_at = _kill_once(SEARCH_SCRIPT, db, "0.3", _searched, 4, 240)
     assert 4 <= killed_at < 12, "the kill must land in the middle of the search"
     first = load_dataframe(db)
     assert (first["status"] == "ok").all()  # no corrupt or partial row
