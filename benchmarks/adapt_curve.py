@@ -55,6 +55,11 @@ DATASETS = {
                     for name in ("v3", "edges-v1", "nice-v1", "deep-v1", "torch-v1", "lowres-v1", "lowres-more-v1")),
               {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "32K", "L2": "1M", "L3": "32M"},
                "tvm_target": {"mcpu": "znver4"}}, 2.596e9),
+    # zoo-cpu-v2's schedules measured again on a 2-vCPU AMD EPYC of the next generation (Zen 5,
+    # LLVM znver5; datasets/zen5-zoo-v1/DATASHEET.md): the shipped Zen 4 predictor on a new machine
+    "zen5": (ROOT / "datasets/zen5-zoo-v1/measurements.parquet",
+             {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "48K", "L2": "1M", "L3": "32M"},
+              "tvm_target": {"mcpu": "znver5"}}, 2.596e9),
 }
 LABEL = "latency_min_s"
 
@@ -139,7 +144,7 @@ def same_schedule_spread(src: pd.DataFrame, dst: pd.DataFrame) -> tuple[int, flo
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,space:host-cpu-v1,space:xeon16")
+    ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,space:host-cpu-v1,space:xeon16,space:zen5")
     ap.add_argument("--ks", default="0,10,25,50,100,200")
     ap.add_argument("--base", default="xgboost", help="base predictor(s), comma separated")
     ap.add_argument("--correction", default="auto")

@@ -89,6 +89,10 @@ def main() -> int:
     ap.add_argument("--throughput-rows", type=int, default=200_000)
     ap.add_argument("--train", type=Path, nargs="+", default=None, help="training data (with --test)")
     ap.add_argument("--test", type=Path, nargs="+", default=None, help="held-out data (with --train)")
+    ap.add_argument("--again", type=Path, nargs="+", default=None,
+                    help="with --test: the same schedules measured again in another collection (another run, day or "
+                         "host): prints the floor between runs beside the one between workers, and scores the "
+                         "predictors on it too")
     ap.add_argument("--params", default="", help="predictor hyperparameters for --train, e.g. target=per_roofline")
     ap.add_argument("--space-cv", type=int, default=0, metavar="K",
                     help="with --train: first score each predictor by K-fold cross-validation over the training "
@@ -183,15 +187,35 @@ def space_cv(train: pd.DataFrame, y: np.ndarray, names: list[str], params: dict,
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
+def _again_rows(test: pd.DataFrame, again: pd.DataFrame, preds: dict[str, np.ndarray], label: str,
+                between_runs) -> list[dict]:
+    """Rows for the table from a second collection of the test schedules: each predictor scored on it,
+    the floor between the two runs, and that floor once the runs' speed ratio is divided out."""
+    keys = ["workload_key", "schedule_id", "threads"]
+    both = test.assign(_row=np.arange(len(test))).merge(again[keys + [label]], on=keys, suffixes=("", "_again"))
+    if both.empty:
+        return []
+    from opscope.predictor.evaluation.metrics import accuracy_table, error_parts
+
+    y = both[f"{label}_again"].to_numpy(float)
+    rows = [{"predictor": f"{n}, scored on --again", **accuracy_table(both, p[both["_row"]], y),
+             **error_parts(both, p[both["_row"]], y)} for n, p in preds.items()]
+    rows.append({"predictor": "between runs (--again -> --test)", **between_runs(test, again, label)})
+    scaled = between_runs(test, again, label, rescale=True)
+    rows.append({"predictor": f"between runs, speed ratio x{scaled.pop('scale'):.3f} divided out", **scaled})
+    return rows
+
+
 def unseen(args: argparse.Namespace) -> int:
     """Train on ``--train``, score on ``--test`` (its workloads removed from training), per thread count."""
     from opscope.predictor.evaluation.metrics import accuracy_table, error_parts
-    from opscope.predictor.evaluation.noise import noise_floor
+    from opscope.predictor.evaluation.noise import between_runs, noise_floor
     from opscope.predictor.models.base import outside_training
     from opscope.predictor.models.baseline import RateBaseline
 
     train = pd.concat([read_frame(p, label=args.label) for p in args.train], ignore_index=True)
     test = pd.concat([read_frame(p, label=args.label) for p in args.test], ignore_index=True)
+    again = pd.concat([read_frame(p, label=args.label) for p in args.again], ignore_index=True) if args.again else None
     held = set(test["workload_key"])
     shared = train["workload_key"].isin(held)
     if shared.any():
@@ -228,6 +252,9 @@ def unseen(args: argparse.Namespace) -> int:
         floor = noise_floor(test[sub].reset_index(drop=True), args.label)
         if floor:
             part.append({"predictor": "noise floor (worker 2 -> worker 1)", **floor})
+        if again is not None:
+            part += _again_rows(test[sub].reset_index(drop=True), again, {n: p[sub] for n, p in preds.items()},
+                                args.label, between_runs)
         print("\noperators of models never seen, " + ("all thread counts:" if t is None else f"threads = {t}:"))
         print(pd.DataFrame(part).reindex(columns=cols + PARTS).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if outside is not None and outside.any():

@@ -60,3 +60,16 @@ def test_rate_baseline_predicts_flops_over_the_median_rate():
     # dense: median of 1, 2, 4 GFLOP/s = 2 -> 3 s; conv2d at 2 threads unseen -> its kind's 2 GFLOP/s -> 2 s;
     # pool never seen -> all rows' median rate (1, 2, 4, 2 GFLOP/s -> 2) -> 1 s
     assert base.predict(test).tolist() == pytest.approx([3.0, 2.0, 1.0])
+
+
+def test_between_runs_rescaled_removes_the_runs_speed_ratio_only():
+    a = _rows([(1.0, 1.0), (2.0, 2.0), (4.0, 4.0)])
+    # run b is 2x slower on every schedule, and the third one 1.2 x 2 slower still
+    b = a.assign(latency_min_s=[2.0, 4.0, 9.6])
+    raw = between_runs(a, b)
+    assert raw["median_ape"] == pytest.approx(1.0)  # APEs 1.0, 1.0, 1.4
+    scaled = between_runs(a, b, rescale=True)
+    assert scaled["scale"] == pytest.approx(2.0)  # median of b / a = 2, 2, 2.4
+    assert scaled["median_ape"] == pytest.approx(0.0)  # APEs 0, 0, 0.2 after dividing by 2
+    assert scaled["within10"] == pytest.approx(2 / 3)
+    assert between_runs(a, b.assign(schedule_id="other"), rescale=True) == {}

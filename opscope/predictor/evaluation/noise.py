@@ -53,10 +53,20 @@ def noise_floor(frame: pd.DataFrame, label: str = "latency_min_s") -> dict[str, 
     return accuracy_table(sub, lat[keep, 1], lat[keep, 0])
 
 
-def between_runs(a: pd.DataFrame, b: pd.DataFrame, label: str = "latency_min_s") -> dict[str, float]:
-    """Run ``b``'s latency predicting run ``a``'s, over the (workload, schedule, threads) both measured."""
+def between_runs(a: pd.DataFrame, b: pd.DataFrame, label: str = "latency_min_s",
+                 rescale: bool = False) -> dict[str, float]:
+    """Run ``b``'s latency predicting run ``a``'s, over the (workload, schedule, threads) both measured.
+
+    With ``rescale``, ``b`` is first divided by the runs' speed ratio, the median of ``b / a`` over
+    those rows (returned as ``scale``): what is left is the disagreement that no single factor for
+    the whole run, such as a faster host of the same instance type, explains.
+    """
     keys = ["workload_key", "schedule_id", "threads"]
     both = a.merge(b[keys + [label]], on=keys, suffixes=("", "_b"))
     if both.empty:
         return {}
-    return accuracy_table(both, both[f"{label}_b"].to_numpy(float), both[label].to_numpy(float))
+    pred, true = both[f"{label}_b"].to_numpy(float), both[label].to_numpy(float)
+    if not rescale:
+        return accuracy_table(both, pred, true)
+    scale = float(np.exp(np.median(np.log(pred / true))))
+    return {**accuracy_table(both, pred / scale, true), "scale": scale}
