@@ -4,11 +4,14 @@ shipped dataset, on every held-out split, plus prediction throughput against the
     python benchmarks/predictor_accuracy.py                       # first dataset under datasets/
     python benchmarks/predictor_accuracy.py --data runs.parquet --splits unseen-shapes,random
     python benchmarks/predictor_accuracy.py --train space.parquet --test zoo.parquet   # models never seen
+    python benchmarks/predictor_accuracy.py --train space.parquet --test zoo.parquet --again zoo-rerun.parquet
 
 With ``--train``/``--test`` the predictors learn from the first and are scored on the second, whose
 workloads are removed from the training rows (operators of models never seen); beside them stand the
 naive GFLOP/s-per-kind baseline and the noise floor (worker 2 of each measurement predicting worker 1,
-for rows measured with ``--workers 2``).
+for rows measured with ``--workers 2``).  ``--again`` names a second collection of the test set's
+schedules (another run, day or host): the floor between the two runs, raw and with their speed
+ratio divided out, and each predictor scored on that collection join the table.
 
 Goals (issue 4): calibrated MAPE <= 10 % on unseen shapes; >= 90 % of held-out models' totals
 within +-10 %; top-1 peak score >= 0.9; >= 100,000 predictions per second.
