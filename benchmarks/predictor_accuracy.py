@@ -190,15 +190,16 @@ def space_cv(train: pd.DataFrame, y: np.ndarray, names: list[str], params: dict,
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
-def _again_rows(test: pd.DataFrame, again: pd.DataFrame, preds: dict[str, np.ndarray], label: str,
-                between_runs) -> list[dict]:
+def _again_rows(test: pd.DataFrame, again: pd.DataFrame, preds: dict[str, np.ndarray], label: str) -> list[dict]:
     """Rows for the table from a second collection of the test schedules: each predictor scored on it,
     the floor between the two runs, and that floor once the runs' speed ratio is divided out."""
+    from opscope.predictor.evaluation.metrics import accuracy_table, error_parts
+    from opscope.predictor.evaluation.noise import between_runs
+
     keys = ["workload_key", "schedule_id", "threads"]
     both = test.assign(_row=np.arange(len(test))).merge(again[keys + [label]], on=keys, suffixes=("", "_again"))
     if both.empty:
         return []
-    from opscope.predictor.evaluation.metrics import accuracy_table, error_parts
 
     y = both[f"{label}_again"].to_numpy(float)
     rows = [{"predictor": f"{n}, scored on --again", **accuracy_table(both, p[both["_row"]], y),
@@ -212,7 +213,7 @@ def _again_rows(test: pd.DataFrame, again: pd.DataFrame, preds: dict[str, np.nda
 def unseen(args: argparse.Namespace) -> int:
     """Train on ``--train``, score on ``--test`` (its workloads removed from training), per thread count."""
     from opscope.predictor.evaluation.metrics import accuracy_table, error_parts
-    from opscope.predictor.evaluation.noise import between_runs, noise_floor
+    from opscope.predictor.evaluation.noise import noise_floor
     from opscope.predictor.models.base import outside_training
     from opscope.predictor.models.baseline import RateBaseline
 
@@ -257,7 +258,7 @@ def unseen(args: argparse.Namespace) -> int:
             part.append({"predictor": "noise floor (worker 2 -> worker 1)", **floor})
         if again is not None:
             part += _again_rows(test[sub].reset_index(drop=True), again, {n: p[sub] for n, p in preds.items()},
-                                args.label, between_runs)
+                                args.label)
         print("\noperators of models never seen, " + ("all thread counts:" if t is None else f"threads = {t}:"))
         print(pd.DataFrame(part).reindex(columns=cols + PARTS).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if outside is not None and outside.any():
