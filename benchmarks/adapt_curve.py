@@ -60,6 +60,10 @@ DATASETS = {
     "zen5": (ROOT / "datasets/zen5-zoo-v1/measurements.parquet",
              {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "48K", "L2": "1M", "L3": "32M"},
               "tvm_target": {"mcpu": "znver5"}}, 2.596e9),
+    # the first 289 operators of space-cpu-v3 on that Zen 5 VM (datasets/space-cpu-zen5-v1/DATASHEET.md)
+    "space-zen5": (ROOT / "datasets/space-cpu-zen5-v1/measurements.parquet",
+                   {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "48K", "L2": "1M", "L3": "32M"},
+                    "tvm_target": {"mcpu": "znver5"}}, 2.596e9),
 }
 LABEL = "latency_min_s"
 
