@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     new = retarget(new, args.test)
     own = {args.old: s_old, args.test: s_test}
     one = retarget(old, args.test)
-    runs = [(f"{args.new} alone", new, own),
-            (f"{args.old} + {args.new}, one spec", pd.concat([one, new], ignore_index=True), own),
-            (f"{args.old} + {args.new}, a spec each", pd.concat([old, new], ignore_index=True), own)]
+    runs = [(f"{args.new} alone", new),
+            (f"{args.old} + {args.new}, one spec", pd.concat([one, new], ignore_index=True)),
+            (f"{args.old} + {args.new}, a spec each", pd.concat([old, new], ignore_index=True))]
     rows = []
-    for name, frame, specs in runs:
+    for name, frame in runs:
         t0 = time.perf_counter()
-        pred = make_predictor("xgboost", specs=specs).fit(frame, frame[LABEL].to_numpy())
+        pred = make_predictor("xgboost", specs=own).fit(frame, frame[LABEL].to_numpy())
         m = accuracy_table(test, pred.predict(test), test[LABEL].to_numpy())
         rows.append({**m, "training": name, "rows": len(frame), "operators": frame["workload_key"].nunique(),
                      "seconds": time.perf_counter() - t0})
