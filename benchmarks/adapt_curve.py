@@ -39,6 +39,9 @@ from opscope.predictor.evaluation.metrics import accuracy_table
 from opscope.predictor.features.machine import retarget, spec_from_fingerprint, store_fingerprints
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the 2-vCPU AMD EPYC (Zen 5) VM of datasets/zen5-zoo-v1 and space-cpu-zen5-v1, from their datasheets
+_ZEN5 = {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "48K", "L2": "1M", "L3": "32M"},
+         "tvm_target": {"mcpu": "znver5"}}
 #: dataset -> (path, fingerprint or None to read it from the store's machines table, clock in Hz)
 DATASETS = {
     # DATASHEET.md of each: the fingerprints as stored when the data was measured
@@ -57,13 +60,9 @@ DATASETS = {
                "tvm_target": {"mcpu": "znver4"}}, 2.596e9),
     # zoo-cpu-v2's schedules measured again on a 2-vCPU AMD EPYC of the next generation (Zen 5,
     # LLVM znver5; datasets/zen5-zoo-v1/DATASHEET.md): the shipped Zen 4 predictor on a new machine
-    "zen5": (ROOT / "datasets/zen5-zoo-v1/measurements.parquet",
-             {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "48K", "L2": "1M", "L3": "32M"},
-              "tvm_target": {"mcpu": "znver5"}}, 2.596e9),
-    # the first 289 operators of space-cpu-v3 on that Zen 5 VM (datasets/space-cpu-zen5-v1/DATASHEET.md)
-    "space-zen5": (ROOT / "datasets/space-cpu-zen5-v1/measurements.parquet",
-                   {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "48K", "L2": "1M", "L3": "32M"},
-                    "tvm_target": {"mcpu": "znver5"}}, 2.596e9),
+    "zen5": (ROOT / "datasets/zen5-zoo-v1/measurements.parquet", _ZEN5, 2.596e9),
+    # space-cpu-v3's 420 default-space operators on that Zen 5 VM (datasets/space-cpu-zen5-v1/DATASHEET.md)
+    "space-zen5": (ROOT / "datasets/space-cpu-zen5-v1/measurements.parquet", _ZEN5, 2.596e9),
 }
 LABEL = "latency_min_s"
 
