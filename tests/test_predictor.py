@@ -331,10 +331,11 @@ def test_xgboost_averages_its_seeded_members_and_saves_each(frame, tmp_path):
     from opscope.predictor.models import xgb
 
     rows = frame.reset_index(drop=True)
-    three = xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=3, seed=7, specs=SPECS).fit(rows)
+    # the boosters alone (nn_weight=0): the network beside them has its own test below
+    three = xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=3, seed=7, nn_weight=0, specs=SPECS).fit(rows)
     assert len(three.engine_.boosters) == 3
     # each member is the one-booster predictor of its seed: 7, 8, 9; the ensemble is their mean log
-    singles = [xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=1, seed=s, specs=SPECS).fit(rows)
+    singles = [xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=1, seed=s, nn_weight=0, specs=SPECS).fit(rows)
                for s in (7, 8, 9)]
     logs = np.array([np.log(p.predict(rows)) for p in singles])
     assert not np.allclose(logs[0], logs[1])  # the seeds differ, so averaging does something
@@ -363,10 +364,57 @@ def test_xgboost_absolute_loss_fits_the_median(frame):
 
     y = frame["latency_median_s"].to_numpy()
     kw = dict(n_estimators=1, max_depth=1, min_child_weight=1e12, learning_rate=1.0, subsample=1.0,
-              colsample_bytree=1.0, n_models=1, default_weight=1.0, reg_lambda=0.0, specs=SPECS)
+              colsample_bytree=1.0, n_models=1, default_weight=1.0, reg_lambda=0.0, nn_weight=0, specs=SPECS)
     med = xgb.XGBoostPredictor(loss="absolute", **kw).fit(frame).predict(frame.iloc[:3])
     mean = xgb.XGBoostPredictor(loss="squared", **kw).fit(frame).predict(frame.iloc[:3])
     np.testing.assert_allclose(np.log(med), np.median(np.log(y)), atol=0.02)
     np.testing.assert_allclose(np.log(mean), np.mean(np.log(y)), atol=1e-3)
     with pytest.raises(PredictorError, match="loss 'cubic': expected one of squared, absolute"):
         xgb.XGBoostPredictor(loss="cubic", **kw).fit(frame)
+
+
+def test_mlp_engine_learns_a_linear_law_and_clips_what_it_cannot_know():
+    from opscope.predictor.models.mlp import MLPEngine
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(2000, 3))
+    X[::7, 2] = np.nan  # a missing feature is the training mean
+    y = 2.0 * X[:, 0] - X[:, 1]  # in [-3, 3]
+    eng = MLPEngine(hidden=(32, 32), epochs=40, seed=1).fit(X, y)
+    probe = np.array([[0.5, -0.5, 0.0], [-0.25, 0.25, np.nan]])
+    np.testing.assert_allclose(eng.predict(probe), [2 * 0.5 + 0.5, 2 * -0.25 - 0.25], atol=0.1)
+    # far outside the training rows a network extrapolates; the output stops at max(y) + 1 and min(y) - 1
+    far = eng.predict(np.array([[1e3, -1e3, 0.0], [-1e3, 1e3, 0.0]]))
+    np.testing.assert_allclose(far, [y.max() + 1.0, y.min() - 1.0])
+
+
+def test_xgboost_with_a_network_blends_in_log_and_round_trips(frame, tmp_path):
+    from opscope.predictor.models import xgb
+
+    rows = frame.reset_index(drop=True)
+    kw = dict(n_estimators=20, max_depth=4, n_models=1, seed=3, specs=SPECS)
+    both = xgb.XGBoostPredictor(nn_weight=0.25, **kw).fit(rows)
+    trees = xgb.XGBoostPredictor(nn_weight=0, **kw).fit(rows)
+    assert trees.engine_.mlp is None
+    X = both.features(rows).X
+    net = both.engine_.mlp.predict(X)
+    # the same boosters (same seed and rows), then 0.75 of their log latency plus 0.25 of the network's
+    np.testing.assert_allclose(np.log(both.predict(rows)), 0.75 * np.log(trees.predict(rows)) + 0.25 * net, rtol=1e-6)
+    out = persist.save_predictor(both, tmp_path / "both")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["engine"]["mlp"] == {"file": "model.mlp.npz", "weight": 0.25}
+    np.testing.assert_allclose(persist.load_predictor(out, specs=SPECS).predict(rows), both.predict(rows), rtol=1e-9)
+    (out / "model.mlp.npz").write_bytes(b"not an npz")
+    with pytest.raises(PredictorError, match="model.mlp.npz: not a readable MLP model"):
+        persist.load_predictor(out, specs=SPECS)
+    meta["engine"]["mlp"]["weight"] = 1.5
+    (out / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match=r"engine.mlp.weight' must be a number in \(0, 1\), got 1.5"):
+        persist.load_predictor(out, specs=SPECS)
+    meta["engine"]["mlp"] = {"file": "../x.npz", "weight": 0.25}
+    (out / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match="engine.mlp.file"):
+        persist.load_predictor(out, specs=SPECS)
+    assert not (tmp_path / "x.npz").exists()
+    with pytest.raises(PredictorError, match=r"nn_weight must be a number in \[0, 1\), got 1"):
+        xgb.XGBoostPredictor(nn_weight=1, **kw).fit(rows)
