@@ -117,3 +117,16 @@ def test_predict_a_layer_table_model(data, tmp_path, capsys):
     # the total is the count-weighted sum of the per-operator predictions
     total = df.loc[df["op"] == "TOTAL", "total_us"].item()
     assert total == pytest.approx((body["predicted_us"] * body["count"]).sum(), rel=1e-9)
+
+
+def test_train_no_network_saves_the_boosters_alone(data, tmp_path, capsys):
+    both, trees = tmp_path / "both", tmp_path / "trees"
+    assert main(["train", "--store", str(data), "--out", str(both)]) == 0
+    assert main(["train", "--store", str(data), "--no-network", "--out", str(trees)]) == 0
+    assert json.loads((both / "metadata.json").read_text())["engine"]["mlp"]["weight"] == 0.4
+    meta = json.loads((trees / "metadata.json").read_text())
+    assert "mlp" not in meta["engine"] and meta["params"]["nn_weight"] == 0.0
+    assert (both / "model.mlp.npz").is_file() and not (trees / "model.mlp.npz").exists()
+    capsys.readouterr()
+    assert main(["train", "--store", str(data), "--model", "linear", "--no-network", "--out", str(tmp_path / "l")]) == 2
+    assert "--no-network: --model linear has no network (xgboost does)" in capsys.readouterr().err

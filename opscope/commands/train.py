@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learn", default=None, choices=("latency", "per_roofline"),
                         help="what a learned model regresses: log latency (default), or log latency over the "
                              "row's roofline bound (per_roofline: carries the operator's scale)")
+    parser.add_argument("--no-network", action="store_true",
+                        help="xgboost: the boosters alone, without the small network blended beside them "
+                             "(faster to fit and to predict; docs/predictor.md)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -89,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         if "target" not in PREDICTORS[args.model]().get_params():
             raise PredictorError(f"--learn: --model {args.model} has no such choice (xgboost does)")
         params["target"] = args.learn
+    if args.no_network:
+        if "nn_weight" not in PREDICTORS[args.model]().get_params():
+            raise PredictorError(f"--no-network: --model {args.model} has no network (xgboost does)")
+        params["nn_weight"] = 0.0
     pred = make_predictor(args.model, **params)
     print(f"training {args.model} on {len(frame)} rows ({frame['workload_key'].nunique()} workloads)...",
           file=sys.stderr, flush=True)
