@@ -71,7 +71,10 @@ def throughput(frame: pd.DataFrame, name: str, n: int, label: str) -> dict[str, 
     w1, c1 = time.perf_counter(), time.process_time()
     feats = pred.features(big)
     w2, c2 = time.perf_counter(), time.process_time()
-    pred.engine_.predict(feats.X)
+    if hasattr(pred, "engine_output"):  # a learned predictor (a mixed engine also needs the rows' bounds)
+        pred.engine_output(big, feats)
+    else:
+        pred.engine_.predict(feats.X)
     w3, c3 = time.perf_counter(), time.process_time()
     # the dataset's own rows, each once: features are computed once per distinct row, so a frame of
     # repeated rows (``big``) is faster than one whose rows all differ (what a search ranks)

@@ -418,3 +418,34 @@ def test_xgboost_with_a_network_blends_in_log_and_round_trips(frame, tmp_path):
     assert not (tmp_path / "x.npz").exists()
     with pytest.raises(PredictorError, match=r"nn_weight must be a number in \[0, 1\), got 1"):
         xgb.XGBoostPredictor(nn_weight=1, **kw).fit(rows)
+
+
+def test_mixed_target_splits_the_boosters_between_latency_and_latency_over_the_bound(frame, tmp_path):
+    from opscope.predictor.models import xgb
+    from opscope.predictor.models.base import _bound_s
+
+    rows = frame.reset_index(drop=True)
+    mixed = xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=2, seed=5, nn_weight=0, target="mixed",
+                                 specs=SPECS).fit(rows)
+    assert mixed.engine_.targets == ["latency", "per_roofline"]
+    feats = mixed.features(rows)
+    log_bound = np.log(_bound_s(feats))
+    plain, over = mixed.engine_.boosters
+    # member 0 predicts log latency; member 1 log(latency / bound), its bound given as XGBoost's base margin
+    by_hand = 0.5 * (plain.inplace_predict(feats.X, missing=np.nan)
+                     + over.inplace_predict(feats.X, missing=np.nan, base_margin=log_bound))
+    np.testing.assert_allclose(np.log(mixed.predict(rows)), by_hand, rtol=1e-6)
+    # without the margin the second member is far off: the bound matters to it
+    assert np.median(np.abs(over.inplace_predict(feats.X, missing=np.nan) - np.log(rows["latency_median_s"]))) > 1.0
+    out = persist.save_predictor(mixed, tmp_path / "mixed")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["engine"]["targets"] == ["latency", "per_roofline"]
+    np.testing.assert_allclose(persist.load_predictor(out, specs=SPECS).predict(rows), mixed.predict(rows), rtol=1e-9)
+    meta["engine"]["targets"] = ["latency"]
+    (out / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match="engine.targets' must list 'latency' or 'per_roofline' for each of the 2"):
+        persist.load_predictor(out, specs=SPECS)
+    forest = _make("random_forest")
+    forest.target = "mixed"  # no constructor of an engine without members offers it; fit still refuses it
+    with pytest.raises(PredictorError, match="target 'mixed': RandomForestPredictor has no members"):
+        forest.fit(rows)

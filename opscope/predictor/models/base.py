@@ -176,8 +176,9 @@ def unseen_kind_ratio(frame: pd.DataFrame, feats: Features, y: np.ndarray) -> fl
 
 #: what a learned predictor regresses: log latency itself, or log of latency over the roofline bound of
 #: the row (its compute peak scaled to the thread share), which carries the operator's scale, so that a
-#: tree ensemble need not extrapolate latency to operators larger or smaller than those it saw
-TARGETS = ("latency", "per_roofline")
+#: tree ensemble need not extrapolate latency to operators larger or smaller than those it saw, or
+#: (``mixed``, an engine with members: XGBoost) half its members one and half the other, averaged
+TARGETS = ("latency", "per_roofline", "mixed")
 
 
 class LearnedPredictor(FramePredictor):
@@ -207,7 +208,13 @@ class LearnedPredictor(FramePredictor):
         feats = build_features(frame, self.schema_, specs_from(self.specs))
         weight = self._weights(frame)
         engine, X, target = self._engine(), self._matrix(frame, feats), np.log(y) - self._anchor(feats)
-        self.engine_ = engine.fit(X, target) if weight is None else engine.fit(X, target, weight=weight)
+        kw: dict = {} if weight is None else {"weight": weight}
+        if self.target == "mixed":
+            if not getattr(engine, "takes_offset", False):
+                raise PredictorError(f"target 'mixed': {type(self).__name__} has no members to split "
+                                     "between the two targets (xgboost has)")
+            kw["offset"] = np.log(_bound_s(feats))
+        self.engine_ = engine.fit(X, target, **kw)
         self.n_train_ = len(frame)
         self.unseen_kind_log_ratio_ = unseen_kind_ratio(frame, feats, y)
         return self
@@ -222,10 +229,18 @@ class LearnedPredictor(FramePredictor):
         return np.hstack([feats.X, prog])
 
     def _anchor(self, feats: Features) -> np.ndarray:
-        """Log of what the engine's output is relative to (0 for plain log latency)."""
-        if self.target == "latency":
+        """Log of what the engine's output is relative to (0 for plain log latency; a mixed engine is
+        given the bound itself, per member)."""
+        if self.target in ("latency", "mixed"):
             return np.zeros(len(feats.X))
         return np.log(_bound_s(feats))
+
+    def engine_output(self, frame: pd.DataFrame, feats: Features) -> np.ndarray:
+        """The engine's predicted log latency for ``feats`` (before rows of unseen kinds are replaced)."""
+        X = self._matrix(frame, feats)
+        if self.target == "mixed":
+            return self.engine_.predict(X, offset=np.log(_bound_s(feats)))
+        return self.engine_.predict(X) + self._anchor(feats)
 
     def features(self, frame: pd.DataFrame) -> Features:
         self._check_fitted()
@@ -233,7 +248,7 @@ class LearnedPredictor(FramePredictor):
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         feats = self.features(frame)
-        out = np.exp(self.engine_.predict(self._matrix(frame, feats)) + self._anchor(feats))
+        out = np.exp(self.engine_output(frame, feats))
         ratio = getattr(self, "unseen_kind_log_ratio_", None)
         ranges = getattr(self, "training_ranges_", None)
         if ratio is not None and ranges:

@@ -24,17 +24,27 @@ class XGBEngine:
     """``n_models`` boosters on the same rows, seeds ``seed .. seed + n_models - 1`` (row and column
     subsampling differ), their outputs averaged: bagging over the subsampling's randomness.  With
     ``nn_weight`` > 0 a small network (``MLPEngine``) is trained on the same rows too, and the output
-    is ``(1 - nn_weight) * boosters + nn_weight * network`` in log latency."""
+    is ``(1 - nn_weight) * boosters + nn_weight * network`` in log latency.
+
+    With ``mixed=True`` every second member (seeds ``seed + 1, seed + 3, ...``) regresses log latency
+    over the row's bound, given to ``fit`` and ``predict`` as ``offset`` (the log bound, XGBoost's
+    base margin), and the others log latency itself: two views of one operator's scale, averaged."""
+
+    #: ``fit`` and ``predict`` take ``offset`` (needed when ``mixed``)
+    takes_offset = True
 
     def __init__(self, n_estimators: int, max_depth: int, learning_rate: float, subsample: float,
                  colsample_bytree: float, min_child_weight: float, reg_lambda: float, seed: int,
-                 n_models: int = 1, loss: str = "squared", nn_weight: float = 0.0) -> None:
+                 n_models: int = 1, loss: str = "squared", nn_weight: float = 0.0, mixed: bool = False) -> None:
         if loss not in LOSSES:
             raise PredictorError(f"loss {loss!r}: expected one of {', '.join(LOSSES)}")
         if isinstance(nn_weight, bool) or not isinstance(nn_weight, (int, float)) or not 0.0 <= nn_weight < 1.0:
             raise PredictorError(f"nn_weight must be a number in [0, 1), got {nn_weight!r}")
         self.nn_weight = float(nn_weight)
         self.mlp: MLPEngine | None = None
+        self.mixed = bool(mixed)
+        #: per member, "latency" or "per_roofline" (what it regresses)
+        self.targets: list[str] = []
         self.params = {
             "objective": LOSSES[loss],
             "tree_method": "hist",
@@ -60,20 +70,33 @@ class XGBEngine:
         """The first member (the only one when ``n_models`` is 1)."""
         return self.boosters[0] if self.boosters else None
 
-    def fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> XGBEngine:
+    def fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None,
+            offset: np.ndarray | None = None) -> XGBEngine:
         import xgboost as xgb
 
-        dtrain = xgb.DMatrix(X, label=y, weight=weight, missing=np.nan)
+        self.targets = [("per_roofline" if self.mixed and j % 2 else "latency") for j in range(self.n_models)]
+        if "per_roofline" in self.targets and offset is None:
+            raise PredictorError("a mixed XGBoost engine needs the rows' log bound (offset) to fit")
+        plain = xgb.DMatrix(X, label=y, weight=weight, missing=np.nan)
+        margin = (xgb.DMatrix(X, label=y, weight=weight, missing=np.nan, base_margin=offset)
+                  if "per_roofline" in self.targets else None)
         seed = int(self.params["seed"])
-        self.boosters = [xgb.train({**self.params, "seed": seed + j}, dtrain, num_boost_round=self.n_estimators)
-                         for j in range(self.n_models)]
+        self.boosters = [xgb.train({**self.params, "seed": seed + j}, margin if t == "per_roofline" else plain,
+                                   num_boost_round=self.n_estimators)
+                         for j, t in enumerate(self.targets)]
         self.mlp = MLPEngine(seed=seed).fit(X, y, weight) if self.nn_weight > 0 else None
         return self
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        targets = self.targets or ["latency"] * len(self.boosters)
+        if "per_roofline" in targets and offset is None:
+            raise PredictorError("a mixed XGBoost engine needs the rows' log bound (offset) to predict")
         out = np.zeros(len(X))
-        for booster in self.boosters:
-            out += np.asarray(booster.inplace_predict(X, missing=np.nan), dtype=float)
+        for booster, target in zip(self.boosters, targets):
+            if target == "per_roofline":
+                out += np.asarray(booster.inplace_predict(X, missing=np.nan, base_margin=offset), dtype=float)
+            else:
+                out += np.asarray(booster.inplace_predict(X, missing=np.nan), dtype=float)
         out /= len(self.boosters)
         if self.mlp is not None:
             out = (1.0 - self.nn_weight) * out + self.nn_weight * self.mlp.predict(X)
@@ -84,6 +107,8 @@ class XGBEngine:
         for booster, name in zip(self.boosters, files):
             booster.save_model(str(Path(directory) / name))
         meta: dict[str, Any] = {"engine": "xgboost", "file": MODEL_FILE, "files": files}
+        if "per_roofline" in self.targets:
+            meta["targets"] = list(self.targets)
         if self.mlp is not None:
             meta["mlp"] = {"file": self.mlp.save(directory), "weight": self.nn_weight}
         return meta
@@ -110,7 +135,13 @@ class XGBEngine:
                 raise PredictorError(f"{path}: not a readable XGBoost model ({str(exc).splitlines()[0]})") from exc
             booster.set_param({"nthread": 1})
             engine.boosters.append(booster)
-        engine.nn_weight, engine.mlp = 0.0, None
+        engine.nn_weight, engine.mlp, engine.mixed = 0.0, None, False
+        targets = meta.get("targets", ["latency"] * len(files))
+        if not (isinstance(targets, list) and len(targets) == len(files)
+                and all(t in ("latency", "per_roofline") for t in targets)):
+            raise PredictorError(f"{Path(directory) / 'metadata.json'}: field 'engine.targets' must list "
+                                 f"'latency' or 'per_roofline' for each of the {len(files)} files, got {targets!r}")
+        engine.targets, engine.mixed = list(targets), "per_roofline" in targets
         mlp = meta.get("mlp")
         if mlp is not None:
             where = Path(directory) / "metadata.json"
@@ -185,4 +216,4 @@ class XGBoostPredictor(LearnedPredictor):
     def _engine(self) -> XGBEngine:
         return XGBEngine(self.n_estimators, self.max_depth, self.learning_rate, self.subsample,
                          self.colsample_bytree, self.min_child_weight, self.reg_lambda, self.seed, self.n_models,
-                         self.loss, self.nn_weight)
+                         self.loss, self.nn_weight, self.target == "mixed")
