@@ -310,9 +310,9 @@ def test_xgboost_weighs_default_schedule_rows(frame, monkeypatch):
     seen = {}
     real_fit = xgb.XGBEngine.fit
 
-    def spy(self, X, y, weight=None):
+    def spy(self, X, y, weight=None, offset=None):
         seen["weight"] = weight
-        return real_fit(self, X, y, weight=weight)
+        return real_fit(self, X, y, weight=weight, offset=offset)
 
     monkeypatch.setattr(xgb.XGBEngine, "fit", spy)
     rows = frame.reset_index(drop=True)
@@ -332,10 +332,12 @@ def test_xgboost_averages_its_seeded_members_and_saves_each(frame, tmp_path):
 
     rows = frame.reset_index(drop=True)
     # the boosters alone (nn_weight=0): the network beside them has its own test below
-    three = xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=3, seed=7, nn_weight=0, specs=SPECS).fit(rows)
+    three = xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=3, seed=7, nn_weight=0, target="latency",
+                                 specs=SPECS).fit(rows)
     assert len(three.engine_.boosters) == 3
     # each member is the one-booster predictor of its seed: 7, 8, 9; the ensemble is their mean log
-    singles = [xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=1, seed=s, nn_weight=0, specs=SPECS).fit(rows)
+    singles = [xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=1, seed=s, nn_weight=0, target="latency",
+                                    specs=SPECS).fit(rows)
                for s in (7, 8, 9)]
     logs = np.array([np.log(p.predict(rows)) for p in singles])
     assert not np.allclose(logs[0], logs[1])  # the seeds differ, so averaging does something
@@ -364,7 +366,8 @@ def test_xgboost_absolute_loss_fits_the_median(frame):
 
     y = frame["latency_median_s"].to_numpy()
     kw = dict(n_estimators=1, max_depth=1, min_child_weight=1e12, learning_rate=1.0, subsample=1.0,
-              colsample_bytree=1.0, n_models=1, default_weight=1.0, reg_lambda=0.0, nn_weight=0, specs=SPECS)
+              colsample_bytree=1.0, n_models=1, default_weight=1.0, reg_lambda=0.0, nn_weight=0, target="latency",
+              specs=SPECS)
     med = xgb.XGBoostPredictor(loss="absolute", **kw).fit(frame).predict(frame.iloc[:3])
     mean = xgb.XGBoostPredictor(loss="squared", **kw).fit(frame).predict(frame.iloc[:3])
     np.testing.assert_allclose(np.log(med), np.median(np.log(y)), atol=0.02)

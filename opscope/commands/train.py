@@ -27,9 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave the analytical model's estimates out of the features (learned models)")
     parser.add_argument("--label", default="latency_median_s",
                         help="latency statistic to learn: latency_median_s (default), latency_min_s, latency_mean_s")
-    parser.add_argument("--learn", default=None, choices=("latency", "per_roofline"),
-                        help="what a learned model regresses: log latency (default), or log latency over the "
-                             "row's roofline bound (per_roofline: carries the operator's scale)")
+    parser.add_argument("--learn", default=None, choices=("latency", "per_roofline", "mixed"),
+                        help="what a learned model regresses: log latency, or log latency over the row's roofline "
+                             "bound (per_roofline: carries the operator's scale), or (xgboost) half its boosters "
+                             "each (mixed); default: the model's own (docs/predictor.md)")
     parser.add_argument("--no-network", action="store_true",
                         help="xgboost: the boosters alone, without the small network blended beside them "
                              "(faster to fit and to predict; docs/predictor.md)")
