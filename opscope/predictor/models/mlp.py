@@ -2,7 +2,7 @@
 
 Trees cut the feature space into boxes and predict a box's mean; a network fits one smooth function
 of all features at once.  Their errors on operators neither has seen differ enough that their average
-beats either (docs/predictor.md, "A network beside the trees").  Trained with torch (a dependency
+beats either (docs/predictor.md, "Results: a network beside the trees").  Trained with torch (a dependency
 already); saved as plain arrays in an ``.npz`` without pickles and evaluated with numpy, so a
 loaded predictor needs no torch.
 """

@@ -180,7 +180,7 @@ class XGBoostPredictor(LearnedPredictor):
     ``nn_weight``: a small network (``MLPEngine``) is trained on the same rows and blended in log
     latency, ``0.6 * boosters + 0.4 * network``.  Five-fold cross-validation over the 969 space
     operators: median APE 0.237 against 0.255, within +-20% 0.440 against 0.415 (docs/predictor.md,
-    "A network beside the trees"); ``nn_weight=0`` gives the boosters alone.
+    "Results: a network beside the trees"); ``nn_weight=0`` gives the boosters alone.
 
     ``target="mixed"`` with ``n_models=4``: two boosters regress log latency, two log latency over
     the row's bound (``XGBEngine``).  Cross-validation as above, with the network: median APE 0.229
