@@ -57,10 +57,11 @@ class MLPEngine:
         import torch
 
         X = np.asarray(X, dtype=float)
-        with warnings.catch_warnings():  # an all-missing column is fine: its mean is 0, its scale 1
+        finite = np.where(np.isfinite(X), X, np.nan)
+        with warnings.catch_warnings():  # an all-missing column is fine: it never varied (below)
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(np.where(np.isfinite(X), X, np.nan), axis=0)
-            scale = np.nanstd(np.where(np.isfinite(X), X, np.nan), axis=0)
+            mean = np.nanmean(finite, axis=0)
+            scale = np.nanstd(finite, axis=0)
         # a column that never varied in training taught the network nothing: it is 0 for every row
         # (a scale of inf), never a huge standardised value (bert's attention logits, the only rows
         # with a sequence length, came out 55-77x too slow before)

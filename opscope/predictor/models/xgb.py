@@ -88,11 +88,10 @@ class XGBEngine:
         return self
 
     def predict(self, X: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
-        targets = self.targets or ["latency"] * len(self.boosters)
-        if "per_roofline" in targets and offset is None:
+        if "per_roofline" in self.targets and offset is None:
             raise PredictorError("a mixed XGBoost engine needs the rows' log bound (offset) to predict")
         out = np.zeros(len(X))
-        for booster, target in zip(self.boosters, targets):
+        for booster, target in zip(self.boosters, self.targets):
             if target == "per_roofline":
                 out += np.asarray(booster.inplace_predict(X, missing=np.nan, base_margin=offset), dtype=float)
             else:
