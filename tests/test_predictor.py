@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 
@@ -310,9 +311,9 @@ def test_xgboost_weighs_default_schedule_rows(frame, monkeypatch):
     seen = {}
     real_fit = xgb.XGBEngine.fit
 
-    def spy(self, X, y, weight=None, offset=None):
+    def spy(self, X, y, weight=None, offset=None, anchor=None):
         seen["weight"] = weight
-        return real_fit(self, X, y, weight=weight, offset=offset)
+        return real_fit(self, X, y, weight=weight, offset=offset, anchor=anchor)
 
     monkeypatch.setattr(xgb.XGBEngine, "fit", spy)
     rows = frame.reset_index(drop=True)
@@ -333,11 +334,11 @@ def test_xgboost_averages_its_seeded_members_and_saves_each(frame, tmp_path):
     rows = frame.reset_index(drop=True)
     # the boosters alone (nn_weight=0): the network beside them has its own test below
     three = xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=3, seed=7, nn_weight=0, target="latency",
-                                 specs=SPECS).fit(rows)
+                                 relative_weight=0, specs=SPECS).fit(rows)
     assert len(three.engine_.boosters) == 3
     # each member is the one-booster predictor of its seed: 7, 8, 9; the ensemble is their mean log
     singles = [xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=1, seed=s, nn_weight=0, target="latency",
-                                    specs=SPECS).fit(rows)
+                                    relative_weight=0, specs=SPECS).fit(rows)
                for s in (7, 8, 9)]
     logs = np.array([np.log(p.predict(rows)) for p in singles])
     assert not np.allclose(logs[0], logs[1])  # the seeds differ, so averaging does something
@@ -395,7 +396,7 @@ def test_xgboost_with_a_network_blends_in_log_and_round_trips(frame, tmp_path):
     from opscope.predictor.models import xgb
 
     rows = frame.reset_index(drop=True)
-    kw = dict(n_estimators=20, max_depth=4, n_models=1, seed=3, specs=SPECS)
+    kw = dict(n_estimators=20, max_depth=4, n_models=1, seed=3, relative_weight=0, specs=SPECS)
     both = xgb.XGBoostPredictor(nn_weight=0.25, **kw).fit(rows)
     trees = xgb.XGBoostPredictor(nn_weight=0, **kw).fit(rows)
     assert trees.engine_.mlp is None
@@ -429,7 +430,7 @@ def test_mixed_target_splits_the_boosters_between_latency_and_latency_over_the_b
 
     rows = frame.reset_index(drop=True)
     mixed = xgb.XGBoostPredictor(n_estimators=20, max_depth=4, n_models=2, seed=5, nn_weight=0, target="mixed",
-                                 specs=SPECS).fit(rows)
+                                 relative_weight=0, specs=SPECS).fit(rows)
     assert mixed.engine_.targets == ["latency", "per_roofline"]
     feats = mixed.features(rows)
     log_bound = np.log(_bound_s(feats))
@@ -452,3 +453,83 @@ def test_mixed_target_splits_the_boosters_between_latency_and_latency_over_the_b
     forest.target = "mixed"  # no constructor of an engine without members offers it; fit still refuses it
     with pytest.raises(PredictorError, match="target 'mixed': RandomForestPredictor has no members"):
         forest.fit(rows)
+
+
+def test_measured_default_anchor_is_the_median_default_of_the_same_operator_threads_and_target():
+    from opscope.predictor.features.defaults import measured_default_log
+
+    rows = pd.DataFrame({
+        "operator_json": ["A", "A", "A", "A", "A", "B"],
+        "target": ["t", "t", "t", "t", "u", "t"],
+        "threads": [1, 1, 1, 2, 1, 1],
+        "pinned": [False] * 6,
+        "schedule_kind": ["default", "default", "sampled", "sampled", "sampled", "sampled"],
+    })
+    y = np.array([1e-3, 3e-3, 5e-4, 7e-4, 9e-4, 2e-3])
+    got = measured_default_log(rows, y)
+    # row 2: the median log of A's two defaults at 1 thread on t, (log 1e-3 + log 3e-3) / 2; no default at 2
+    # threads, on target u or for operator B; the default rows themselves have no anchor
+    np.testing.assert_allclose(got[2], (np.log(1e-3) + np.log(3e-3)) / 2)
+    assert np.isnan(got[[0, 1, 3, 4, 5]]).all()
+
+
+def test_default_twins_have_the_features_of_the_measured_default_rows():
+    from opscope.predictor.features.defaults import default_twins
+
+    f = read_frame("datasets/space-cpu-lowres-v1/measurements.parquet", label="latency_min_s")
+    f = f[f["workload_key"].isin(f["workload_key"].unique()[:12])].reset_index(drop=True)
+    twins, index = default_twins(f)
+    sampled = (f["schedule_kind"] != "default").to_numpy()
+    assert (index[sampled] >= 0).all() and (index[~sampled] == -1).all()
+    assert len(twins) == f[sampled].groupby(["operator_json", "threads"]).ngroups
+    schema = fit_schema(f)
+    twin_x = build_features(twins, schema).X
+    real = f[~sampled].set_index(["operator_json", "threads"])
+    real_rows = [f.index[~sampled][real.index.get_loc((o, t))] for o, t in zip(twins["operator_json"], twins["threads"])]
+    real_x = build_features(f, schema).X[real_rows]
+    # every feature, the loop knobs of TVM's default lowering included, is the measured default row's
+    assert np.array_equal(np.isnan(twin_x), np.isnan(real_x))
+    np.testing.assert_array_equal(np.nan_to_num(twin_x), np.nan_to_num(real_x))
+    # an operator without loops and without a script has no default knobs to give: no twin
+    op = json.loads(f["operator_json"].iloc[0])
+    op["loops"] = []
+    bare = f.iloc[[1]].assign(operator_json=json.dumps(op), workload_script=None, schedule_kind="sampled")
+    assert default_twins(bare)[1].tolist() == [-1]
+
+
+def test_relative_members_regress_over_the_predicted_default_and_round_trip(frame, tmp_path):
+    from opscope.predictor.models import xgb
+
+    rows = frame.reset_index(drop=True)
+    kw = dict(n_estimators=20, max_depth=4, n_models=1, seed=3, nn_weight=0, target="latency", specs=SPECS)
+    rel = xgb.XGBoostPredictor(relative_weight=0.25, relative_models=1, **kw).fit(rows)
+    plain = xgb.XGBoostPredictor(relative_weight=0, **kw).fit(rows)
+    assert len(rel.engine_.relative) == 1 and plain.engine_.relative == []
+    default = (rows["schedule_kind"] == "default").to_numpy()
+    # default rows: the boosters alone (the same seed and rows as without relative members)
+    np.testing.assert_allclose(rel.predict(rows[default]), plain.predict(rows[default]), rtol=1e-9)
+    # a sampled row: 0.75 x the boosters + 0.25 x the relative booster over the predicted default of its
+    # operator at its threads (its twin has the measured default row's features, so that row's prediction)
+    first = {}
+    for i, key in enumerate(zip(rows["operator_json"][default], rows["threads"][default])):
+        first.setdefault(key, i)
+    anchor = np.log(plain.predict(rows[default]))[[first[key] for key in
+                                                   zip(rows["operator_json"][~default], rows["threads"][~default])]]
+    X = rel.features(rows[~default].reset_index(drop=True)).X
+    by_hand = (0.75 * np.log(plain.predict(rows[~default]))
+               + 0.25 * rel.engine_.relative[0].inplace_predict(X, missing=np.nan, base_margin=anchor))
+    np.testing.assert_allclose(np.log(rel.predict(rows[~default])), by_hand, rtol=1e-6)
+    out = persist.save_predictor(rel, tmp_path / "rel")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["engine"]["relative"] == {"files": ["relative.0.xgb.json"], "weight": 0.25}
+    np.testing.assert_allclose(persist.load_predictor(out, specs=SPECS).predict(rows), rel.predict(rows), rtol=1e-9)
+    meta["engine"]["relative"]["weight"] = 0
+    (out / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match=r"engine.relative.weight' must be a number in \(0, 1\), got 0"):
+        persist.load_predictor(out, specs=SPECS)
+    meta["engine"]["relative"] = {"files": ["../r.json"], "weight": 0.25}
+    (out / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError, match="engine.relative.files"):
+        persist.load_predictor(out, specs=SPECS)
+    with pytest.raises(PredictorError, match=r"relative_weight must be a number in \[0, 1\), got 1"):
+        xgb.XGBoostPredictor(relative_weight=1, **kw).fit(rows)

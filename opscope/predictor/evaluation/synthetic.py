@@ -87,19 +87,22 @@ def synthetic_frame(seed: int = 0, models: int = 4, per_model: int = 6, schedule
             tiles = [t for t in (1, 2, 4, 8, 16, 32, 64) if inner % t == 0]
             tile = 1 if s == 0 else int(rng.choice(tiles))
             unroll = int(rng.choice([0, 16, 64]))
+            # a sampled schedule records its tiles and unroll; TVM's default lowering (tile 1) records the
+            # loop knobs the collector reads from the unscheduled function (collector.knobs.loop_knobs)
+            knobs = ({f"knob_tile_v{inner_name}_0": inner // tile, f"knob_tile_v{inner_name}_1": 1,
+                      f"knob_tile_v{inner_name}_2": 1, f"knob_tile_v{inner_name}_3": tile,
+                      "knob_loop_order": f"v{inner_name}0 v{inner_name}1 v{inner_name}2 v{inner_name}3",
+                      "knob_unroll": unroll} if s else
+                     {"knob_parallel_extent": 1, "knob_vector_len": 1, "knob_main_inner": inner})
             for t in threads:
                 lat = true_latency(op, tile, t, spec) * float(np.exp(rng.normal(0, noise)))
-                rows.append({
+                rows.append({**knobs,
                     "measurement_id": len(rows), "workload_key": op.key, "op_name": op.name, "kind": op.kind,
                     "dtype": op.dtype, "models": ",".join(op.models), "operator_json": opj, "flops": op.flops,
                     "bytes": op.bytes, "bytes_input": op.bytes_of("input"), "bytes_weight": op.bytes_of("weight"),
                     "bytes_output": op.bytes_of("output"), "count": op.count,
                     "schedule_id": f"{op.key}-{s}", "schedule_kind": "default" if s == 0 else "sampled",
-                    "trace_json": None, "knobs_json": json.dumps({"tile_m": tile, "unroll": unroll}),
-                    f"knob_tile_v{inner_name}_0": inner // tile, f"knob_tile_v{inner_name}_1": 1,
-                    f"knob_tile_v{inner_name}_2": 1, f"knob_tile_v{inner_name}_3": tile,
-                    "knob_loop_order": f"v{inner_name}0 v{inner_name}1 v{inner_name}2 v{inner_name}3",
-                    "knob_unroll": unroll,
+                    "trace_json": None, "knobs_json": json.dumps({k.removeprefix("knob_"): v for k, v in knobs.items()}),
                     "threads": t, "pinned": False, "target": TARGET, "machine_id": "synthetic",
                     "status": "ok", "error": None, "raw_latencies_s": json.dumps([lat]),
                     "latency_median_s": lat, "latency_mean_s": lat, "latency_min_s": lat,

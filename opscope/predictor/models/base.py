@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from opscope.errors import PredictorError
 from opscope.predictor.features.build import Features, FeatureSchema, build_features, fit_schema, specs_from
+from opscope.predictor.features.defaults import default_twins, measured_default_log
 from opscope.predictor.frames import labels, ok_rows
 from opscope.targets.spec import TargetSpec
 
@@ -214,6 +215,9 @@ class LearnedPredictor(FramePredictor):
                 raise PredictorError(f"target 'mixed': {type(self).__name__} has no members to split "
                                      "between the two targets (xgboost has)")
             kw["offset"] = np.log(_bound_s(feats))
+        if getattr(engine, "relative_weight", 0.0) > 0:
+            # default-relative members: sampled rows over their operator's measured default (features.defaults)
+            kw["anchor"] = measured_default_log(frame, y) - self._anchor(feats)
         self.engine_ = engine.fit(X, target, **kw)
         self.n_train_ = len(frame)
         self.unseen_kind_log_ratio_ = unseen_kind_ratio(frame, feats, y)
@@ -238,9 +242,24 @@ class LearnedPredictor(FramePredictor):
     def engine_output(self, frame: pd.DataFrame, feats: Features) -> np.ndarray:
         """The engine's predicted log latency for ``feats`` (before rows of unseen kinds are replaced)."""
         X = self._matrix(frame, feats)
+        kw: dict = {}
         if self.target == "mixed":
-            return self.engine_.predict(X, offset=np.log(_bound_s(feats)))
-        return self.engine_.predict(X) + self._anchor(feats)
+            kw["offset"] = np.log(_bound_s(feats))
+        if getattr(self.engine_, "relative", None):
+            kw["anchor"] = self._default_anchor(frame) - self._anchor(feats)
+        return self.engine_.predict(X, **kw) + self._anchor(feats)
+
+    def _default_anchor(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per row, the predicted log latency of its operator under TVM's default schedule (NaN for
+        default rows and rows without a twin; ``features.defaults.default_twins``)."""
+        twins, index = default_twins(frame)
+        out = np.full(len(frame), np.nan)
+        if len(twins):
+            feats = build_features(twins, self.schema_, specs_from(self.specs))
+            twin_log = self.engine_output(twins, feats)  # default rows: no anchor, so no recursion
+            has = index >= 0
+            out[has] = twin_log[index[has]]
+        return out
 
     def features(self, frame: pd.DataFrame) -> Features:
         self._check_fitted()

@@ -28,19 +28,36 @@ class XGBEngine:
 
     With ``mixed=True`` every second member (seeds ``seed + 1, seed + 3, ...``) regresses log latency
     over the row's bound, given to ``fit`` and ``predict`` as ``offset`` (the log bound, XGBoost's
-    base margin), and the others log latency itself: two views of one operator's scale, averaged."""
+    base margin), and the others log latency itself: two views of one operator's scale, averaged.
 
-    #: ``fit`` and ``predict`` take ``offset`` (needed when ``mixed``)
+    With ``relative_weight`` > 0, ``relative_models`` more boosters regress a sampled schedule's log
+    latency over its operator's default-schedule latency (``anchor``, the log of that latency, as their
+    base margin: measured when fitting, predicted when predicting; ``opscope.predictor.features.defaults``),
+    and rows with an anchor are predicted ``(1 - relative_weight) * the above + relative_weight *
+    relative boosters``; rows without one (NaN) by the above alone."""
+
+    #: ``fit`` and ``predict`` take ``offset`` (needed when ``mixed``) and ``anchor`` (used when
+    #: ``relative_weight`` > 0)
     takes_offset = True
 
     def __init__(self, n_estimators: int, max_depth: int, learning_rate: float, subsample: float,
                  colsample_bytree: float, min_child_weight: float, reg_lambda: float, seed: int,
-                 n_models: int = 1, loss: str = "squared", nn_weight: float = 0.0, mixed: bool = False) -> None:
+                 n_models: int = 1, loss: str = "squared", nn_weight: float = 0.0, mixed: bool = False,
+                 relative_weight: float = 0.0, relative_models: int = 2) -> None:
         if loss not in LOSSES:
             raise PredictorError(f"loss {loss!r}: expected one of {', '.join(LOSSES)}")
         if isinstance(nn_weight, bool) or not isinstance(nn_weight, (int, float)) or not 0.0 <= nn_weight < 1.0:
             raise PredictorError(f"nn_weight must be a number in [0, 1), got {nn_weight!r}")
         self.nn_weight = float(nn_weight)
+        if (isinstance(relative_weight, bool) or not isinstance(relative_weight, (int, float))
+                or not 0.0 <= relative_weight < 1.0):
+            raise PredictorError(f"relative_weight must be a number in [0, 1), got {relative_weight!r}")
+        if not (isinstance(relative_models, int) and not isinstance(relative_models, bool) and relative_models >= 1):
+            raise PredictorError(f"relative_models must be an integer >= 1, got {relative_models!r}")
+        self.relative_weight = float(relative_weight)
+        self.relative_models = relative_models
+        #: the default-relative boosters (empty when ``relative_weight`` is 0 or no row had an anchor)
+        self.relative: list[Any] = []
         self.mlp: MLPEngine | None = None
         self.mixed = bool(mixed)
         #: per member, "latency" or "per_roofline" (what it regresses)
@@ -71,7 +88,7 @@ class XGBEngine:
         return self.boosters[0] if self.boosters else None
 
     def fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None,
-            offset: np.ndarray | None = None) -> XGBEngine:
+            offset: np.ndarray | None = None, anchor: np.ndarray | None = None) -> XGBEngine:
         import xgboost as xgb
 
         self.targets = [("per_roofline" if self.mixed and j % 2 else "latency") for j in range(self.n_models)]
@@ -85,9 +102,16 @@ class XGBEngine:
                                    num_boost_round=self.n_estimators)
                          for j, t in enumerate(self.targets)]
         self.mlp = MLPEngine(seed=seed).fit(X, y, weight) if self.nn_weight > 0 else None
+        self.relative = []
+        rows = np.isfinite(anchor) if anchor is not None and self.relative_weight > 0 else None
+        if rows is not None and rows.any():
+            rel = xgb.DMatrix(X[rows], label=y[rows], missing=np.nan, base_margin=anchor[rows])
+            self.relative = [xgb.train({**self.params, "seed": seed + self.n_models + j}, rel,
+                                       num_boost_round=self.n_estimators) for j in range(self.relative_models)]
         return self
 
-    def predict(self, X: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, X: np.ndarray, offset: np.ndarray | None = None,
+                anchor: np.ndarray | None = None) -> np.ndarray:
         if "per_roofline" in self.targets and offset is None:
             raise PredictorError("a mixed XGBoost engine needs the rows' log bound (offset) to predict")
         out = np.zeros(len(X))
@@ -99,6 +123,11 @@ class XGBEngine:
         out /= len(self.boosters)
         if self.mlp is not None:
             out = (1.0 - self.nn_weight) * out + self.nn_weight * self.mlp.predict(X)
+        rows = np.isfinite(anchor) if anchor is not None and self.relative else None
+        if rows is not None and rows.any():
+            rel = np.mean([np.asarray(b.inplace_predict(X[rows], missing=np.nan, base_margin=anchor[rows]), dtype=float)
+                           for b in self.relative], axis=0)
+            out[rows] = (1.0 - self.relative_weight) * out[rows] + self.relative_weight * rel
         return out
 
     def save(self, directory: Path) -> dict[str, Any]:
@@ -110,49 +139,78 @@ class XGBEngine:
             meta["targets"] = list(self.targets)
         if self.mlp is not None:
             meta["mlp"] = {"file": self.mlp.save(directory), "weight": self.nn_weight}
+        if self.relative:
+            names = [f"relative.{j}.xgb.json" for j in range(len(self.relative))]
+            for booster, name in zip(self.relative, names):
+                booster.save_model(str(Path(directory) / name))
+            meta["relative"] = {"files": names, "weight": self.relative_weight}
         return meta
 
     @classmethod
     def load(cls, directory: Path, meta: Mapping[str, Any]) -> XGBEngine:
-        import xgboost as xgb
-
+        where = Path(directory) / "metadata.json"
         files = meta.get("files", [meta.get("file", MODEL_FILE)])
-        if not (isinstance(files, list) and files and all(isinstance(f, str) and f and Path(f).name == f
-                                                          for f in files)):
-            raise PredictorError(f"{Path(directory) / 'metadata.json'}: field 'engine.files' must be a list of "
+        if not _file_names(files):
+            raise PredictorError(f"{where}: field 'engine.files' must be a list of "
                                  f"file names in the predictor's folder, got {files!r}")
         engine = cls.__new__(cls)
-        engine.params, engine.n_estimators, engine.n_models, engine.boosters = {}, 0, len(files), []
-        for name in files:
-            path = Path(directory) / name
-            if not path.exists():
-                raise PredictorError(f"{path}: missing XGBoost model file")
-            booster = xgb.Booster()
-            try:
-                booster.load_model(str(path))
-            except xgb.core.XGBoostError as exc:
-                raise PredictorError(f"{path}: not a readable XGBoost model ({str(exc).splitlines()[0]})") from exc
-            booster.set_param({"nthread": 1})
-            engine.boosters.append(booster)
+        engine.params, engine.n_estimators, engine.n_models = {}, 0, len(files)
+        engine.boosters = [_read_booster(Path(directory) / name) for name in files]
         engine.nn_weight, engine.mlp, engine.mixed = 0.0, None, False
         targets = meta.get("targets", ["latency"] * len(files))
         if not (isinstance(targets, list) and len(targets) == len(files)
                 and all(t in ("latency", "per_roofline") for t in targets)):
-            raise PredictorError(f"{Path(directory) / 'metadata.json'}: field 'engine.targets' must list "
+            raise PredictorError(f"{where}: field 'engine.targets' must list "
                                  f"'latency' or 'per_roofline' for each of the {len(files)} files, got {targets!r}")
         engine.targets, engine.mixed = list(targets), "per_roofline" in targets
         mlp = meta.get("mlp")
         if mlp is not None:
-            where = Path(directory) / "metadata.json"
             name = mlp.get("file") if isinstance(mlp, dict) else None
             weight = mlp.get("weight") if isinstance(mlp, dict) else None
             if not (isinstance(name, str) and name and Path(name).name == name):
                 raise PredictorError(f"{where}: field 'engine.mlp.file' must be a file name in the predictor's "
                                      f"folder, got {name!r}")
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < weight < 1.0:
+            if not _unit_weight(weight):
                 raise PredictorError(f"{where}: field 'engine.mlp.weight' must be a number in (0, 1), got {weight!r}")
             engine.nn_weight, engine.mlp = float(weight), MLPEngine.load(Path(directory) / name)
+        engine.relative_weight, engine.relative = 0.0, []
+        relative = meta.get("relative")
+        if relative is not None:
+            names = relative.get("files") if isinstance(relative, dict) else None
+            weight = relative.get("weight") if isinstance(relative, dict) else None
+            if not _file_names(names):
+                raise PredictorError(f"{where}: field 'engine.relative.files' must be a list of file names in the "
+                                     f"predictor's folder, got {names!r}")
+            if not _unit_weight(weight):
+                raise PredictorError(f"{where}: field 'engine.relative.weight' must be a number in (0, 1), "
+                                     f"got {weight!r}")
+            engine.relative = [_read_booster(Path(directory) / name) for name in names]
+            engine.relative_weight = float(weight)
+        engine.relative_models = max(len(engine.relative), 1)
         return engine
+
+
+def _file_names(files: Any) -> bool:
+    return isinstance(files, list) and bool(files) and all(isinstance(f, str) and f and Path(f).name == f
+                                                           for f in files)
+
+
+def _unit_weight(weight: Any) -> bool:
+    return not isinstance(weight, bool) and isinstance(weight, (int, float)) and 0.0 < weight < 1.0
+
+
+def _read_booster(path: Path) -> Any:
+    import xgboost as xgb
+
+    if not path.exists():
+        raise PredictorError(f"{path}: missing XGBoost model file")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(str(path))
+    except xgb.core.XGBoostError as exc:
+        raise PredictorError(f"{path}: not a readable XGBoost model ({str(exc).splitlines()[0]})") from exc
+    booster.set_param({"nthread": 1})
+    return booster
 
 
 class XGBoostPredictor(LearnedPredictor):
@@ -193,13 +251,16 @@ class XGBoostPredictor(LearnedPredictor):
                  reg_lambda: float = 1.0, seed: int = 0, analytical_features: bool = True,
                  specs: Mapping[str, TargetSpec] | None = None, target: str = "mixed",
                  program_features: bool = False, default_weight: float = 3.0, n_models: int = 4,
-                 loss: str = "squared", nn_weight: float = 0.4) -> None:
+                 loss: str = "squared", nn_weight: float = 0.4, relative_weight: float = 0.3,
+                 relative_models: int = 2) -> None:
         super().__init__(analytical_features=analytical_features, specs=specs, target=target,
                          program_features=program_features)
         self.default_weight = default_weight
         self.n_models = n_models
         self.loss = loss
         self.nn_weight = nn_weight
+        self.relative_weight = relative_weight
+        self.relative_models = relative_models
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -219,4 +280,5 @@ class XGBoostPredictor(LearnedPredictor):
     def _engine(self) -> XGBEngine:
         return XGBEngine(self.n_estimators, self.max_depth, self.learning_rate, self.subsample,
                          self.colsample_bytree, self.min_child_weight, self.reg_lambda, self.seed, self.n_models,
-                         self.loss, self.nn_weight, self.target == "mixed")
+                         self.loss, self.nn_weight, self.target == "mixed", self.relative_weight,
+                         self.relative_models)
