@@ -130,3 +130,17 @@ def test_train_no_network_saves_the_boosters_alone(data, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--store", str(data), "--model", "linear", "--no-network", "--out", str(tmp_path / "l")]) == 2
     assert "--no-network: --model linear has no network (xgboost does)" in capsys.readouterr().err
+
+
+def test_train_no_relative_leaves_out_the_default_relative_boosters(data, tmp_path, capsys):
+    both, plain = tmp_path / "both", tmp_path / "plain"
+    assert main(["train", "--store", str(data), "--no-network", "--out", str(both)]) == 0
+    assert main(["train", "--store", str(data), "--no-network", "--no-relative", "--out", str(plain)]) == 0
+    rel = json.loads((both / "metadata.json").read_text())["engine"]["relative"]
+    assert rel == {"files": ["relative.0.xgb.json", "relative.1.xgb.json"], "weight": 0.3}
+    meta = json.loads((plain / "metadata.json").read_text())
+    assert "relative" not in meta["engine"] and meta["params"]["relative_weight"] == 0.0
+    assert (both / "relative.1.xgb.json").is_file() and not (plain / "relative.0.xgb.json").exists()
+    capsys.readouterr()
+    assert main(["train", "--store", str(data), "--model", "linear", "--no-relative", "--out", str(tmp_path / "l")]) == 2
+    assert "--no-relative: --model linear has no such boosters (xgboost does)" in capsys.readouterr().err

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-network", action="store_true",
                         help="xgboost: the boosters alone, without the small network blended beside them "
                              "(faster to fit and to predict; docs/predictor.md)")
+    parser.add_argument("--no-relative", action="store_true",
+                        help="xgboost: without the boosters that regress a sampled schedule's latency over its "
+                             "operator's default-schedule latency (docs/predictor.md)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -97,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         if "nn_weight" not in PREDICTORS[args.model]().get_params():
             raise PredictorError(f"--no-network: --model {args.model} has no network (xgboost does)")
         params["nn_weight"] = 0.0
+    if args.no_relative:
+        if "relative_weight" not in PREDICTORS[args.model]().get_params():
+            raise PredictorError(f"--no-relative: --model {args.model} has no such boosters (xgboost does)")
+        params["relative_weight"] = 0.0
     pred = make_predictor(args.model, **params)
     print(f"training {args.model} on {len(frame)} rows ({frame['workload_key'].nunique()} workloads)...",
           file=sys.stderr, flush=True)
