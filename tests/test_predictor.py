@@ -387,9 +387,17 @@ def test_mlp_engine_learns_a_linear_law_and_clips_what_it_cannot_know():
     eng = MLPEngine(hidden=(32, 32), epochs=40, seed=1).fit(X, y)
     probe = np.array([[0.5, -0.5, 0.0], [-0.25, 0.25, np.nan]])
     np.testing.assert_allclose(eng.predict(probe), [2 * 0.5 + 0.5, 2 * -0.25 - 0.25], atol=0.1)
-    # far outside the training rows a network extrapolates; the output stops at max(y) + 1 and min(y) - 1
+    # far outside the training rows a network would extrapolate; its inputs stop at the training range,
+    # so a far row is predicted as the nearest corner of what it saw: 2 x max(x0) - min(x1), about 3
     far = eng.predict(np.array([[1e3, -1e3, 0.0], [-1e3, 1e3, 0.0]]))
-    np.testing.assert_allclose(far, [y.max() + 1.0, y.min() - 1.0])
+    edge = np.array([[X[:, 0].max(), X[:, 1].min(), 0.0], [X[:, 0].min(), X[:, 1].max(), 0.0]])
+    np.testing.assert_allclose(far, eng.predict(edge), rtol=1e-6)
+    np.testing.assert_allclose(far, [2 * X[:, 0].max() - X[:, 1].min(), 2 * X[:, 0].min() - X[:, 1].max()], atol=0.15)
+    # a network saved before the range was kept clips at CLIP_SD standard deviations and its output range:
+    # there the far rows stop at max(y) + 1 and min(y) - 1
+    old = MLPEngine.__new__(MLPEngine)
+    old.arrays = {k: v for k, v in eng.arrays.items() if k not in ("low", "high")}
+    np.testing.assert_allclose(old.predict(np.array([[1e3, -1e3, 0.0], [-1e3, 1e3, 0.0]])), [y.max() + 1.0, y.min() - 1.0])
 
 
 def test_xgboost_with_a_network_blends_in_log_and_round_trips(frame, tmp_path):
