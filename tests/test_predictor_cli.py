@@ -119,28 +119,22 @@ def test_predict_a_layer_table_model(data, tmp_path, capsys):
     assert total == pytest.approx((body["predicted_us"] * body["count"]).sum(), rel=1e-9)
 
 
-def test_train_no_network_saves_the_boosters_alone(data, tmp_path, capsys):
-    both, trees = tmp_path / "both", tmp_path / "trees"
+@pytest.mark.parametrize("flag, field, param, saved, file, lacks", [
+    # the boosters alone, without the network beside them
+    ("--no-network", "mlp", "nn_weight", {"file": "model.mlp.npz", "weight": 0.4}, "model.mlp.npz", "no network"),
+    # without the boosters relative to the default schedule
+    ("--no-relative", "relative", "relative_weight",
+     {"files": ["relative.0.xgb.json", "relative.1.xgb.json"], "weight": 0.3}, "relative.1.xgb.json",
+     "no such boosters"),
+])
+def test_train_flag_leaves_out_a_part_of_xgboost(data, tmp_path, capsys, flag, field, param, saved, file, lacks):
+    both, without = tmp_path / "both", tmp_path / "without"
     assert main(["train", "--store", str(data), "--out", str(both)]) == 0
-    assert main(["train", "--store", str(data), "--no-network", "--out", str(trees)]) == 0
-    assert json.loads((both / "metadata.json").read_text())["engine"]["mlp"]["weight"] == 0.4
-    meta = json.loads((trees / "metadata.json").read_text())
-    assert "mlp" not in meta["engine"] and meta["params"]["nn_weight"] == 0.0
-    assert (both / "model.mlp.npz").is_file() and not (trees / "model.mlp.npz").exists()
+    assert main(["train", "--store", str(data), flag, "--out", str(without)]) == 0
+    assert json.loads((both / "metadata.json").read_text())["engine"][field] == saved
+    meta = json.loads((without / "metadata.json").read_text())
+    assert field not in meta["engine"] and meta["params"][param] == 0.0
+    assert (both / file).is_file() and not (without / file).exists()
     capsys.readouterr()
-    assert main(["train", "--store", str(data), "--model", "linear", "--no-network", "--out", str(tmp_path / "l")]) == 2
-    assert "--no-network: --model linear has no network (xgboost does)" in capsys.readouterr().err
-
-
-def test_train_no_relative_leaves_out_the_default_relative_boosters(data, tmp_path, capsys):
-    both, plain = tmp_path / "both", tmp_path / "plain"
-    assert main(["train", "--store", str(data), "--no-network", "--out", str(both)]) == 0
-    assert main(["train", "--store", str(data), "--no-network", "--no-relative", "--out", str(plain)]) == 0
-    rel = json.loads((both / "metadata.json").read_text())["engine"]["relative"]
-    assert rel == {"files": ["relative.0.xgb.json", "relative.1.xgb.json"], "weight": 0.3}
-    meta = json.loads((plain / "metadata.json").read_text())
-    assert "relative" not in meta["engine"] and meta["params"]["relative_weight"] == 0.0
-    assert (both / "relative.1.xgb.json").is_file() and not (plain / "relative.0.xgb.json").exists()
-    capsys.readouterr()
-    assert main(["train", "--store", str(data), "--model", "linear", "--no-relative", "--out", str(tmp_path / "l")]) == 2
-    assert "--no-relative: --model linear has no such boosters (xgboost does)" in capsys.readouterr().err
+    assert main(["train", "--store", str(data), "--model", "linear", flag, "--out", str(tmp_path / "l")]) == 2
+    assert f"{flag}: --model linear has {lacks} (xgboost does)" in capsys.readouterr().err

@@ -96,14 +96,12 @@ def run(args: argparse.Namespace) -> int:
         if "target" not in PREDICTORS[args.model]().get_params():
             raise PredictorError(f"--learn: --model {args.model} has no such choice (xgboost does)")
         params["target"] = args.learn
-    if args.no_network:
-        if "nn_weight" not in PREDICTORS[args.model]().get_params():
-            raise PredictorError(f"--no-network: --model {args.model} has no network (xgboost does)")
-        params["nn_weight"] = 0.0
-    if args.no_relative:
-        if "relative_weight" not in PREDICTORS[args.model]().get_params():
-            raise PredictorError(f"--no-relative: --model {args.model} has no such boosters (xgboost does)")
-        params["relative_weight"] = 0.0
+    for asked, flag, param, lacks in ((args.no_network, "--no-network", "nn_weight", "no network"),
+                                      (args.no_relative, "--no-relative", "relative_weight", "no such boosters")):
+        if asked:
+            if param not in PREDICTORS[args.model]().get_params():
+                raise PredictorError(f"{flag}: --model {args.model} has {lacks} (xgboost does)")
+            params[param] = 0.0
     pred = make_predictor(args.model, **params)
     print(f"training {args.model} on {len(frame)} rows ({frame['workload_key'].nunique()} workloads)...",
           file=sys.stderr, flush=True)

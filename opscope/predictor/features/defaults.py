@@ -29,9 +29,6 @@ from opscope.workloads.operator import Operator
 
 #: the columns that make two rows the same operator on the same machine state
 KEY = ("operator_json", "target", "threads", "pinned")
-#: TVM's default lowering has no parallel, vectorized or unrolled loop
-_FIXED = {"knob_parallel_extent": 1.0, "knob_parallel_loops": 0.0, "knob_vector_len": 1.0,
-          "knob_vector_loops": 0.0, "knob_main_vector_len": 1.0, "knob_main_unroll_len": 1.0}
 
 
 def _keys(frame: pd.DataFrame) -> np.ndarray:
@@ -55,28 +52,31 @@ def measured_default_log(frame: pd.DataFrame, y: np.ndarray) -> np.ndarray:
 
 
 def _default_knobs(row: pd.Series) -> dict[str, float] | None:
+    from opscope.collector.knobs import loop_knobs
+
     script = row.get("workload_script")
     if isinstance(script, str) and script.strip():
-        from opscope.collector.knobs import loop_knobs
-
-        knobs = loop_knobs(script)
-        return {f"knob_{k}": float(v) for k, v in knobs.items()}
+        return {f"knob_{k}": float(v) for k, v in loop_knobs(script).items()}
     try:
         op = Operator.from_dict(json.loads(str(row["operator_json"])))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if not op.loops:
         return None
-    return {**_FIXED, "knob_main_inner": float(op.loops[-1][1])}
+    # no script: the knobs of a function without parallel, vectorized or unrolled loops, and the
+    # operator's innermost loop as the main block's
+    knobs = {f"knob_{k}": float(v) for k, v in loop_knobs("").items()}
+    return {**knobs, "knob_main_inner": float(op.loops[-1][1])}
 
 
 def default_twins(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """(the twin rows, per frame row the position of its twin or -1): see the module docstring."""
-    codes, default = _keys(frame), _is_default(frame)
+    default = _is_default(frame)
     index = np.full(len(frame), -1, dtype=np.int64)
     want = np.flatnonzero(~default)
-    if not len(want):
+    if not len(want):  # a frame of default rows (the twins themselves): nothing to hash
         return frame.iloc[:0].copy(), index
+    codes = _keys(frame)
     firsts = pd.Series(want).groupby(codes[want]).first()
     knob_cols = [c for c in frame.columns if str(c).startswith("knob_")]
     rows, position = [], {}
@@ -98,8 +98,8 @@ def default_twins(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     if not rows:
         return frame.iloc[:0].copy(), index
     twins = pd.DataFrame(rows).reset_index(drop=True)
-    for c in knob_cols + [k for k in twins.columns if str(k).startswith("knob_") and k not in knob_cols]:
-        if c in frame.columns and pd.api.types.is_numeric_dtype(frame[c]):
+    for c in knob_cols:  # numeric knob columns stay numeric (the row copies made them objects)
+        if pd.api.types.is_numeric_dtype(frame[c]):
             twins[c] = pd.to_numeric(twins[c], errors="coerce")
     index[want] = pd.Series(codes[want]).map(position).fillna(-1).to_numpy(dtype=np.int64)
     return twins, index

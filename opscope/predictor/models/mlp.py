@@ -52,7 +52,7 @@ class MLPEngine:
         with np.errstate(invalid="ignore"):  # inf / inf for a column that never varied: 0 below
             Z = (X - self.arrays["mean"]) / self.arrays["scale"]
         Z = np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0)
-        if "low" in self.arrays:  # saved before the training range was kept: the CLIP_SD clip alone
+        if "low" in self.arrays:  # the training range (a network saved before it: the CLIP_SD clip alone)
             Z = np.clip(Z, self.arrays["low"], self.arrays["high"])
         return np.clip(Z, -CLIP_SD, CLIP_SD).astype(np.float32)
 

@@ -167,7 +167,7 @@ class XGBEngine:
         if mlp is not None:
             name = mlp.get("file") if isinstance(mlp, dict) else None
             weight = mlp.get("weight") if isinstance(mlp, dict) else None
-            if not (isinstance(name, str) and name and Path(name).name == name):
+            if not _file_names([name]):
                 raise PredictorError(f"{where}: field 'engine.mlp.file' must be a file name in the predictor's "
                                      f"folder, got {name!r}")
             if not _unit_weight(weight):
