@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,space:host-cpu-v1,space:xeon16,space:zen5")
     ap.add_argument("--ks", default="0,10,25,50,100,200")
     ap.add_argument("--base", default="xgboost", help="base predictor(s), comma separated")
-    ap.add_argument("--correction", default="auto")
+    ap.add_argument("--correction", default="blend")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="CSV of every row of the curves")

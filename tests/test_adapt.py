@@ -12,8 +12,11 @@ import pytest
 from opscope.errors import OpscopeError, PredictorError
 from opscope.predictor import load_predictor, make_predictor, save_predictor
 from opscope.predictor.adapt.correction import (
+    BOOST_MIN_ROWS,
+    CORRECTIONS,
     AdaptedPredictor,
     _standardise,
+    blend_weights,
     design_matrix,
     load_adapted,
     save_adapted,
@@ -113,10 +116,33 @@ def test_adapted_beats_base_and_scratch_on_held_out_operators(machines):
 def test_auto_prefers_ridge_when_the_law_depends_on_kind_and_threads(machines):
     _, b, base, specs = machines
     rows = b.iloc[::5].reset_index(drop=True)
-    ad = AdaptedPredictor(base, specs=specs).fit(rows)
+    ad = AdaptedPredictor(base, correction="auto", specs=specs).fit(rows)
     # a constant shift cannot follow a per-kind factor and a thread law: the cross-validation says so
     assert ad.cv_errors_["shift"] > ad.cv_errors_[ad.chosen_]
     assert ad.chosen_ in ("ridge", "boost")
+
+
+def test_blend_weights_golden():
+    # inverse median errors 1/0.4, 1/0.1, 1/0.2 = 2.5, 10, 5 (sum 17.5), in shift, ridge, boost order
+    w = blend_weights({"boost": 0.2, "shift": 0.4, "ridge": 0.1})
+    assert list(w) == ["shift", "ridge", "boost"]
+    assert w == pytest.approx({"shift": 2.5 / 17.5, "ridge": 10 / 17.5, "boost": 5 / 17.5})
+    # too few operators to cross-validate: the shift alone; an error of 0 is floored at 0.001
+    assert blend_weights({"shift": 0.0}) == {"shift": 1.0}
+    assert blend_weights({"shift": 0.0, "ridge": 0.002}) == pytest.approx({"shift": 2 / 3, "ridge": 1 / 3})
+
+
+def test_blend_is_the_weighted_mean_of_the_three_log_corrections(machines):
+    _, b, base, specs = machines
+    rows = b.iloc[::4].reset_index(drop=True)
+    assert len(rows) >= BOOST_MIN_ROWS  # so that boosting is among the candidates
+    ad = AdaptedPredictor(base, specs=specs).fit(rows)
+    assert ad.correction == "blend" and set(ad.weights_) == {"shift", "ridge", "boost"}
+    assert ad.weights_ == pytest.approx(blend_weights(ad.cv_errors_))
+    assert ad.chosen_.startswith("blend (shift ")
+    alone = {c: AdaptedPredictor(base, correction=c, specs=specs).fit(rows).correction_factor(b) for c in ad.weights_}
+    expected = np.exp(sum(w * np.log(alone[c]) for c, w in ad.weights_.items()))
+    np.testing.assert_allclose(ad.correction_factor(b), expected, rtol=1e-6)
 
 
 def test_selection_covers_the_pool_better_than_random(machines):
@@ -152,14 +178,15 @@ def test_save_load_round_trip_keeps_both_trainings(machines, tmp_path):
     a, b, base, specs = machines
     rows = b.iloc[::6].reset_index(drop=True)
     base.base_training_ = {"rows": len(a), "note": "machine A"}
-    for correction in ("boost", "ridge", "shift"):
+    for correction in ("blend", "boost", "ridge", "shift"):
         ad = AdaptedPredictor(base, correction=correction, specs=specs).fit(rows)
         out = save_adapted(ad, tmp_path / correction, training=rows, adaptation={"budget": len(rows)})
         meta = json.loads((out / "metadata.json").read_text())
         assert meta["predictor"] == "adapted" and meta["base_training"] == {"rows": len(a), "note": "machine A"}
         assert meta["training"]["rows"] == len(rows) and meta["adaptation"] == {"budget": len(rows)}
         back = load_adapted(out, specs=specs)
-        assert back.chosen_ == correction
+        assert back.chosen_ == ad.chosen_ and back.chosen_.split(" ")[0] == correction
+        assert getattr(back, "weights_", None) == getattr(ad, "weights_", None)
         np.testing.assert_allclose(back.predict(b), ad.predict(b), rtol=1e-6)
         # the generic loader (predict, compare) reads it too
         generic = load_predictor(out, specs=specs)
@@ -179,6 +206,34 @@ def test_base_with_other_feature_schema_is_refused(machines, tmp_path):
         load_adapted(out, specs=specs)
     msg = str(info.value)
     assert "\n" not in msg and "v1 does not match" in msg and str(path) in msg
+
+
+@pytest.mark.parametrize("weights", [{"ridge": 2.0}, {"shift": 0.5, "magic": 0.5}, {"shift": -0.5, "ridge": 1.5},
+                                     [1.0], {"shift": 0.5, "boost": 0.5}])
+def test_malformed_blend_weights_are_refused(machines, tmp_path, weights):
+    _, b, base, specs = machines
+    ad = AdaptedPredictor(base, correction="ridge", specs=specs).fit(b.iloc[::6].reset_index(drop=True))
+    out = save_adapted(ad, tmp_path / "p")
+    path = out / "correction.json"
+    corr = json.loads(path.read_text())
+    corr["weights"] = weights
+    path.write_text(json.dumps(corr))
+    with pytest.raises(PredictorError) as info:
+        load_adapted(out, specs=specs)
+    msg = str(info.value)
+    # the last: the weights sum to 1 but name boosting, which a ridge correction's file does not hold
+    assert "\n" not in msg and str(path) in msg and "field 'weights'" in msg
+
+
+def test_cli_corrections_are_the_module_s():
+    import argparse
+
+    from opscope.commands.adapt import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    action = next(a for a in parser._actions if a.dest == "correction")
+    assert tuple(action.choices) == CORRECTIONS and action.default == AdaptedPredictor().correction
 
 
 def test_unfitted_and_unknown_correction(machines):

@@ -28,7 +28,7 @@ def test_measured_spec_takes_the_best_gemm_and_the_faster_stream(tmp_path):
         bandwidth={"L1": {"copy": 100e9, "triad": 120e9, "bytes": 32768.0},
                    "L2": {"copy": 60e9, "triad": 50e9, "bytes": 524288.0},
                    "DRAM": {"copy": 10e9, "triad": 9e9, "bytes": 1e8}},
-        threads=2, seconds=30.0,
+        threads=2, seconds=30.0, special_ns={"exp": 1.25, "erf": 8.5},
     )
     spec = measured_spec(_base(), res)
     assert spec.name == "host-measured" and spec.nominal is False
@@ -40,6 +40,20 @@ def test_measured_spec_takes_the_best_gemm_and_the_faster_stream(tmp_path):
     path = save_target(spec, tmp_path / "host-measured.toml")
     again = load_target(str(path))
     assert again.peak_flops == spec.peak_flops and again.memory == spec.memory and not again.nominal
+    # the special functions' cost per call, read by the predictors (features.special)
+    assert again.extra == {"special_ns": {"exp": 1.25, "erf": 8.5}}
+
+
+def test_special_function_probe_times_each_call():
+    from opscope.collector.probe import probe_special
+    from opscope.predictor.features.special import NOMINAL_CYCLES
+
+    got = probe_special(n=1 << 16)
+    assert set(got) == set(NOMINAL_CYCLES)
+    # a call costs more than the loop's own add and store, and erf (a polynomial in several ranges)
+    # more than exp on every CPU libm we know of; at most a microsecond each
+    assert all(0 < v < 1000 for v in got.values()), got
+    assert got["erf"] > got["exp"], got
 
 
 @pytest.mark.parametrize("kind", ["copy", "triad"])

@@ -2,6 +2,8 @@
 
 - Compute: the best of a few MetaSchedule-sampled TVM fp32 GEMM schedules (seed 0, each checked
   against numpy) and numpy's BLAS ``matmul``.
+- Special functions (``probe_special``): nanoseconds per call of exp, sigmoid, tanh and erf at one
+  thread, as TVM lowers them (``[extra] special_ns``, read by ``predictor.features.special``).
 - Bandwidth: STREAM-like ``copy`` (``a = b``, 2 arrays of traffic) and ``triad``
   (``a = b + s * c``, 3 arrays), TVM kernels where each thread sweeps its own chunk many times,
   at working sets of half of L1, L2 and L3 and four times L3 (DRAM); the faster of the two is the
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,6 +32,8 @@ class ProbeResult:
     bandwidth: dict[str, dict[str, float]]  # level -> {"copy": B/s, "triad": B/s, "bytes": ws}
     threads: int
     seconds: float
+    #: nanoseconds per call of each special function at one thread (``probe_special``); empty if not probed
+    special_ns: dict[str, float] = field(default_factory=dict)
 
     @property
     def peak_fp32(self) -> float:
@@ -90,6 +94,37 @@ def probe_gemm(n: int = 512, samples: int = 8, progress: Any = None) -> dict[str
     out["numpy"] = 2.0 * n ** 3 / best
     if progress:
         progress(f"GEMM numpy: {out['numpy'] / 1e9:.1f} GFLOP/s")
+    return out
+
+
+def _special_body(A: Any, call: Any) -> Any:
+    """``i -> call(A[i]) + 1`` (``A[i] + 1`` for no call), for ``te.compute``."""
+    return (lambda i: call(A[i]) + 1.0) if call is not None else (lambda i: A[i] + 1.0)
+
+
+def probe_special(n: int = 1 << 20, progress: Any = None) -> dict[str, float]:
+    """Nanoseconds per call of each special function a fused epilogue may hold (the functions of
+    ``predictor.features.special``), at one thread: a TVM-compiled loop ``B[i] = f(A[i]) + 1`` over
+    ``n`` float32 of the standard normal (the cost of some, erf's among them, depends on the argument's
+    range), less the same loop without the call."""
+    import tvm
+    from tvm import te
+
+    from opscope.predictor.features.special import NOMINAL_CYCLES
+
+    dev = tvm.cpu(0)
+    target = _target()
+    a_np = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    seconds = {}
+    for fn in ("none", *NOMINAL_CYCLES):
+        A = te.placeholder((n,), "float32", name="A")
+        B = te.compute((n,), _special_body(A, getattr(te, fn, None)), name="B")
+        ex = tvm.compile(te.create_prim_func([A, B]), target)
+        args = [tvm.runtime.tensor(a_np, dev), tvm.runtime.tensor(np.zeros(n, np.float32), dev)]
+        seconds[fn] = _time(ex.mod, "main", args, dev, min_repeat_ms=20, repeat=3)
+    out = {fn: max(seconds[fn] - seconds["none"], 0.0) / n * 1e9 for fn in NOMINAL_CYCLES}
+    if progress:
+        progress("special functions: " + ", ".join(f"{fn} {v:.2f} ns" for fn, v in out.items()) + " per call")
     return out
 
 
@@ -158,7 +193,8 @@ def run_probe(base: TargetSpec, gemm_n: int = 512, progress: Any = None, samples
     t0 = time.perf_counter()
     gemm = probe_gemm(gemm_n, samples, progress)
     bw = probe_bandwidth(base.memory, int(os.environ["TVM_NUM_THREADS"]), progress)
-    return ProbeResult(gemm, bw, int(os.environ["TVM_NUM_THREADS"]), time.perf_counter() - t0)
+    special = probe_special(progress=progress)
+    return ProbeResult(gemm, bw, int(os.environ["TVM_NUM_THREADS"]), time.perf_counter() - t0, special)
 
 
 def measured_spec(base: TargetSpec, result: ProbeResult) -> TargetSpec:
@@ -189,5 +225,11 @@ def measured_spec(base: TargetSpec, result: ProbeResult) -> TargetSpec:
                     for k, v in result.bandwidth.items()),
         *notes,
     )
-    return replace(base, name="host-measured", peak_flops=peaks, memory=memory, nominal=False,
+    extra = dict(base.extra)
+    special = {fn: round(v, 4) for fn, v in result.special_ns.items() if v > 0}
+    if special:  # read by predictor.features.special
+        extra["special_ns"] = special
+        sources += ("special functions, ns per call at one thread: "
+                    + ", ".join(f"{fn} {v:.2f}" for fn, v in special.items()),)
+    return replace(base, name="host-measured", peak_flops=peaks, memory=memory, nominal=False, extra=extra,
                    sources=sources + tuple(s for s in base.sources if s.startswith("detected")))

@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default=os.environ.get("OPSCOPE_STORE") or "runs.db",
                         help="store the measurements go to (created if absent; resumes)")
     parser.add_argument("--out", required=True, help="folder for the adapted predictor")
-    parser.add_argument("--correction", default="auto", choices=("auto", "boost", "ridge", "shift"),
-                        help="per-machine correction (auto: the best of the three on held-out operators)")
+    parser.add_argument("--correction", default="blend", choices=("blend", "auto", "boost", "ridge", "shift"),
+                        help="per-machine correction (blend: the three averaged, each weighted by the inverse of "
+                             "its median error on held-out operators of the rows; auto: the best of the three)")
     parser.add_argument("--label", default="latency_min_s",
                         help="latency statistic to learn (latency_min_s, latency_median_s, latency_mean_s)")
     parser.add_argument("--no-probe", action="store_true",

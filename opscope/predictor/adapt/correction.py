@@ -15,10 +15,13 @@ Two steps, both on store frames:
    on the rows' features (which include the new machine's ``m_*`` features and analytical estimate
    from its spec, measured by ``opscope probe`` when it was run).  ``correction`` is ``"boost"``
    (shallow gradient-boosted trees, started at the median residual), ``"ridge"`` (a ridge on a few
-   operator-level features), ``"shift"`` (the median residual alone) or ``"auto"`` (default: the one of
-   those three with the lowest median error when cross-validated over the rows' operators, each fold
-   holding out whole operators, so the choice is made for operators the rows do not contain; boosting
-   only from ``BOOST_MIN_ROWS`` rows).
+   operator-level features), ``"shift"`` (the median residual alone), ``"auto"`` (the one of those three
+   with the lowest median error when cross-validated over the rows' operators, each fold holding out
+   whole operators, so the choice is made for operators the rows do not contain; boosting only from
+   ``BOOST_MIN_ROWS`` rows) or ``"blend"`` (default: the same cross-validation, then every candidate
+   fitted on all rows and their log corrections averaged with weights inversely proportional to their
+   cross-validated median error: on a few dozen rows the cross-validated errors are close and noisy,
+   and choosing one of them moved the result more than averaging does).
 
 ``save_adapted`` writes a predictor directory (``metadata.json`` with both trainings: the base's
 summary under ``base_training`` and the adaptation rows' under ``training``; the base predictor in
@@ -56,7 +59,7 @@ from opscope.predictor.models.persist import (
 )
 from opscope.targets.spec import TargetSpec
 
-CORRECTIONS = ("auto", "boost", "ridge", "shift")
+CORRECTIONS = ("blend", "auto", "boost", "ridge", "shift")
 #: what ``auto`` chooses among, simplest first (a tie goes to the simpler one)
 _AUTO = ("shift", "ridge", "boost")
 #: ``auto`` considers boosting only from this many rows: below it, trees of depth 2 with at least two rows
@@ -193,12 +196,20 @@ def _weighted_medoids(Z: np.ndarray, weight: np.ndarray, k: int, seed: int, iter
     return picks
 
 
+def blend_weights(cv_errors: Mapping[str, float]) -> dict[str, float]:
+    """The ``blend`` correction's weights: each cross-validated correction's weight inversely
+    proportional to its median error (floored at 0.001), summing to 1, in ``_AUTO`` order."""
+    inverse = {c: 1.0 / max(float(cv_errors[c]), 1e-3) for c in _AUTO if c in cv_errors}
+    total = sum(inverse.values())
+    return {c: v / total for c, v in inverse.items()}
+
+
 class AdaptedPredictor(FramePredictor):
     """A fitted base predictor times a per-machine correction learned on a few rows of the new machine."""
 
     name = NAME
 
-    def __init__(self, base: FramePredictor | None = None, correction: str = "auto", n_estimators: int = 40,
+    def __init__(self, base: FramePredictor | None = None, correction: str = "blend", n_estimators: int = 40,
                  max_depth: int = 2, learning_rate: float = 0.2, alpha: float = 10.0, seed: int = 0,
                  specs: Mapping[str, TargetSpec] | None = None) -> None:
         self.base = base
@@ -222,11 +233,20 @@ class AdaptedPredictor(FramePredictor):
         frame, y = self._training_frame(frame, y)
         base_pred = base.predict(frame)
         method = self.correction
-        if method == "auto":
+        self.__dict__.pop("weights_", None)
+        if method in ("auto", "blend"):
             self.cv_errors_ = self._cross_validate(frame, y, base_pred)
+        if method == "auto":
             method = min(self.cv_errors_, key=lambda c: (self.cv_errors_[c], _AUTO.index(c)))
         self.chosen_ = method
-        self._fit_one(frame, y, base_pred, method)
+        if method == "blend":
+            self._fit_one(frame, y, base_pred, *blend_weights(self.cv_errors_))
+            fitted = {"shift": True, "ridge": hasattr(self, "coef_"), "boost": self.engine_ is not None}
+            weights = blend_weights({c: e for c, e in self.cv_errors_.items() if fitted[c]})
+            self.weights_ = weights
+            self.chosen_ = "blend (" + ", ".join(f"{c} {w:.2f}" for c, w in weights.items()) + ")"
+        else:
+            self._fit_one(frame, y, base_pred, method)
         return self
 
     def _cross_validate(self, frame: pd.DataFrame, y: np.ndarray, base_pred: np.ndarray) -> dict[str, float]:
@@ -250,7 +270,8 @@ class AdaptedPredictor(FramePredictor):
                 errors[c].append(np.abs(pred - y[test]) / y[test])
         return {c: float(np.median(np.concatenate(v))) for c, v in errors.items()}
 
-    def _fit_one(self, frame: pd.DataFrame, y: np.ndarray, base_pred: np.ndarray, method: str) -> None:
+    def _fit_one(self, frame: pd.DataFrame, y: np.ndarray, base_pred: np.ndarray, *methods: str) -> None:
+        """Fit the named corrections (a blend fits several: they share the offset)."""
         for stale in ("coef_", "center_", "scale_"):
             self.__dict__.pop(stale, None)
         resid = np.log(y) - np.log(base_pred)
@@ -258,7 +279,7 @@ class AdaptedPredictor(FramePredictor):
         self.n_train_ = len(frame)
         self.schema_ = fit_schema(frame, analytical=True)
         self.engine_: Any = None
-        if method == "boost" and len(frame) >= 2:
+        if "boost" in methods and len(frame) >= 2:
             import xgboost as xgb
 
             feats = build_features(frame, self.schema_, specs_from(self.specs))
@@ -267,25 +288,37 @@ class AdaptedPredictor(FramePredictor):
                       "base_score": self.offset_, "nthread": 1}
             self.engine_ = xgb.train(params, xgb.DMatrix(feats.X, label=resid, missing=np.nan),
                                      num_boost_round=self.n_estimators)
-        elif method == "ridge" and len(frame) >= 2:
+        if "ridge" in methods and len(frame) >= 2:
             X, _ = design_matrix(frame, self.specs, RIDGE)
             Z, self.center_, self.scale_ = _standardise(X)
             A = Z.T @ Z + self.alpha * np.eye(Z.shape[1])
             self.coef_ = np.linalg.solve(A, Z.T @ (resid - self.offset_))
 
+    def _log_part(self, frame: pd.DataFrame, method: str) -> np.ndarray:
+        """One correction's log factor per row (a correction not fitted, as with fewer than two rows,
+        is the shift)."""
+        if method == "boost" and self.engine_ is not None:
+            import xgboost as xgb
+
+            feats = build_features(frame, self.schema_, specs_from(self.specs))
+            return np.asarray(self.engine_.predict(xgb.DMatrix(feats.X, missing=np.nan)), dtype=float)
+        if method == "ridge" and hasattr(self, "coef_"):
+            X, _ = design_matrix(frame, self.specs, RIDGE)
+            Z, _, _ = _standardise(X, self.center_, self.scale_)
+            return self.offset_ + Z @ self.coef_
+        return np.full(len(frame), self.offset_)
+
     def correction_factor(self, frame: pd.DataFrame) -> np.ndarray:
         """exp(correction) per row: what the base prediction is multiplied by."""
         if not hasattr(self, "offset_"):
             raise PredictorError("AdaptedPredictor: predict called before fit")
+        weights = getattr(self, "weights_", None)
+        if weights:
+            return np.exp(sum(w * self._log_part(frame, c) for c, w in weights.items()))
         if self.engine_ is not None:
-            import xgboost as xgb
-
-            feats = build_features(frame, self.schema_, specs_from(self.specs))
-            return np.exp(np.asarray(self.engine_.predict(xgb.DMatrix(feats.X, missing=np.nan)), dtype=float))
+            return np.exp(self._log_part(frame, "boost"))
         if hasattr(self, "coef_"):
-            X, _ = design_matrix(frame, self.specs, RIDGE)
-            Z, _, _ = _standardise(X, self.center_, self.scale_)
-            return np.exp(self.offset_ + Z @ self.coef_)
+            return np.exp(self._log_part(frame, "ridge"))
         return np.full(len(frame), math.exp(self.offset_))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
@@ -309,6 +342,8 @@ def save_adapted(pred: AdaptedPredictor, directory: str | Path, training: pd.Dat
         (directory / BASE_DIR / METADATA).write_text(json.dumps(base_meta, indent=1, sort_keys=True, default=str))
     correction: dict[str, Any] = {"offset": pred.offset_, "chosen": getattr(pred, "chosen_", pred.correction),
                                   "cv_median_ape": getattr(pred, "cv_errors_", None)}
+    if getattr(pred, "weights_", None):
+        correction["weights"] = dict(pred.weights_)
     if pred.engine_ is not None:
         pred.engine_.save_model(str(directory / "correction.xgb.json"))
         correction["file"] = "correction.xgb.json"
@@ -370,6 +405,17 @@ def load_adapted(directory: str | Path, specs: Any = None) -> AdaptedPredictor:
     if "coef" in corr:
         pred.center_, pred.scale_ = np.asarray(corr["center"], float), np.asarray(corr["scale"], float)
         pred.coef_ = np.asarray(corr["coef"], float)
+    if "weights" in corr:
+        weights = corr["weights"]
+        ok = (isinstance(weights, dict) and weights and all(c in _AUTO for c in weights)
+              and all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                      for w in weights.values()) and abs(sum(weights.values()) - 1.0) < 1e-6)
+        if not ok:
+            raise PredictorError(f"{path}: field 'weights' must map {', '.join(_AUTO)} to weights >= 0 "
+                                 f"summing to 1, got {weights!r}")
+        if (weights.get("boost", 0) > 0 and pred.engine_ is None) or (weights.get("ridge", 0) > 0 and "coef" not in corr):
+            raise PredictorError(f"{path}: field 'weights' {weights!r} names a correction the file does not hold")
+        pred.weights_ = {c: float(w) for c, w in weights.items()}
     pred.chosen_ = str(corr.get("chosen", pred.correction))
     pred.n_train_ = int(meta.get("n_train", 0))
     pred.base_training_ = meta.get("base_training")

@@ -125,7 +125,7 @@ def _chosen_sampler(picked: dict[str, list[Any]]):
 
 def adapt_machine(predictor: str | Path, ops: Sequence[Operator], out: str | Path, budget: int,
                   store: str | Path, target: str = "host", trials: int = 8, threads: Sequence[int] = (1, 2),
-                  seed: int = 0, probe: bool = True, gemm_n: int = 512, correction: str = "auto",
+                  seed: int = 0, probe: bool = True, gemm_n: int = 512, correction: str = "blend",
                   label: str = "latency_min_s", protocol: Any = None, timeout_s: float = 10.0,
                   roles: Any = None, run_probe: Callable[..., Any] | None = None,
                   say: Callable[[str], None] | None = None) -> AdaptResult:

@@ -17,8 +17,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from opscope.errors import PredictorError
-from opscope.predictor.features.build import Features, FeatureSchema, build_features, fit_schema, specs_from
+from opscope.predictor.features.build import (
+    Features,
+    FeatureSchema,
+    build_features,
+    fit_schema,
+    specs_from,
+    threads_used,
+)
 from opscope.predictor.features.defaults import default_twins, measured_default_log
+from opscope.predictor.features.special import special_seconds, without_special
 from opscope.predictor.frames import labels, ok_rows
 from opscope.targets.spec import TargetSpec
 
@@ -207,6 +215,7 @@ class LearnedPredictor(FramePredictor):
         frame, y = self._training_frame(frame, y)
         self.schema_ = fit_schema(frame, analytical=self.analytical_features)
         feats = build_features(frame, self.schema_, specs_from(self.specs))
+        y = without_special(y, self._special_seconds(frame))  # the learned part: see features.special
         weight = self._weights(frame)
         engine, X, target = self._engine(), self._matrix(frame, feats), np.log(y) - self._anchor(feats)
         kw: dict = {} if weight is None else {"weight": weight}
@@ -274,7 +283,13 @@ class LearnedPredictor(FramePredictor):
             unseen = ~np.isin(feats.kind, list(ranges))
             if unseen.any():
                 out[unseen] = np.exp(ratio) * _bound_s(feats)[unseen]
-        return out
+        return out + self._special_seconds(frame)
+
+    def _special_seconds(self, frame: pd.DataFrame) -> np.ndarray:
+        """Seconds the rows' fused special functions (sigmoid, erf ...) add (``features.special``)."""
+        threads = pd.to_numeric(frame["threads"], errors="coerce").fillna(1).to_numpy(dtype=float) \
+            if "threads" in frame else np.ones(len(frame))
+        return special_seconds(frame, specs_from(self.specs), threads_used(frame, threads))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "engine_"):

@@ -1,0 +1,152 @@
+"""Special functions in a fused epilogue (sigmoid, exp, tanh, erf): a cost added to the learned prediction.
+
+A convolution or GEMM fused with SiLU (``x * sigmoid(x)``) or an exact GELU (``erf``) calls the
+function once per output element, and TVM's CPU lowering runs it as a libm-style call that does
+not vanish behind the arithmetic: measured on the Zen 5 VM, the residual of the learned predictor on
+such operators (2026-12-06, ``datasets/zen5-heldout-v1``) was about 2 ns per sigmoid and 15 ns per erf at
+one thread, whatever the convolution or schedule.  The operator spaces the predictors are trained
+on hold no such epilogue (bias, ReLU, batch norm, clip, residual add), so trees cannot learn it.  It
+is therefore modelled apart:
+
+    latency = learned(row) + sum over functions f of calls_f x seconds_per_call_f / threads_used
+
+- ``calls_f``: from the row's ``workload_script`` (each call of ``T.<f>(`` times the iteration count of
+  the loop nest of its block), else from the operator's name (``..._tir_sigmoid_...``, ``..._erf_...``)
+  times its output elements;
+- ``seconds_per_call_f``: the machine's own, measured by ``opscope probe`` (``[extra] special_ns`` of
+  ``<target>-measured`` or of the spec), else ``NOMINAL_CYCLES[f] / frequency``;
+- ``threads_used``: the schedule's (``features.build.threads_used``);
+- only for the kinds whose work is a contraction or a pool (``KINDS``): a softmax's exp is its own
+  work, which its rows teach.
+
+In training the term is taken out of the label first (at most nine tenths of it), so the learned part
+stays what it is on rows without such functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opscope.predictor.features.estimates import SpecCache
+
+#: functions counted, and cycles per call at one thread where the machine has not been probed:
+#: ``opscope probe``'s ``probe_special`` on the 2-vCPU Zen 5 VM (2026-12-06: exp 1.28, sigmoid 1.43,
+#: tanh 2.92, erf 8.74 ns per call) times its 2.596 GHz
+NOMINAL_CYCLES = {"exp": 3.3, "sigmoid": 3.7, "tanh": 7.6, "erf": 22.7}
+#: the kinds the cost is added to
+KINDS = ("conv2d", "depthwise_conv2d", "dense", "matmul", "batch_matmul", "pool")
+#: a learned label keeps at least this share of the measured latency when the term is taken out
+KEEP = 0.1
+
+_CALL = re.compile(r"T\.(" + "|".join(NOMINAL_CYCLES) + r")\(")
+_GRID = re.compile(r"\bin T\.grid\((.*)\):")
+_INT = re.compile(r"T\.int(?:32|64)\((\d+)\)|\b(\d+)\b")
+_NAME = re.compile(r"(?:^|_)(?:tir_)?(" + "|".join(NOMINAL_CYCLES) + r")\d*(?=_|$)")
+
+
+def calls_in_script(script: str) -> dict[str, int]:
+    """Calls of each counted function in a TVMScript prim func: each ``T.<f>(`` times the product of
+    the extents of the innermost ``T.grid`` above it (the block's loop nest; TE-made functions have one
+    grid per block)."""
+    out: dict[str, int] = {}
+    extent = 1
+    for line in script.splitlines():
+        grid = _GRID.search(line)
+        if grid:
+            extent = math.prod(int(a or b) for a, b in _INT.findall(grid.group(1))) or 1
+        for fn in _CALL.findall(line):
+            out[fn] = out.get(fn, 0) + extent
+    return out
+
+
+def calls_from_name(name: str, operator_json: str | None) -> dict[str, int]:
+    """Without a script: each counted function named in the fused operator's name, once per output
+    element (the elements of its ``output`` tensors in ``operator_json``)."""
+    fns = _NAME.findall(name or "")
+    if not fns:
+        return {}
+    try:
+        tensors = json.loads(operator_json or "{}").get("tensors", [])
+        elems = sum(math.prod(int(d) for d in t[1]) for t in tensors if len(t) > 3 and t[3] == "output")
+    except (ValueError, TypeError, AttributeError, IndexError):
+        return {}
+    out: dict[str, int] = {}
+    for fn in fns:
+        out[fn] = out.get(fn, 0) + elems
+    return out
+
+
+def special_calls(frame: pd.DataFrame) -> list[dict[str, int]]:
+    """Per row, the calls of each counted function (empty for rows of other kinds), parsed once per
+    distinct script or name."""
+    n = len(frame)
+    if n == 0:
+        return []
+    kinds = frame["kind"].astype(str).to_numpy() if "kind" in frame else np.full(n, "")
+    scripts = frame["workload_script"] if "workload_script" in frame else pd.Series([None] * n, index=frame.index)
+    names = frame["op_name"] if "op_name" in frame else pd.Series([""] * n, index=frame.index)
+    ops = frame["operator_json"] if "operator_json" in frame else pd.Series([None] * n, index=frame.index)
+    memo: dict[tuple, dict[str, int]] = {}
+    out = []
+    for kind, script, name, op in zip(kinds, scripts.to_numpy(dtype=object), names.to_numpy(dtype=object),
+                                      ops.to_numpy(dtype=object)):
+        if kind not in KINDS:
+            out.append({})
+            continue
+        has_script = isinstance(script, str) and script.strip() != ""
+        key = (script,) if has_script else (name, op)
+        if key not in memo:
+            memo[key] = calls_in_script(script) if has_script else calls_from_name(str(name or ""), op)
+        out.append(memo[key])
+    return out
+
+
+def seconds_per_call(specs: SpecCache, target: str) -> dict[str, float]:
+    """One call of each counted function on ``target`` at one thread: ``[extra] special_ns`` of the
+    probed ``<target>-measured`` spec, else of the spec, else ``NOMINAL_CYCLES / frequency``."""
+    spec = specs.get(target)
+    measured = specs.measured(target)
+    for source in (measured, spec):
+        ns = (source.extra or {}).get("special_ns") if source is not None else None
+        if _valid_ns(ns):
+            return {fn: float(ns.get(fn, NOMINAL_CYCLES[fn] / spec.frequency_hz * 1e9)) * 1e-9
+                    for fn in NOMINAL_CYCLES}
+    return {fn: cycles / spec.frequency_hz for fn, cycles in NOMINAL_CYCLES.items()}
+
+
+def _valid_ns(ns: Any) -> bool:
+    return (isinstance(ns, Mapping) and bool(ns) and all(k in NOMINAL_CYCLES for k in ns)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                    for v in ns.values()))
+
+
+def special_seconds(frame: pd.DataFrame, specs: SpecCache, used: np.ndarray) -> np.ndarray:
+    """Per row, the seconds its counted special functions add (0 for most rows); ``used``: the
+    threads each row's schedule keeps busy."""
+    out = np.zeros(len(frame))
+    calls = special_calls(frame)
+    if not any(calls):
+        return out
+    targets = frame["target"].astype(str).to_numpy() if "target" in frame else np.full(len(frame), "host")
+    per_target: dict[str, dict[str, float]] = {}
+    for i, row in enumerate(calls):
+        if not row:
+            continue
+        t = targets[i]
+        if t not in per_target:
+            per_target[t] = seconds_per_call(specs, t)
+        out[i] = sum(n * per_target[t][fn] for fn, n in row.items()) / max(float(used[i]), 1.0)
+    return out
+
+
+def without_special(y: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """The label a learned part is fitted on: the measured latency less the special functions' time,
+    keeping at least ``KEEP`` of it."""
+    return np.maximum(y - extra, KEEP * y)
