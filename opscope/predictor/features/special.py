@@ -83,29 +83,39 @@ def calls_from_name(name: str, operator_json: str | None) -> dict[str, int]:
     return out
 
 
-def special_calls(frame: pd.DataFrame) -> list[dict[str, int]]:
-    """Per row, the calls of each counted function (empty for rows of other kinds), parsed once per
-    distinct script or name."""
+def _distinct_calls(frame: pd.DataFrame) -> tuple[np.ndarray, list[dict[str, int]]]:
+    """(per row the index of its distinct calls, -1 for rows of other kinds; the distinct calls), each
+    operator's script or name parsed once (only those rows' strings leave the frame's columns)."""
     n = len(frame)
-    if n == 0:
-        return []
-    kinds = frame["kind"].astype(str).to_numpy() if "kind" in frame else np.full(n, "")
-    scripts = frame["workload_script"] if "workload_script" in frame else pd.Series([None] * n, index=frame.index)
-    names = frame["op_name"] if "op_name" in frame else pd.Series([""] * n, index=frame.index)
-    ops = frame["operator_json"] if "operator_json" in frame else pd.Series([None] * n, index=frame.index)
-    memo: dict[tuple, dict[str, int]] = {}
-    out = []
-    for kind, script, name, op in zip(kinds, scripts.to_numpy(dtype=object), names.to_numpy(dtype=object),
-                                      ops.to_numpy(dtype=object)):
-        if kind not in KINDS:
-            out.append({})
-            continue
-        has_script = isinstance(script, str) and script.strip() != ""
-        key = (script,) if has_script else (name, op)
-        if key not in memo:
-            memo[key] = calls_in_script(script) if has_script else calls_from_name(str(name or ""), op)
-        out.append(memo[key])
-    return out
+    codes = np.full(n, -1)
+    if n == 0 or "kind" not in frame:
+        return codes, []
+    rows = np.flatnonzero(frame["kind"].isin(KINDS).to_numpy())
+    if len(rows) == 0:
+        return codes, []
+    if "workload_key" in frame:  # one operator, one script: the short key is the cheap one to hash
+        local, uniques = pd.factorize(frame["workload_key"].iloc[rows])
+    else:
+        cols = [c for c in ("workload_script", "op_name", "operator_json") if c in frame]
+        local, uniques = pd.factorize(pd.MultiIndex.from_frame(frame[cols].iloc[rows].astype(object).fillna("")))
+    first = np.zeros(len(uniques), dtype=int)
+    first[local[::-1]] = np.arange(len(local))[::-1]  # the first row of each distinct key
+    picked = frame.iloc[rows[first]]
+
+    def column(name: str) -> list:
+        return picked[name].tolist() if name in picked else [None] * len(picked)
+
+    distinct = [calls_in_script(script) if isinstance(script, str) and script.strip()
+                else calls_from_name(str(name or ""), op)
+                for script, name, op in zip(column("workload_script"), column("op_name"), column("operator_json"))]
+    codes[rows] = local
+    return codes, distinct
+
+
+def special_calls(frame: pd.DataFrame) -> list[dict[str, int]]:
+    """Per row, the calls of each counted function (empty for rows of other kinds)."""
+    codes, distinct = _distinct_calls(frame)
+    return [distinct[c] if c >= 0 else {} for c in codes]
 
 
 def seconds_per_call(specs: SpecCache, target: str) -> dict[str, float]:
@@ -131,18 +141,20 @@ def special_seconds(frame: pd.DataFrame, specs: SpecCache, used: np.ndarray) -> 
     """Per row, the seconds its counted special functions add (0 for most rows); ``used``: the
     threads each row's schedule keeps busy."""
     out = np.zeros(len(frame))
-    calls = special_calls(frame)
-    if not any(calls):
+    codes, distinct = _distinct_calls(frame)
+    if not any(distinct):
         return out
-    targets = frame["target"].astype(str).to_numpy() if "target" in frame else np.full(len(frame), "host")
-    per_target: dict[str, dict[str, float]] = {}
-    for i, row in enumerate(calls):
-        if not row:
-            continue
-        t = targets[i]
-        if t not in per_target:
-            per_target[t] = seconds_per_call(specs, t)
-        out[i] = sum(n * per_target[t][fn] for fn, n in row.items()) / max(float(used[i]), 1.0)
+    rows = codes >= 0
+    if "target" in frame:
+        tcodes, targets = pd.factorize(frame["target"].astype(object).fillna("host"))
+    else:
+        tcodes, targets = np.zeros(len(frame), dtype=int), np.array(["host"])
+    used = np.maximum(np.asarray(used, dtype=float), 1.0)
+    for ti in np.unique(tcodes[rows]):
+        per_call = seconds_per_call(specs, str(targets[ti]))
+        one_thread = np.array([sum(n * per_call[fn] for fn, n in d.items()) for d in distinct])
+        mine = rows & (tcodes == ti)
+        out[mine] = one_thread[codes[mine]] / used[mine]
     return out
 
 
