@@ -85,7 +85,8 @@ def test_without_special_keeps_a_tenth():
                                [7.0, KEEP * 10.0, 4.0])
 
 
-def test_learned_predictor_adds_the_term_and_learns_without_it():
+@pytest.mark.parametrize("name", ["xgboost", "calibrated"])
+def test_learned_predictor_adds_the_term_and_learns_without_it(name):
     frame = synthetic_frame(seed=0, models=3, per_model=4, schedules=4)
     specs = {TARGET: replace(synthetic_spec(), extra={"special_ns": {"sigmoid": 50.0}})}
     convs = (frame["kind"] == "conv2d").to_numpy()
@@ -97,9 +98,9 @@ def test_learned_predictor_adds_the_term_and_learns_without_it():
     # the same machine, its conv rows now also paying 1000 sigmoid calls each
     slower = with_calls.assign(latency_min_s=frame["latency_min_s"] + term)
     # (no default-relative members: their default twins read the script's loops, which the plain rows lack)
-    kw = {"n_estimators": 60, "nn_weight": 0.0, "relative_weight": 0.0, "specs": specs}
-    plain = make_predictor("xgboost", **kw).fit(frame, frame["latency_min_s"].to_numpy())
-    learned = make_predictor("xgboost", **kw).fit(slower, slower["latency_min_s"].to_numpy())
+    kw = {"n_estimators": 60, "specs": specs, **({"nn_weight": 0.0, "relative_weight": 0.0} if name == "xgboost" else {})}
+    plain = make_predictor(name, **kw).fit(frame, frame["latency_min_s"].to_numpy())
+    learned = make_predictor(name, **kw).fit(slower, slower["latency_min_s"].to_numpy())
     # the term is taken out before learning, so both learn the same thing (up to the labels' rounding,
     # which moves a tree's split by a hair), and put back in predicting; without the first, the conv
     # rows would come out a term (over 20% of some) too slow

@@ -59,6 +59,13 @@ class FramePredictor(BaseEstimator, RegressorMixin):
         ss_tot = float(np.sum((truth - truth.mean()) ** 2))
         return 1.0 - ss_res / ss_tot if ss_tot else 0.0
 
+    def _special_seconds(self, frame: pd.DataFrame) -> np.ndarray:
+        """Seconds the rows' fused special functions (sigmoid, erf ...) add (``features.special``),
+        for the predictors that learn without them and add them back."""
+        threads = pd.to_numeric(frame["threads"], errors="coerce").fillna(1).to_numpy(dtype=float) \
+            if "threads" in frame else np.ones(len(frame))
+        return special_seconds(frame, specs_from(getattr(self, "specs", None)), threads_used(frame, threads))
+
     def _training_frame(self, frame: pd.DataFrame, y: np.ndarray | None,
                         needs_operators: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
         """The rows and labels to fit on.
@@ -284,12 +291,6 @@ class LearnedPredictor(FramePredictor):
             if unseen.any():
                 out[unseen] = np.exp(ratio) * _bound_s(feats)[unseen]
         return out + self._special_seconds(frame)
-
-    def _special_seconds(self, frame: pd.DataFrame) -> np.ndarray:
-        """Seconds the rows' fused special functions (sigmoid, erf ...) add (``features.special``)."""
-        threads = pd.to_numeric(frame["threads"], errors="coerce").fillna(1).to_numpy(dtype=float) \
-            if "threads" in frame else np.ones(len(frame))
-        return special_seconds(frame, specs_from(self.specs), threads_used(frame, threads))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "engine_"):

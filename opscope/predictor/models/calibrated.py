@@ -5,6 +5,9 @@ analytical terms themselves), so the analytical model carries the scale of an un
 the learner only has to learn how far a real schedule on a real machine falls short of it.  The
 prediction is ``max(analytical * exp(correction), roofline bound)``.
 
+The time of special functions in a fused epilogue (``features.special``) is added to it, and taken out
+of the labels it learns from, as in the learned predictors.
+
 ``correction_report`` says what the correction learned, per operator kind and thread count: the
 median factor, and the effective FLOP/s and bandwidth it implies next to the spec's nominal ones.
 """
@@ -18,6 +21,7 @@ import pandas as pd
 
 from opscope.errors import PredictorError
 from opscope.predictor.features.build import Features, build_features, fit_schema, specs_from
+from opscope.predictor.features.special import without_special
 from opscope.predictor.models.base import FramePredictor
 from opscope.predictor.models.sklearn_models import LinearEngine
 from opscope.predictor.models.xgb import XGBEngine
@@ -52,6 +56,7 @@ class CalibratedAnalyticalPredictor(FramePredictor):
         self.schema_ = fit_schema(frame, analytical=True)
         feats = build_features(frame, self.schema_, specs_from(self.specs))
         base = self._base(feats)
+        y = without_special(y, self._special_seconds(frame))  # added back in predict (features.special)
         self.engine_ = self._engine().fit(feats.X, np.log(y) - np.log(base))
         self.n_train_ = len(frame)
         return self
@@ -73,7 +78,7 @@ class CalibratedAnalyticalPredictor(FramePredictor):
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         feats = self.features(frame)
         pred = self._base(feats) * np.exp(self.engine_.predict(feats.X))
-        return np.maximum(pred, feats.roofline_s)
+        return np.maximum(pred, feats.roofline_s) + self._special_seconds(frame)
 
     def correction_report(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per kind and thread count: what the learned correction means in device terms."""
