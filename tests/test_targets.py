@@ -104,6 +104,9 @@ def test_unknown_target_lists_known():
     (lambda s: s.replace("[pe_array]\ninstances = 2\nheight = 4\nwidth = 8\n", ""), "peak_flops"),
     (lambda s: s + '[peak_flops]\nfloat64 = 1e12\n', "peak_flops.float64"),
     (lambda s: s.replace('name = "dram"', 'name = "sram"'), "memory[1].name"),
+    (lambda s: s + '[extra]\nspecial_ns = {gelu = 3.0}\n', "extra.special_ns.gelu"),
+    (lambda s: s + '[extra]\nspecial_ns = {erf = -1.0}\n', "extra.special_ns.erf"),
+    (lambda s: s + '[extra]\nspecial_ns = 8.6\n', "extra.special_ns"),
 ])
 def test_bad_spec_names_file_and_field(tmp_path, edit, field):
     p = write(tmp_path, edit(GOOD))
@@ -111,6 +114,15 @@ def test_bad_spec_names_file_and_field(tmp_path, edit, field):
         load_spec_file(p)
     msg = str(info.value)
     assert str(p) in msg and f"'{field}'" in msg
+
+
+def test_special_ns_names_the_functions_the_predictors_count(tmp_path):
+    from opscope.predictor.features.special import NOMINAL_CYCLES
+    from opscope.targets.loader import SPECIAL_FUNCTIONS
+
+    assert set(SPECIAL_FUNCTIONS) == set(NOMINAL_CYCLES)
+    spec = load_spec_file(write(tmp_path, GOOD + '[extra]\nspecial_ns = {exp = 1.25, erf = 8}\n'))
+    assert spec.extra == {"special_ns": {"exp": 1.25, "erf": 8}}
 
 
 def test_invalid_toml_is_a_spec_error(tmp_path):
