@@ -10,10 +10,21 @@ operators are not those the predictor was trained or tuned on.
 - ``vit``: a two-layer vision transformer (8x8 patches of a 64 px image: 64 tokens, hidden 320,
   5 heads, MLP 1280).
 
+A second set (``--set 2``), drawn up later and measured blind, after the ``act`` operator-space band
+was added because of the first:
+
+- ``mnv3``: MobileNetV3-small-like blocks (hard-swish, 3x3 and 5x5 depthwise, hard-sigmoid gates), 96 px;
+- ``mixer``: a two-layer MLP-Mixer (8x8 patches of 64 px: 64 tokens, hidden 256, token MLP 128,
+  channel MLP 1024, GELU);
+- ``regnet``: RegNetX-like blocks (grouped 3x3 convolutions of 8-channel groups), 64 px;
+- ``fusedmb``: EfficientNetV2-like fused blocks (3x3 expand with SiLU, 1x1 project), 96 px;
+- ``gptmlp``: a GPT-2-style block's MLP with the tanh GELU, 32 tokens, hidden 512, 2048 inner.
+
 Weights are random (the latency does not depend on them).  Each is exported with torch's TorchScript
 ONNX exporter at opset 17, batch 1.
 
     python benchmarks/heldout_models.py --out heldout/     # writes heldout/<name>.onnx
+    python benchmarks/heldout_models.py --set 2 --out heldout2/
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import warnings
 from pathlib import Path
 
 MODELS = ("squeeze", "mbconv", "convnext", "stem5", "vit")
+MODELS_2 = ("mnv3", "mixer", "regnet", "fusedmb", "gptmlp")
 
 
 def build(name: str):
@@ -97,6 +109,89 @@ def build(name: str):
         def forward(self, x):
             return self.head(self.blocks(self.patch(x).flatten(2).transpose(1, 2)).mean(1))
 
+    class MNV3(nn.Module):
+        def __init__(self, cin: int, mid: int, cout: int, k: int, stride: int) -> None:
+            super().__init__()
+            self.expand = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.Hardswish())
+            self.dw = nn.Sequential(nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid, bias=False),
+                                    nn.BatchNorm2d(mid), nn.Hardswish())
+            self.se1, self.se2 = nn.Conv2d(mid, mid // 4, 1), nn.Conv2d(mid // 4, mid, 1)
+            self.project = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            h = self.dw(self.expand(x))
+            h = h * torch.nn.functional.hardsigmoid(self.se2(torch.relu(self.se1(h.mean((2, 3), keepdim=True)))))
+            return self.project(h)
+
+    class Mixer(nn.Module):
+        def __init__(self, tokens: int, d: int, tok: int, ch: int) -> None:
+            super().__init__()
+            self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.t1, self.t2 = nn.Linear(tokens, tok), nn.Linear(tok, tokens)
+            self.c1, self.c2 = nn.Linear(d, ch), nn.Linear(ch, d)
+
+        def forward(self, x):
+            h = self.n1(x).transpose(1, 2)
+            x = x + self.t2(torch.nn.functional.gelu(self.t1(h))).transpose(1, 2)
+            return x + self.c2(torch.nn.functional.gelu(self.c1(self.n2(x))))
+
+    class RegBlock(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+            self.b = nn.Sequential(nn.Conv2d(cout, cout, 3, stride, 1, groups=cout // 8, bias=False),
+                                   nn.BatchNorm2d(cout), nn.ReLU())
+            self.c = nn.Sequential(nn.Conv2d(cout, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            return torch.relu(self.c(self.b(self.a(x))))
+
+    class FusedMB(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.e = nn.Sequential(nn.Conv2d(cin, 4 * cin, 3, stride, 1, bias=False), nn.BatchNorm2d(4 * cin),
+                                   nn.SiLU())
+            self.p = nn.Sequential(nn.Conv2d(4 * cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            return self.p(self.e(x))
+
+    class GPTMLP(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n, self.fc, self.proj = nn.LayerNorm(512), nn.Linear(512, 2048), nn.Linear(2048, 512)
+
+        def forward(self, x):
+            return x + self.proj(torch.nn.functional.gelu(self.fc(self.n(x)), approximate="tanh"))
+
+    if name == "mnv3":
+        net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.Hardswish(), MNV3(16, 72, 24, 3, 2), MNV3(24, 96, 40, 5, 2),
+                            MNV3(40, 240, 40, 5, 1), MNV3(40, 288, 96, 5, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(96, 100))
+        return net.eval(), torch.randn(1, 3, 96, 96)
+    if name == "mixer":
+        class MixerNet(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.patch = nn.Conv2d(3, 256, 8, 8)
+                self.blocks = nn.Sequential(Mixer(64, 256, 128, 1024), Mixer(64, 256, 128, 1024))
+                self.head = nn.Linear(256, 100)
+
+            def forward(self, x):
+                return self.head(self.blocks(self.patch(x).flatten(2).transpose(1, 2)).mean(1))
+
+        return MixerNet().eval(), torch.randn(1, 3, 64, 64)
+    if name == "regnet":
+        net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), RegBlock(32, 64, 2), RegBlock(64, 64, 1),
+                            RegBlock(64, 152, 2), RegBlock(152, 152, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(152, 100))
+        return net.eval(), torch.randn(1, 3, 64, 64)
+    if name == "fusedmb":
+        net = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1), nn.SiLU(), FusedMB(24, 48, 2), FusedMB(48, 64, 2),
+                            FusedMB(64, 64, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 100))
+        return net.eval(), torch.randn(1, 3, 96, 96)
+    if name == "gptmlp":
+        return GPTMLP().eval(), torch.randn(1, 32, 512)
     if name == "squeeze":
         net = nn.Sequential(nn.Conv2d(3, 64, 3, 2), nn.ReLU(), nn.MaxPool2d(3, 2), Fire(64, 16, 64),
                             Fire(128, 16, 64), nn.MaxPool2d(3, 2), Fire(128, 32, 128), Fire(256, 48, 192),
@@ -122,7 +217,7 @@ def build(name: str):
     elif name == "vit":
         net, size = ViT(), 64
     else:
-        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS)}")
+        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2)}")
     return net.eval(), torch.randn(1, 3, size, size)
 
 
@@ -140,13 +235,17 @@ def write(name: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--set", type=int, choices=(1, 2), default=1, help="the first five models or the second")
+    ap.add_argument("--models", default=None, help="comma-separated names (default: the set's five)")
     args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.models.split(","):
-        if name not in MODELS:
-            print(f"error: unknown held-out model {name!r}; known: {', '.join(MODELS)}", file=sys.stderr)
+    known = MODELS + MODELS_2
+    names = args.models.split(",") if args.models else list(MODELS if args.set == 1 else MODELS_2)
+    for name in names:
+        if name not in known:
+            print(f"error: unknown held-out model {name!r}; known: {', '.join(known)}", file=sys.stderr)
             return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
         print(write(name, args.out))
     return 0
 

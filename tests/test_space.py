@@ -211,3 +211,36 @@ def test_lowres_band_scales_sizes_down_to_two_pixels():
     assert all(x.epilogue in TORCH_EPILOGUES["conv2d"] for x in layers)
     with pytest.raises(OpscopeError, match="the 'lowres' band is drawn for conv2d and depthwise_conv2d only"):
         parse_space("pool/lowres:2")
+
+
+def test_act_band_draws_newer_activations_and_depthwise_kernels():
+    from opscope.workloads.space import _NICE, ACT_DEPTHWISE_KERNELS, ACT_EPILOGUES
+
+    refs = {**REFS, "depthwise_conv2d": [{"c": 96, "k": 96, "h": 28, "w": 28, "r": 3, "stride": 1}]}
+    plain = draw_layers((("conv2d", 4), ("dense", 3)), 1, refs)
+    mixed = draw_layers((("conv2d", 4), ("dense", 3), ("conv2d/act", 6), ("depthwise_conv2d/act", 12),
+                         ("dense/act", 4)), 1, refs)
+    assert mixed[:7] == plain  # the other bands' draws do not move
+    act = mixed[7:]
+    assert all(x.epilogue in ACT_EPILOGUES[x.kind] for x in act)
+    assert all(dict(x.params)["k"] in _NICE for x in act if x.kind != "dense")  # drawn like the nice band
+    depthwise = [dict(x.params) for x in act if x.kind == "depthwise_conv2d"]
+    # the only reference kernel is 3; the band draws 3, 5 and 7 (12 draws: each at least once, p > 0.99)
+    assert {d["r"] for d in depthwise} == set(ACT_DEPTHWISE_KERNELS)
+    assert all(d["h"] >= d["r"] for d in depthwise)
+    assert all(Layer.from_label(x.label) == x for x in act)
+    with pytest.raises(OpscopeError, match="'pool/act:2': the 'act' band is drawn for conv2d, "
+                                           "depthwise_conv2d, dense only"):
+        parse_space("pool/act:2")
+
+
+@pytest.mark.slow
+def test_act_band_epilogues_call_sigmoid_and_erf():
+    from opscope.predictor.features.special import calls_in_script
+
+    names = ("conv2d_c16_h8_k32_r3_stride1_w8_bn_silu", "conv2d_c16_h8_k32_r1_stride1_w8_bias_gelu",
+             "dense_k64_m4_n48_bias_gelu")
+    ops = space_operators([Layer.from_label(n) for n in names])
+    # one sigmoid (SiLU) or erf (GELU) per output element: 32 x 8 x 8 and 4 x 48
+    assert [calls_in_script(o.prim_func.script()) for o in ops] == [{"sigmoid": 32 * 8 * 8}, {"erf": 32 * 8 * 8},
+                                                                    {"erf": 4 * 48}]

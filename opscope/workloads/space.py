@@ -42,7 +42,7 @@ MIN_FLOPS = 1e5
 MAX_BYTES = 48e6
 #: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, and
 #: two of convolutions as imported models have them (``torch``, ``lowres``)
-BANDS = ("nice", "small", "large", "torch", "lowres")
+BANDS = ("nice", "small", "large", "torch", "lowres", "act")
 #: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP)
 SMALL_MIN_FLOPS = 1e3
 #: the ``large`` band (dense only): batch 1-8 over weights of MAX_BYTES up to this (VGG's 411 MB FC layer)
@@ -66,6 +66,14 @@ TORCH_EPILOGUES = {"conv2d": ("bnu_relu", "bnu_add_relu", "bnu", "bnu_clip"),
 #: instead of 224 px: its spatial size scaled by 64/224 to 1 (log-uniform), down to 2 x 2, where the
 #: other bands stop at 4 x 4 (resnet18 at 64 px ends in 2 x 2 layers of 512 channels)
 LOWRES = (64 / 224, 1.0)
+#: the ``act`` band (convolutions and dense): drawn like ``nice``, with the activations of newer models
+#: (SiLU, which calls a sigmoid per element, and exact GELU, an erf) after batch norm or bias, and the
+#: depthwise kernels of MobileNetV3 / EfficientNet / ConvNeXt (3, 5 or 7); the other bands draw ReLU,
+#: ReLU6 or nothing and the zoo's kernels
+ACT_EPILOGUES = {"conv2d": ("bn_silu", "bnu_silu", "bn_gelu", "bias_gelu"),
+                 "depthwise_conv2d": ("bn_silu", "bnu_silu", "bn_gelu"),
+                 "dense": ("bias_gelu", "bias_silu")}
+ACT_DEPTHWISE_KERNELS = (3, 5, 7)
 LOWRES_MIN_SIZE = 2
 NAMED_SPACES = {"default": DEFAULT_SPACE, "edges": EDGES_SPACE}
 
@@ -169,6 +177,8 @@ def parse_space(text: str) -> tuple[tuple[str, int], ...]:
         if band in ("torch", "lowres") and base not in TORCH_EPILOGUES:
             raise OpscopeError(f"--space: {token!r}: the {band!r} band is drawn for {' and '.join(TORCH_EPILOGUES)} "
                                "only")
+        if band == "act" and base not in ACT_EPILOGUES:
+            raise OpscopeError(f"--space: {token!r}: the 'act' band is drawn for {', '.join(ACT_EPILOGUES)} only")
         try:
             n = int(count) if sep else -1
         except ValueError:
@@ -409,6 +419,15 @@ def _large(rng: random.Random, refs: list[dict[str, int]]) -> Layer:
     return _nicer(Layer("dense", tuple(sorted(d.items())), rng.choice(("bias", "bias_relu"))))
 
 
+def _act(layer: Layer, rng: random.Random) -> Layer:
+    """An ``act`` draw: ``nice`` widths, a newer activation, and a depthwise kernel of 3, 5 or 7."""
+    d = dict(_nicer(layer).params)
+    if layer.kind == "depthwise_conv2d":
+        d["r"] = rng.choice(ACT_DEPTHWISE_KERNELS)
+        d["h"] = d["w"] = max(d["h"], d["r"])
+    return Layer(layer.kind, tuple(sorted(d.items())), rng.choice(ACT_EPILOGUES[layer.kind]))
+
+
 def _in_band(layer: Layer, band: str, max_gflop: float) -> bool:
     size = layer.elements * 4
     if band == "small":
@@ -448,6 +467,8 @@ def draw_layers(space: Sequence[tuple[str, int]], seed: int = 0,
                         layer = _lowres(layer, rng)
                 elif band == "small":
                     layer = _shrunk(layer, rng)
+                elif band == "act":
+                    layer = _act(layer, rng)
             if layer in seen or not _in_band(layer, band, max_gflop):
                 continue
             seen.add(layer)
@@ -500,6 +521,7 @@ def _relax_function(layer: Layer, dtype: str) -> Any:
             body.append(("relu", lambda y: op.nn.relu(y)))
         if layer.epilogue.endswith("clip"):  # ReLU6
             body.append(("clip", lambda y: op.clip(y, 0.0, 6.0)))
+        body += _activation(layer.epilogue)
     elif layer.kind == "dense":
         x = var("x", (d["m"], d["k"]), False)
         w = var("w", (d["n"], d["k"]), True)
@@ -507,6 +529,7 @@ def _relax_function(layer: Layer, dtype: str) -> Any:
         body += [("matmul", lambda: op.matmul(x, op.permute_dims(w))), ("bias", lambda y: op.add(y, bias))]
         if layer.epilogue.endswith("relu"):
             body.append(("relu", lambda y: op.nn.relu(y)))
+        body += _activation(layer.epilogue)
     elif layer.kind == "batch_matmul":
         a = var("a", (1, d["b"], d["m"], d["k"]), False)
         b = var("b", (1, d["b"], d["k"], d["n"]), False)
@@ -532,6 +555,17 @@ def _relax_function(layer: Layer, dtype: str) -> Any:
     mod = bb.get()
     mod["main"] = mod["main"].with_attr("num_input", len(inputs))
     return mod
+
+
+def _activation(epilogue: str) -> list[tuple[str, Any]]:
+    """The ``act`` band's last step: SiLU (``x * sigmoid(x)``) or exact GELU (through ``erf``)."""
+    from tvm import relax
+
+    if epilogue.endswith("silu"):
+        return [("silu", lambda y: relax.op.nn.silu(y))]
+    if epilogue.endswith("gelu"):
+        return [("gelu", lambda y: relax.op.nn.gelu(y))]
+    return []
 
 
 def _interleaved(layers: list[Layer]) -> list[Layer]:
