@@ -19,7 +19,7 @@ is therefore modelled apart:
 - only for the kinds whose work is a contraction or a pool (``KINDS``): a softmax's exp is its own
   work, which its rows teach.
 
-In training the term is taken out of the label first (at most nine tenths of it), so the learned part
+In training the term is taken out of the label first (the label keeping at least a tenth), so the learned part
 stays what it is on rows without such functions.
 """
 
