@@ -103,26 +103,27 @@ def _special_body(A: Any, call: Any) -> Any:
 
 
 def probe_special(n: int = 1 << 20, progress: Any = None) -> dict[str, float]:
-    """Nanoseconds per call of each special function a fused epilogue may hold (the functions of
-    ``predictor.features.special``), at one thread: a TVM-compiled loop ``B[i] = f(A[i]) + 1`` over
-    ``n`` float32 of the standard normal (the cost of some, erf's among them, depends on the argument's
-    range), less the same loop without the call."""
+    """Nanoseconds per call of each special function a fused epilogue may hold
+    (``targets.loader.SPECIAL_FUNCTIONS``, which ``predictor.features.special`` counts), at one
+    thread: a TVM-compiled loop ``B[i] = f(A[i]) + 1`` over ``n`` float32 of the standard normal (the
+    cost of some, erf's among them, depends on the argument's range), less the same loop without the
+    call."""
     import tvm
     from tvm import te
 
-    from opscope.predictor.features.special import NOMINAL_CYCLES
+    from opscope.targets.loader import SPECIAL_FUNCTIONS
 
     dev = tvm.cpu(0)
     target = _target()
     a_np = np.random.default_rng(0).standard_normal(n).astype(np.float32)
     seconds = {}
-    for fn in ("none", *NOMINAL_CYCLES):
+    for fn in ("none", *SPECIAL_FUNCTIONS):
         A = te.placeholder((n,), "float32", name="A")
         B = te.compute((n,), _special_body(A, getattr(te, fn, None)), name="B")
         ex = tvm.compile(te.create_prim_func([A, B]), target)
         args = [tvm.runtime.tensor(a_np, dev), tvm.runtime.tensor(np.zeros(n, np.float32), dev)]
         seconds[fn] = _time(ex.mod, "main", args, dev, min_repeat_ms=20, repeat=3)
-    out = {fn: max(seconds[fn] - seconds["none"], 0.0) / n * 1e9 for fn in NOMINAL_CYCLES}
+    out = {fn: max(seconds[fn] - seconds["none"], 0.0) / n * 1e9 for fn in SPECIAL_FUNCTIONS}
     if progress:
         progress("special functions: " + ", ".join(f"{fn} {v:.2f} ns" for fn, v in out.items()) + " per call")
     return out

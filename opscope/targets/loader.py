@@ -226,7 +226,9 @@ def spec_from_dict(data: dict[str, Any], where: str = "<spec>") -> TargetSpec:
     extra = data.get("extra", {})
     if not isinstance(extra, dict):
         raise fail("extra", "must be a table")
-    _check_special_ns(extra.get("special_ns"), fail)
+    problem = special_ns_problem(extra.get("special_ns"))
+    if problem:
+        raise fail(*problem)
     return TargetSpec(
         name=name, kind=kind, frequency_hz=freq, memory=memory, peak_flops=peaks, pe_array=pe,
         compute_efficiency=effs["compute_efficiency"], memory_efficiency=effs["memory_efficiency"],
@@ -241,17 +243,19 @@ def spec_from_dict(data: dict[str, Any], where: str = "<spec>") -> TargetSpec:
 SPECIAL_FUNCTIONS = ("exp", "sigmoid", "tanh", "erf")
 
 
-def _check_special_ns(raw: Any, fail) -> None:
-    """``[extra] special_ns``: absent, or a table of known functions to positive nanoseconds per call."""
+def special_ns_problem(raw: Any) -> tuple[str, str] | None:
+    """What is wrong with an ``[extra] special_ns`` value, as (field, message); None when it is absent or
+    a table of known functions to positive nanoseconds per call."""
     if raw is None:
-        return
+        return None
     if not isinstance(raw, dict) or not raw:
-        raise fail("extra.special_ns", "must be a table of nanoseconds per call, e.g. {exp = 1.2, erf = 8.6}")
+        return "extra.special_ns", "must be a table of nanoseconds per call, e.g. {exp = 1.2, erf = 8.6}"
     for fn, ns in raw.items():
         if fn not in SPECIAL_FUNCTIONS:
-            raise fail(f"extra.special_ns.{fn}", f"unknown function (known: {', '.join(SPECIAL_FUNCTIONS)})")
+            return f"extra.special_ns.{fn}", f"unknown function (known: {', '.join(SPECIAL_FUNCTIONS)})"
         if isinstance(ns, bool) or not isinstance(ns, (int, float)) or not math.isfinite(ns) or ns <= 0:
-            raise fail(f"extra.special_ns.{fn}", f"must be a positive number of nanoseconds, got {ns!r}")
+            return f"extra.special_ns.{fn}", f"must be a positive number of nanoseconds, got {ns!r}"
+    return None
 
 
 def _memory_levels(raw: Any, fail, pe: PEArray | None = None) -> tuple[MemoryLevel, ...]:

@@ -28,13 +28,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from opscope.predictor.features.estimates import SpecCache
+from opscope.targets.loader import special_ns_problem
 
 #: functions counted, and cycles per call at one thread where the machine has not been probed:
 #: ``opscope probe``'s ``probe_special`` on the 2-vCPU Zen 5 VM (2026-12-06: exp 1.28, sigmoid 1.43,
@@ -120,21 +119,16 @@ def special_calls(frame: pd.DataFrame) -> list[dict[str, int]]:
 
 def seconds_per_call(specs: SpecCache, target: str) -> dict[str, float]:
     """One call of each counted function on ``target`` at one thread: ``[extra] special_ns`` of the
-    probed ``<target>-measured`` spec, else of the spec, else ``NOMINAL_CYCLES / frequency``."""
+    probed ``<target>-measured`` spec, else of the spec (a value the spec loader would refuse is
+    passed over), else ``NOMINAL_CYCLES / frequency``."""
     spec = specs.get(target)
     measured = specs.measured(target)
     for source in (measured, spec):
         ns = (source.extra or {}).get("special_ns") if source is not None else None
-        if _valid_ns(ns):
+        if ns is not None and special_ns_problem(ns) is None:
             return {fn: float(ns.get(fn, NOMINAL_CYCLES[fn] / spec.frequency_hz * 1e9)) * 1e-9
                     for fn in NOMINAL_CYCLES}
     return {fn: cycles / spec.frequency_hz for fn, cycles in NOMINAL_CYCLES.items()}
-
-
-def _valid_ns(ns: Any) -> bool:
-    return (isinstance(ns, Mapping) and bool(ns) and all(k in NOMINAL_CYCLES for k in ns)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                    for v in ns.values()))
 
 
 def special_seconds(frame: pd.DataFrame, specs: SpecCache, used: np.ndarray) -> np.ndarray:
