@@ -40,8 +40,9 @@ MAX_GFLOP = 0.5
 MIN_FLOPS = 1e5
 #: operators whose tensors together exceed this are drawn again (a VGG-sized FC weight is 400 MB)
 MAX_BYTES = 48e6
-#: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, and
-#: two of convolutions as imported models have them (``torch``, ``lowres``)
+#: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, two
+#: of convolutions as imported models have them (``torch``, ``lowres``) and one of newer activations
+#: (``act``)
 BANDS = ("nice", "small", "large", "torch", "lowres", "act")
 #: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP)
 SMALL_MIN_FLOPS = 1e3
@@ -66,6 +67,7 @@ TORCH_EPILOGUES = {"conv2d": ("bnu_relu", "bnu_add_relu", "bnu", "bnu_clip"),
 #: instead of 224 px: its spatial size scaled by 64/224 to 1 (log-uniform), down to 2 x 2, where the
 #: other bands stop at 4 x 4 (resnet18 at 64 px ends in 2 x 2 layers of 512 channels)
 LOWRES = (64 / 224, 1.0)
+LOWRES_MIN_SIZE = 2
 #: the ``act`` band (convolutions and dense): drawn like ``nice``, with the activations of newer models
 #: (SiLU, which calls a sigmoid per element, and exact GELU, an erf) after batch norm or bias, and the
 #: depthwise kernels of MobileNetV3 / EfficientNet / ConvNeXt (3, 5 or 7); the other bands draw ReLU,
@@ -74,7 +76,6 @@ ACT_EPILOGUES = {"conv2d": ("bn_silu", "bnu_silu", "bn_gelu", "bias_gelu"),
                  "depthwise_conv2d": ("bn_silu", "bnu_silu", "bn_gelu"),
                  "dense": ("bias_gelu", "bias_silu")}
 ACT_DEPTHWISE_KERNELS = (3, 5, 7)
-LOWRES_MIN_SIZE = 2
 NAMED_SPACES = {"default": DEFAULT_SPACE, "edges": EDGES_SPACE}
 
 
