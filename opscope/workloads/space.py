@@ -522,7 +522,7 @@ def _relax_function(layer: Layer, dtype: str) -> Any:
             body.append(("relu", lambda y: op.nn.relu(y)))
         if layer.epilogue.endswith("clip"):  # ReLU6
             body.append(("clip", lambda y: op.clip(y, 0.0, 6.0)))
-        body += _activation(layer.epilogue)
+        body += _activation(layer.epilogue, op)
     elif layer.kind == "dense":
         x = var("x", (d["m"], d["k"]), False)
         w = var("w", (d["n"], d["k"]), True)
@@ -530,7 +530,7 @@ def _relax_function(layer: Layer, dtype: str) -> Any:
         body += [("matmul", lambda: op.matmul(x, op.permute_dims(w))), ("bias", lambda y: op.add(y, bias))]
         if layer.epilogue.endswith("relu"):
             body.append(("relu", lambda y: op.nn.relu(y)))
-        body += _activation(layer.epilogue)
+        body += _activation(layer.epilogue, op)
     elif layer.kind == "batch_matmul":
         a = var("a", (1, d["b"], d["m"], d["k"]), False)
         b = var("b", (1, d["b"], d["k"], d["n"]), False)
@@ -558,14 +558,13 @@ def _relax_function(layer: Layer, dtype: str) -> Any:
     return mod
 
 
-def _activation(epilogue: str) -> list[tuple[str, Any]]:
-    """The ``act`` band's last step: SiLU (``x * sigmoid(x)``) or exact GELU (through ``erf``)."""
-    from tvm import relax
-
+def _activation(epilogue: str, op: Any) -> list[tuple[str, Any]]:
+    """The ``act`` band's last step (``op``: ``relax.op``): SiLU (``x * sigmoid(x)``) or exact GELU
+    (through ``erf``)."""
     if epilogue.endswith("silu"):
-        return [("silu", lambda y: relax.op.nn.silu(y))]
+        return [("silu", lambda y: op.nn.silu(y))]
     if epilogue.endswith("gelu"):
-        return [("gelu", lambda y: relax.op.nn.gelu(y))]
+        return [("gelu", lambda y: op.nn.gelu(y))]
     return []
 
 
