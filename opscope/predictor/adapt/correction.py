@@ -57,6 +57,7 @@ from opscope.predictor.models.persist import (
     save_predictor,
     training_summary,
 )
+from opscope.predictor.models.xgb import file_names, read_booster
 from opscope.targets.spec import TargetSpec
 
 CORRECTIONS = ("blend", "auto", "boost", "ridge", "shift")
@@ -390,18 +391,9 @@ def load_adapted(directory: str | Path, specs: Any = None) -> AdaptedPredictor:
         raise PredictorError(f"{path}: not a readable correction ({exc})") from None
     pred.engine_ = None
     if "file" in corr:
-        import xgboost as xgb
-
-        if Path(str(corr["file"])).name != corr["file"]:
+        if not file_names([corr["file"]]):
             raise PredictorError(f"{path}: field 'file' {corr['file']!r} is not a file in the predictor folder")
-        booster = xgb.Booster()
-        try:
-            booster.load_model(str(directory / corr["file"]))
-        except xgb.core.XGBoostError as exc:
-            raise PredictorError(f"{directory / corr['file']}: not a readable XGBoost model "
-                                 f"({str(exc).splitlines()[0]})") from None
-        booster.set_param({"nthread": 1})
-        pred.engine_ = booster
+        pred.engine_ = read_booster(directory / corr["file"])
     if "coef" in corr:
         pred.center_, pred.scale_ = np.asarray(corr["center"], float), np.asarray(corr["scale"], float)
         pred.coef_ = np.asarray(corr["coef"], float)

@@ -150,12 +150,12 @@ class XGBEngine:
     def load(cls, directory: Path, meta: Mapping[str, Any]) -> XGBEngine:
         where = Path(directory) / "metadata.json"
         files = meta.get("files", [meta.get("file", MODEL_FILE)])
-        if not _file_names(files):
+        if not file_names(files):
             raise PredictorError(f"{where}: field 'engine.files' must be a list of "
                                  f"file names in the predictor's folder, got {files!r}")
         engine = cls.__new__(cls)
         engine.params, engine.n_estimators, engine.n_models = {}, 0, len(files)
-        engine.boosters = [_read_booster(Path(directory) / name) for name in files]
+        engine.boosters = [read_booster(Path(directory) / name) for name in files]
         engine.nn_weight, engine.mlp, engine.mixed = 0.0, None, False
         targets = meta.get("targets", ["latency"] * len(files))
         if not (isinstance(targets, list) and len(targets) == len(files)
@@ -167,7 +167,7 @@ class XGBEngine:
         if mlp is not None:
             name = mlp.get("file") if isinstance(mlp, dict) else None
             weight = mlp.get("weight") if isinstance(mlp, dict) else None
-            if not _file_names([name]):
+            if not file_names([name]):
                 raise PredictorError(f"{where}: field 'engine.mlp.file' must be a file name in the predictor's "
                                      f"folder, got {name!r}")
             if not _unit_weight(weight):
@@ -178,19 +178,21 @@ class XGBEngine:
         if relative is not None:
             names = relative.get("files") if isinstance(relative, dict) else None
             weight = relative.get("weight") if isinstance(relative, dict) else None
-            if not _file_names(names):
+            if not file_names(names):
                 raise PredictorError(f"{where}: field 'engine.relative.files' must be a list of file names in the "
                                      f"predictor's folder, got {names!r}")
             if not _unit_weight(weight):
                 raise PredictorError(f"{where}: field 'engine.relative.weight' must be a number in (0, 1), "
                                      f"got {weight!r}")
-            engine.relative = [_read_booster(Path(directory) / name) for name in names]
+            engine.relative = [read_booster(Path(directory) / name) for name in names]
             engine.relative_weight = float(weight)
         engine.relative_models = max(len(engine.relative), 1)
         return engine
 
 
-def _file_names(files: Any) -> bool:
+def file_names(files: Any) -> bool:
+    """Whether ``files`` is a non-empty list of plain file names (no folder part): what a predictor's
+    metadata may name in its own folder."""
     return isinstance(files, list) and bool(files) and all(isinstance(f, str) and f and Path(f).name == f
                                                            for f in files)
 
@@ -199,7 +201,8 @@ def _unit_weight(weight: Any) -> bool:
     return not isinstance(weight, bool) and isinstance(weight, (int, float)) and 0.0 < weight < 1.0
 
 
-def _read_booster(path: Path) -> Any:
+def read_booster(path: Path) -> Any:
+    """A saved XGBoost booster, single-threaded; a missing or unreadable file is one PredictorError line."""
     import xgboost as xgb
 
     if not path.exists():
