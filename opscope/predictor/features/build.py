@@ -11,6 +11,9 @@ One feature row per measurement row, in four groups (prefixes in brackets):
   peaks and bandwidths (nominal, and measured ones when a ``<target>-measured`` spec exists);
 - the analytical model [``a_``]: compute time, memory time per level (tiling-aware when the
   schedule's tile factors map onto the operator's loops), bound, roofline bound;
+- the default loop nest's reduction walk [``d_``] (version 5): the cache lines its reads touch and how
+  many of them share one cache set (``opscope.predictor.features.walk``), which tells a GEMM that reads
+  its weight down a power-of-two-strided column from one of the same size that does not;
 - the schedule relative to the operator and the machine [``r_``] (version 2), which carry a schedule's
   effect from one shape to another where absolute tile sizes do not: how evenly the parallel loop's
   iterations divide among the threads, the vector length over the machine's lanes, the innermost and
@@ -35,13 +38,14 @@ import pandas as pd
 
 from opscope.errors import PredictorError
 from opscope.predictor.features import tiles as tiles_mod
+from opscope.predictor.features import walk as walk_mod
 from opscope.predictor.features.estimates import MAX_LEVELS, SpecCache, analytical_terms, machine_features
 from opscope.predictor.frames import check_columns
 from opscope.targets.spec import TargetSpec
 from opscope.workloads.operator import KINDS, Operator, dtype_bytes
 
 SCHEMA_NAME = "opscope-features"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 LOOP_NAMES = ("n", "k", "c", "p", "q", "r", "s", "b", "m")
 _ATTRS = ("stride", "groups", "kernel", "seq_len", "heads", "head_dim")
@@ -177,6 +181,7 @@ def _fixed_columns(analytical: bool) -> list[str]:
         cols += [f"m_l{i}_size_log2", f"m_l{i}_bw_log2"]
     cols += ["m_offchip_bw_log2", "m_meas_peak_log2", "m_meas_offchip_bw_log2"]
     cols += list(_RELATIVE)
+    cols += list(walk_mod.COLUMNS)
     if analytical:
         cols += ["a_compute_log2", "a_compute_threads_log2", "a_latency_log2", "a_pe_util"]
         cols += [f"a_l{i}_log2" for i in range(MAX_LEVELS)]
@@ -395,6 +400,12 @@ def _build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache
     op_table = pd.DataFrame([operator_features(op) for op in ops])
     for c in op_table.columns:
         X[:, cols[c]] = op_table[c].to_numpy(dtype=float)[op_codes]
+    # the default loop nest's walk, from each operator's first row's script
+    if "workload_script" in frame:
+        firsts = np.unique(op_codes, return_index=True)[1]  # codes are 0 .. operators - 1
+        walks = walk_mod.walk_features(frame[["workload_script"]].iloc[firsts])
+        for k, c in enumerate(walk_mod.COLUMNS):
+            X[:, cols[c]] = walks[op_codes, k]
 
     threads = pd.to_numeric(frame["threads"], errors="coerce").to_numpy(dtype=float)
     used = threads_used(frame, threads)
