@@ -101,3 +101,31 @@ def test_features_carry_the_walk():
     # without a script: NaN
     feats = build_features(frame.drop(columns="workload_script"), fit_schema(frame), SpecCache({TARGET: synthetic_spec()}))
     assert np.isnan(feats.X[:, cols]).all()
+
+
+class _Func:
+    """Stands in for a TIR PrimFunc: what ``operator_frame`` and the store read of one."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def script(self) -> str:
+        return self.text
+
+
+def test_operator_frame_carries_the_script_features_read():
+    from dataclasses import replace
+
+    from opscope.predictor.evaluation.synthetic import synthetic_operators
+    from opscope.predictor.frames import operator_frame
+    from opscope.store.sqlite import workload_script
+
+    op = replace(synthetic_operators(seed=0, models=1, per_model=1)[0], prim_func=_Func(gemm(32, 512, 2048)))
+    frame = operator_frame([op], TARGET)
+    # the text the store keeps for the operator, so a model's unmeasured operators get the walk their
+    # measured twins were trained with (without it every d_ feature was NaN)
+    assert frame["workload_script"].tolist() == [workload_script(op)] == [gemm(32, 512, 2048)]
+    walk = walk_features(frame)[0]
+    assert walk == pytest.approx(walk_of_script(gemm(32, 512, 2048)))
+    bare = operator_frame([replace(op, prim_func=None)], TARGET)
+    assert bare["workload_script"].tolist() == [""] and np.isnan(walk_features(bare)).all()

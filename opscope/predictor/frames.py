@@ -118,7 +118,8 @@ def operator_frame(ops: Iterable[Operator], target: str, threads: int = 1) -> pd
     cpu = _is_cpu(target)
     rows = []
     for op in ops:
-        knobs = _default_knobs(op) if cpu else {}
+        script = _script(op)
+        knobs = _default_knobs(script) if cpu and script else {}
         rows.append(
             {
                 "workload_key": op.key,
@@ -141,6 +142,8 @@ def operator_frame(ops: Iterable[Operator], target: str, threads: int = 1) -> pd
                 "pinned": False,
                 "target": target,
                 "status": "ok",
+                # the unscheduled TIR, as the store keeps it: features read the default loop nest from it
+                "workload_script": script,
                 **{f"knob_{k}": v for k, v in knobs.items()},
             }
         )
@@ -159,10 +162,15 @@ def _is_cpu(target: str) -> bool:
         return False
 
 
-def _default_knobs(op: Operator) -> dict[str, int]:
-    from opscope.collector.knobs import loop_knobs
-
+def _script(op: Operator) -> str:
+    """The operator's function as TVMScript ('' without one), the text the store's ``workload_script`` holds."""
     func = op.prim_func
     if func is None or not hasattr(func, "script"):
-        return {}
-    return loop_knobs(func.script())
+        return ""
+    return func.script()
+
+
+def _default_knobs(script: str) -> dict[str, int]:
+    from opscope.collector.knobs import loop_knobs
+
+    return loop_knobs(script)
