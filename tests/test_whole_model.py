@@ -146,6 +146,12 @@ def test_whole_model_against_the_sum_of_operators(workload):
                                                   for o in workload.operators))
 
 
+def test_the_model_says_which_parameters_are_inputs(workload):
+    # the torch import marks one input (x); the MLP's six weights and biases follow it
+    mod = workload.ir_module
+    assert wm.data_inputs(mod) == 1 and len(wm.input_specs(mod)) == 7
+
+
 def test_model_without_relax_module_is_refused():
     from types import SimpleNamespace
 

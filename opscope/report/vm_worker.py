@@ -2,7 +2,8 @@
 
 Started by :func:`opscope.report.whole_model.time_in_worker` with ``TVM_NUM_THREADS`` already set in
 its environment, so TVM's thread pool starts with the requested size.  The request names the
-exported library, the inputs (name, shape, dtype; filled by the timing core's seeded random values)
+exported library, the inputs (name, shape, dtype; filled by the timing core's seeded random values:
+``data_inputs`` of them as inputs, the rest as weights, ``timing.model_args``)
 and the timing protocol (the timing core's fields); ``time_evaluator`` is the timing core's too.  The last line of stdout is JSON: ``{"raw_latencies_s": [...], "threads": n}``.
 """
 
@@ -24,7 +25,8 @@ def time_library(request: dict) -> dict:
     lib = tvm.runtime.load_module(request["library"])
     vm = relax.VirtualMachine(lib, dev)
     specs = [(tuple(shape), dtype) for _name, shape, dtype in request["inputs"]]
-    vm.set_input("main", *timing.random_args(specs, int(request.get("seed", timing.TIMING_SEED)), dev))
+    data_inputs = int(request.get("data_inputs", len(specs)))
+    vm.set_input("main", *timing.model_args(specs, int(request.get("seed", timing.TIMING_SEED)), dev, data_inputs))
     raw = timing.time_function(vm, "invoke_stateful", dev, ["main"], request["protocol"])
     kernels = _kernel_times(vm, int(request.get("profile_runs", 0)))
     threads = int(tvm.runtime.num_threads())

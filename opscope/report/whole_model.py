@@ -211,6 +211,18 @@ def input_specs(mod) -> list[tuple[str, tuple[int, ...], str]]:
     return specs
 
 
+def data_inputs(mod) -> int:
+    """How many of ``main``'s leading parameters are the model's inputs (the frontends' ``num_input``
+    attribute; the rest are its weights), or all of them when the module does not say."""
+    func = mod["main"]
+    attrs = func.attrs if func.attrs is not None else {}
+    n = len(func.params)
+    try:
+        return min(n, int(attrs["num_input"])) if "num_input" in attrs else n
+    except (TypeError, ValueError):
+        return n
+
+
 def build(mod, target):
     """``tvm.compile`` of a Relax module, TVM failures turned into one ``OpscopeError`` line."""
     import tvm
@@ -224,11 +236,12 @@ def build(mod, target):
 
 def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threads: int,
                    protocol: VMProtocol | None = None, seed: int = 0, profile_runs: int = 0,
-                   device: str = "cpu") -> tuple[tuple[float, ...], dict[str, float]]:
+                   device: str = "cpu", data_inputs: int | None = None) -> tuple[tuple[float, ...], dict[str, float]]:
     """Export ``ex`` and time its ``main`` in a fresh process with ``TVM_NUM_THREADS=threads``.
 
-    Returns the raw per-repeat latencies and, after ``profile_runs`` instrumented runs, the
-    seconds per inference spent in each called function.
+    The first ``data_inputs`` of ``inputs`` (all when None) are filled as inputs, the rest as the
+    model's weights (``timing.model_args``).  Returns the raw per-repeat latencies and, after
+    ``profile_runs`` instrumented runs, the seconds per inference spent in each called function.
     """
     protocol = protocol or VMProtocol()
     with tempfile.TemporaryDirectory(prefix="opscope-vm-") as tmp:
@@ -238,7 +251,7 @@ def time_in_worker(ex, inputs: Sequence[tuple[str, tuple[int, ...], str]], threa
             "library": str(lib),
             "inputs": [[n, list(s), d] for n, s, d in inputs],
             "protocol": protocol.timing(), "seed": seed, "profile_runs": profile_runs,
-            "device": device,
+            "device": device, "data_inputs": len(inputs) if data_inputs is None else int(data_inputs),
         }
         req_path = Path(tmp) / "request.json"
         req_path.write_text(json.dumps(req))
@@ -300,10 +313,11 @@ def measure_whole_model(workload, spec, measurements, threads: int,
     protocol = protocol or VMProtocol()
     say(f"whole model: timing end to end with {threads} thread(s)"
         + (f" in {protocol.workers} processes" if protocol.workers > 1 else ""))
+    n_data = data_inputs(mod)
     raw, called = time_in_worker(built, input_specs(mod), threads, protocol, profile_runs=protocol.profile_runs,
-                                 device=device)
+                                 device=device, data_inputs=n_data)
     for _ in range(protocol.workers - 1):  # the kernels' profile is taken in the first process only
-        raw += time_in_worker(built, input_specs(mod), threads, protocol, device=device)[0]
+        raw += time_in_worker(built, input_specs(mod), threads, protocol, device=device, data_inputs=n_data)[0]
     kernel_s = {name: t for name, t in called.items() if name in kernels}
     in_model = {}
     for op in ops:
