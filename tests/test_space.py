@@ -186,6 +186,25 @@ def test_torch_band_draws_imported_epilogues_and_leaves_other_draws_alone():
         parse_space("dense/torch:3")
 
 
+def test_patch_band_draws_non_overlapping_patches_and_leaves_other_draws_alone():
+    from opscope.workloads.space import _NICE, PATCH_EPILOGUES, PATCH_SIZES, _out
+
+    plain = draw_layers((("conv2d", 6),), 5, REFS)
+    mixed = draw_layers((("conv2d", 6), ("conv2d/patch", 12)), 5, REFS)
+    assert mixed[:6] == plain
+    patches = mixed[6:]
+    assert len(patches) == 12 and all(x.epilogue in PATCH_EPILOGUES for x in patches)
+    for x in patches:
+        d = dict(x.params)
+        assert d["r"] == d["stride"] and d["r"] in PATCH_SIZES and d["h"] == d["w"]
+        # no padding, no overlap: (h - r) // r + 1 patches a side, h / r exactly
+        assert _out(d["h"], d["r"], d["stride"]) == d["h"] // d["r"] and d["h"] % d["r"] == 0
+        assert d["k"] in _NICE and (d["c"] == 3 or d["r"] <= 4)  # large patches embed an image
+        assert Layer.from_label(x.label) == x
+    with pytest.raises(OpscopeError, match="'dense/patch:3': the 'patch' band is drawn for conv2d only"):
+        parse_space("dense/patch:3")
+
+
 @pytest.mark.slow
 def test_torch_band_epilogue_is_batch_norm_as_imported():
     base = "conv2d_c32_h12_k64_r1_stride1_w12"

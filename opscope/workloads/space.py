@@ -41,9 +41,9 @@ MIN_FLOPS = 1e5
 #: operators whose tensors together exceed this are drawn again (a VGG-sized FC weight is 400 MB)
 MAX_BYTES = 48e6
 #: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, two
-#: of convolutions as imported models have them (``torch``, ``lowres``) and one of newer activations
-#: (``act``)
-BANDS = ("nice", "small", "large", "torch", "lowres", "act")
+#: of convolutions as imported models have them (``torch``, ``lowres``), one of newer activations
+#: (``act``) and one of patch embeddings (``patch``)
+BANDS = ("nice", "small", "large", "torch", "lowres", "act", "patch")
 #: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP)
 SMALL_MIN_FLOPS = 1e3
 #: the ``large`` band (dense only): batch 1-8 over weights of MAX_BYTES up to this (VGG's 411 MB FC layer)
@@ -76,6 +76,12 @@ ACT_EPILOGUES = {"conv2d": ("bn_silu", "bnu_silu", "bn_gelu", "bias_gelu"),
                  "depthwise_conv2d": ("bn_silu", "bnu_silu", "bn_gelu"),
                  "dense": ("bias_gelu", "bias_silu")}
 ACT_DEPTHWISE_KERNELS = (3, 5, 7)
+#: the ``patch`` band (conv2d only): the patch embeddings and downsampling layers of vision transformers,
+#: MLP-Mixers, Swin and ConvNeXt, whose kernel equals their stride (no padding, no overlap): 16 x 16 or
+#: 14 x 14 patches of an image, 4 x 4 (Swin's and ConvNeXt's stems), 2 x 2 (ConvNeXt's downsampling over
+#: a feature map); the other bands draw strides 1 and 2 under kernels of 1, 3, 5 or 7
+PATCH_SIZES = (2, 4, 8, 14, 16)
+PATCH_EPILOGUES = ("bias", "bias", "bn")
 NAMED_SPACES = {"default": DEFAULT_SPACE, "edges": EDGES_SPACE}
 
 
@@ -178,6 +184,8 @@ def parse_space(text: str) -> tuple[tuple[str, int], ...]:
         if band in ("torch", "lowres") and base not in TORCH_EPILOGUES:
             raise OpscopeError(f"--space: {token!r}: the {band!r} band is drawn for {' and '.join(TORCH_EPILOGUES)} "
                                "only")
+        if band == "patch" and base != "conv2d":
+            raise OpscopeError(f"--space: {token!r}: the 'patch' band is drawn for conv2d only")
         if band == "act" and base not in ACT_EPILOGUES:
             raise OpscopeError(f"--space: {token!r}: the 'act' band is drawn for {', '.join(ACT_EPILOGUES)} only")
         try:
@@ -429,6 +437,18 @@ def _act(layer: Layer, rng: random.Random) -> Layer:
     return Layer(layer.kind, tuple(sorted(d.items())), rng.choice(ACT_EPILOGUES[layer.kind]))
 
 
+def _patch(rng: random.Random) -> Layer:
+    """A ``patch`` draw: kernel = stride, from an image's 3 channels (always for patches of 8 or more) or a
+    feature map of a real layer's width, to a real layer's width, at 4-56 patches a side."""
+    r = rng.choice(PATCH_SIZES)
+    image = r >= 8 or rng.random() < 0.5
+    c = 3 if image else rng.choice([v for v in _NICE if 32 <= v <= 768])
+    k = rng.choice([v for v in _NICE if 32 <= v <= 1024])
+    h = rng.choice([v for v in _NICE if 4 <= v <= 56]) * r
+    return Layer("conv2d", tuple(sorted({"c": c, "k": k, "h": h, "w": h, "r": r, "stride": r}.items())),
+                 rng.choice(PATCH_EPILOGUES))
+
+
 def _in_band(layer: Layer, band: str, max_gflop: float) -> bool:
     size = layer.elements * 4
     if band == "small":
@@ -458,6 +478,8 @@ def draw_layers(space: Sequence[tuple[str, int]], seed: int = 0,
                                    f"(got {got}); ask for fewer")
             if band == "large":
                 layer = _large(rng, refs[kind])
+            elif band == "patch":
+                layer = _patch(rng)
             else:
                 layer = _draw(kind, rng, refs[kind])
                 if band == "nice":
