@@ -20,11 +20,26 @@ was added because of the first:
 - ``fusedmb``: EfficientNetV2-like fused blocks (3x3 expand with SiLU, 1x1 project), 96 px;
 - ``gptmlp``: a GPT-2-style block's MLP with the tanh GELU, 32 tokens, hidden 512, 2048 inner.
 
+A third set (``--set 3``), drawn up and measured blind after the cache-set walk features and the
+``nice`` and ``patch`` bands:
+
+- ``dense``: DenseNet-like blocks (batch norm, ReLU, 1x1 bottleneck to 64, 3x3 to a growth of 16,
+  concatenated) with a 1x1 + 2x2 average-pool transition, 64 px;
+- ``inception``: two Inception-v1-like modules (1x1; 1x1 then 3x3; 1x1 then 5x5; 3x3 max pool then
+  1x1; concatenated) at 28 px over 192 and 256 channels;
+- ``winattn``: a Swin-like block: 4x4 patches of a 56 px image to 96 channels, attention within 7x7
+  windows (4 windows, 3 heads of 32), an MLP of 384 with GELU;
+- ``shuffle``: ShuffleNetV2-like units (channel split, 1x1, 3x3 depthwise, 1x1, concatenation, channel
+  shuffle), 116 and 232 channels, 64 px;
+- ``bertsmall``: a BERT-like encoder layer at hidden 384, 6 heads, 96 tokens, an FFN of 1536 with
+  exact GELU.
+
 Weights are random (the latency does not depend on them).  Each is exported with torch's TorchScript
 ONNX exporter at opset 17, batch 1.
 
     python benchmarks/heldout_models.py --out heldout/     # writes heldout/<name>.onnx
     python benchmarks/heldout_models.py --set 2 --out heldout2/
+    python benchmarks/heldout_models.py --set 3 --out heldout3/
 """
 
 from __future__ import annotations
@@ -36,6 +51,7 @@ from pathlib import Path
 
 MODELS = ("squeeze", "mbconv", "convnext", "stem5", "vit")
 MODELS_2 = ("mnv3", "mixer", "regnet", "fusedmb", "gptmlp")
+MODELS_3 = ("dense", "inception", "winattn", "shuffle", "bertsmall")
 
 
 def build(name: str):
@@ -164,6 +180,99 @@ def build(name: str):
         def forward(self, x):
             return x + self.proj(torch.nn.functional.gelu(self.fc(self.n(x)), approximate="tanh"))
 
+    class DenseLayer(nn.Module):
+        def __init__(self, cin: int, growth: int = 16, bottleneck: int = 64) -> None:
+            super().__init__()
+            self.f = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, bottleneck, 1, bias=False),
+                                   nn.BatchNorm2d(bottleneck), nn.ReLU(), nn.Conv2d(bottleneck, growth, 3, 1, 1, bias=False))
+
+        def forward(self, x):
+            return torch.cat([x, self.f(x)], 1)
+
+    class Inception(nn.Module):
+        def __init__(self, cin: int, b1: int, r3: int, b3: int, r5: int, b5: int, bp: int) -> None:
+            super().__init__()
+            self.b1 = nn.Sequential(nn.Conv2d(cin, b1, 1), nn.ReLU())
+            self.b3 = nn.Sequential(nn.Conv2d(cin, r3, 1), nn.ReLU(), nn.Conv2d(r3, b3, 3, 1, 1), nn.ReLU())
+            self.b5 = nn.Sequential(nn.Conv2d(cin, r5, 1), nn.ReLU(), nn.Conv2d(r5, b5, 5, 1, 2), nn.ReLU())
+            self.bp = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(cin, bp, 1), nn.ReLU())
+
+        def forward(self, x):
+            return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], 1)
+
+    class WindowBlock(nn.Module):
+        def __init__(self, d: int = 96, heads: int = 3, window: int = 7, mlp: int = 384) -> None:
+            super().__init__()
+            self.d, self.h, self.w = d, heads, window
+            self.n1, self.qkv, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.n2, self.fc1, self.fc2 = nn.LayerNorm(d), nn.Linear(d, mlp), nn.Linear(mlp, d)
+
+        def forward(self, x):  # x: (1, 14, 14, d); sizes fixed so that the export has static shapes
+            hh = ww = 14
+            d, w, h = self.d, self.w, self.h
+            win = x.reshape(1, hh // w, w, ww // w, w, d).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, d)
+            q, k, v = self.qkv(self.n1(win)).reshape(-1, w * w, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            a = torch.softmax(q @ k.transpose(-2, -1) / (d // h) ** 0.5, -1) @ v
+            win = win + self.proj(a.transpose(1, 2).reshape(-1, w * w, d))
+            win = win + self.fc2(torch.nn.functional.gelu(self.fc1(self.n2(win))))
+            return win.reshape(1, hh // w, ww // w, w, w, d).permute(0, 1, 3, 2, 4, 5).reshape(1, hh, ww, d)
+
+    class Shuffle(nn.Module):
+        def __init__(self, c: int, size: int) -> None:
+            super().__init__()
+            self.c, self.size = c, size
+            half = c // 2
+            self.f = nn.Sequential(nn.Conv2d(half, half, 1), nn.ReLU(), nn.Conv2d(half, half, 3, 1, 1, groups=half),
+                                   nn.Conv2d(half, half, 1), nn.ReLU())
+
+        def forward(self, x):
+            c, n = self.c, self.size
+            a, b = x[:, : c // 2], x[:, c // 2:]
+            y = torch.cat([a, self.f(b)], 1)
+            return y.reshape(1, 2, c // 2, n, n).transpose(1, 2).reshape(1, c, n, n)
+
+    class Encoder(nn.Module):
+        def __init__(self, d: int = 384, heads: int = 6, ffn: int = 1536, tokens: int = 96) -> None:
+            super().__init__()
+            self.h, self.d, self.t = heads, d, tokens
+            self.qkv, self.o, self.n1 = nn.Linear(d, 3 * d), nn.Linear(d, d), nn.LayerNorm(d)
+            self.fc1, self.fc2, self.n2 = nn.Linear(d, ffn), nn.Linear(ffn, d), nn.LayerNorm(d)
+
+        def forward(self, x):  # x: (1, T, d)
+            t, d = self.t, self.d
+            q, k, v = self.qkv(x).reshape(1, t, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+            a = torch.softmax(q @ k.transpose(-2, -1) / (d // self.h) ** 0.5, -1) @ v
+            x = self.n1(x + self.o(a.transpose(1, 2).reshape(1, t, d)))
+            return self.n2(x + self.fc2(torch.nn.functional.gelu(self.fc1(x))))
+
+    if name == "dense":
+        net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), *[DenseLayer(32 + 16 * i) for i in range(4)],
+                            nn.BatchNorm2d(96), nn.ReLU(), nn.Conv2d(96, 48, 1), nn.AvgPool2d(2),
+                            *[DenseLayer(48 + 16 * i) for i in range(3)], nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(96, 100))
+        return net.eval(), torch.randn(1, 3, 64, 64)
+    if name == "inception":
+        net = nn.Sequential(nn.Conv2d(3, 192, 3, 2, 1), nn.ReLU(), Inception(192, 64, 96, 128, 16, 32, 32),
+                            Inception(256, 128, 128, 192, 32, 96, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(480, 100))
+        return net.eval(), torch.randn(1, 3, 56, 56)
+    if name == "winattn":
+        class SwinNet(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.patch, self.block, self.head = nn.Conv2d(3, 96, 4, 4), WindowBlock(), nn.Linear(96, 100)
+
+            def forward(self, x):
+                return self.head(self.block(self.patch(x).permute(0, 2, 3, 1)).mean((1, 2)))
+
+        return SwinNet().eval(), torch.randn(1, 3, 56, 56)
+    if name == "shuffle":
+        net = nn.Sequential(nn.Conv2d(3, 116, 3, 2, 1), nn.ReLU(), Shuffle(116, 32), Shuffle(116, 32),
+                            nn.Conv2d(116, 232, 3, 2, 1, groups=116), nn.Conv2d(232, 232, 1), nn.ReLU(),
+                            Shuffle(232, 16), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(232, 100))
+        return net.eval(), torch.randn(1, 3, 64, 64)
+    if name == "bertsmall":
+        return Encoder().eval(), torch.randn(1, 96, 384)
     if name == "mnv3":
         net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.Hardswish(), MNV3(16, 72, 24, 3, 2), MNV3(24, 96, 40, 5, 2),
                             MNV3(40, 240, 40, 5, 1), MNV3(40, 288, 96, 5, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -217,7 +326,7 @@ def build(name: str):
     elif name == "vit":
         net, size = ViT(), 64
     else:
-        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2)}")
+        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3)}")
     return net.eval(), torch.randn(1, 3, size, size)
 
 
@@ -235,11 +344,11 @@ def write(name: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
-    ap.add_argument("--set", type=int, choices=(1, 2), default=1, help="the first five models or the second")
+    ap.add_argument("--set", type=int, choices=(1, 2, 3), default=1, help="which five models: the first, second or third")
     ap.add_argument("--models", default=None, help="comma-separated names (default: the set's five)")
     args = ap.parse_args(argv)
-    known = MODELS + MODELS_2
-    names = args.models.split(",") if args.models else list(MODELS if args.set == 1 else MODELS_2)
+    known = MODELS + MODELS_2 + MODELS_3
+    names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3}[args.set])
     for name in names:
         if name not in known:
             print(f"error: unknown held-out model {name!r}; known: {', '.join(known)}", file=sys.stderr)
