@@ -115,11 +115,14 @@ def operator_frame(ops: Iterable[Operator], target: str, threads: int = 1) -> pd
 
     On a CPU target an operator with TIR gets the loop knobs of its unscheduled function, as the
     collector records them for default schedules (TVM's default CPU lowering adds no loop)."""
+    from opscope.collector.knobs import loop_knobs
+    from opscope.store.sqlite import workload_script
+
     cpu = _is_cpu(target)
     rows = []
     for op in ops:
-        script = _script(op)
-        knobs = _default_knobs(script) if cpu and script else {}
+        script = workload_script(op)
+        knobs = loop_knobs(script) if cpu and script else {}
         rows.append(
             {
                 "workload_key": op.key,
@@ -161,16 +164,3 @@ def _is_cpu(target: str) -> bool:
     except (OpscopeError, OSError):
         return False
 
-
-def _script(op: Operator) -> str:
-    """The operator's function as TVMScript ('' without one), the text the store's ``workload_script`` holds."""
-    func = op.prim_func
-    if func is None or not hasattr(func, "script"):
-        return ""
-    return func.script()
-
-
-def _default_knobs(script: str) -> dict[str, int]:
-    from opscope.collector.knobs import loop_knobs
-
-    return loop_knobs(script)

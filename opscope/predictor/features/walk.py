@@ -24,6 +24,7 @@ and scripts whose main block is not a ``T.grid`` nest ending in its reduction lo
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import re
 
@@ -91,8 +92,10 @@ def _buffers(script: str) -> dict[str, tuple[list[int], int]]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def walk_of_script(script: str) -> tuple[float, float, float] | None:
-    """``COLUMNS`` for one TVMScript prim func, or None when its main block cannot be read."""
+    """``COLUMNS`` for one TVMScript prim func, or None when its main block cannot be read (remembered
+    per script: a predictor asked about the same operators again, as a search does, reads each once)."""
     grid: tuple[list[str], list[int]] | None = None
     remap: tuple[list[str], str, list[str]] | None = None
     reads: str | None = None
