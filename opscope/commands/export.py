@@ -18,4 +18,14 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = export(args.store, out)
     print(f"wrote {rows} measurements to {args.out}")
+    from opscope.errors import PredictorError
+    from opscope.predictor.features.machine import store_fingerprints, write_sidecar
+
+    try:
+        fps = store_fingerprints(str(args.store))
+    except PredictorError as exc:
+        print(f"export: no machine fingerprints written ({exc})")
+        return 0
+    if fps:  # what a predictor trained on several machines' exports describes each machine by
+        print(f"wrote the fingerprints of {len(fps)} machine(s) to {write_sidecar(out, fps)}")
     return 0

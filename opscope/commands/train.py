@@ -63,6 +63,32 @@ def read_frames(paths: list, label: str):
     return frame.reset_index(drop=True)
 
 
+def _machines(pred, frame, paths: list, where: str) -> None:
+    """Rows from several machines: give each other machine's rows a spec from its fingerprint
+    (``features.machine.machine_specs``), kept in the predictor, and say so."""
+    if "machine_id" not in frame or frame["machine_id"].nunique() < 2 or "specs" not in pred.get_params():
+        return
+    from opscope.predictor.features.machine import LOCAL_TARGETS, machine_specs, source_fingerprints
+    from opscope.report.machine import this_machine
+
+    local = frame["target"].astype(str).isin(LOCAL_TARGETS)
+    if frame.loc[local, "machine_id"].nunique() < 2:
+        return
+    fingerprints: dict = {}
+    for path in paths:
+        fingerprints.update(source_fingerprints(path))
+    here = this_machine()[0]
+    specs, used = machine_specs(frame, fingerprints, here, where)
+    pred.set_params(specs={**(pred.specs or {}), **specs})
+    pred.machines_ = used
+    counts = frame.loc[local, "machine_id"].astype(str).value_counts()
+    parts = [f"{mid} ({n} rows, " + ("this machine, as host)" if mid == here else
+                                     f"as machine:{mid}: {specs[f'machine:{mid}'].sources[0].split(': ', 1)[-1]})")
+             for mid, n in counts.items()]
+    print(f"train: rows of {len(counts)} machines, each described by its own spec: {'; '.join(parts)}",
+          file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from opscope.predictor.frames import labels, read_frame
     from opscope.predictor.models.persist import PREDICTORS, make_predictor, save_predictor
@@ -103,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 raise PredictorError(f"{flag}: --model {args.model} has {lacks} (xgboost does)")
             params[param] = 0.0
     pred = make_predictor(args.model, **params)
+    _machines(pred, frame, args.data, where)
     print(f"training {args.model} on {len(frame)} rows ({frame['workload_key'].nunique()} workloads)...",
           file=sys.stderr, flush=True)
     t0 = time.perf_counter()

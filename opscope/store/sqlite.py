@@ -166,6 +166,27 @@ class Store:
         return json.loads(row[0]) if row else None
 
 
+def machines(path: str | os.PathLike[str]) -> dict[str, dict]:
+    """machine id -> fingerprint of every machine in a store, read without writing anything beside it."""
+    p = Path(path)
+    if not p.is_file():
+        raise StoreError(f"{p}: no such store")
+    conn = _open_read_only(p)
+    try:
+        rows = conn.execute("SELECT machine_id, fingerprint_json FROM machines").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"store {p}: cannot read its machines table ({exc})") from None
+    finally:
+        conn.close()
+    out = {}
+    for mid, text in rows:
+        try:
+            out[str(mid)] = json.loads(text)
+        except ValueError:
+            raise StoreError(f"store {p}: machine {mid}: fingerprint is not JSON") from None
+    return out
+
+
 def workload_script(op) -> str:
     """The operator's TIR function as TVMScript ('' when it has none, e.g. a layer-table operator).
 

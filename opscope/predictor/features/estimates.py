@@ -42,6 +42,14 @@ class SpecCache:
         assert spec is not None
         return spec
 
+    def add(self, name: str, spec: TargetSpec) -> None:
+        """Give ``name`` a spec unless the caller already did."""
+        self._specs.setdefault(name, spec)
+
+    def names(self) -> list[str]:
+        """The target names given or loaded so far."""
+        return list(self._specs)
+
     def measured(self, name: str) -> TargetSpec | None:
         """The ``<name>-measured`` spec (written by ``opscope probe``) when one exists."""
         key = f"{name}-measured"

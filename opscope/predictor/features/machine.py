@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
@@ -95,30 +97,108 @@ def spec_from_fingerprint(fp: Mapping[str, Any], name: str, frequency_hz: float 
 
 def store_fingerprints(path: str) -> dict[str, dict[str, Any]]:
     """machine id -> fingerprint, read from a store's ``machines`` table (opened read-only)."""
-    import sqlite3
-    from pathlib import Path
+    from opscope.errors import StoreError
+    from opscope.store.sqlite import machines
 
-    if not Path(path).is_file():
-        raise PredictorError(f"{path}: no such store")
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = con.execute("SELECT machine_id, fingerprint_json FROM machines").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        raise PredictorError(f"{path}: cannot read its machines table ({exc})") from None
-    out = {}
-    for mid, text in rows:
-        try:
-            out[str(mid)] = json.loads(text)
-        except ValueError:
-            raise PredictorError(f"{path}: machine {mid}: fingerprint is not JSON") from None
-    return out
+        return machines(path)
+    except StoreError as exc:
+        raise PredictorError(str(exc)) from None
 
 
 def retarget(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """A copy of ``frame`` whose rows name target ``name`` (pair it with ``specs={name: spec}``)."""
     out = frame.copy()
     out["target"] = name
+    return out
+
+
+# --- learning from several machines ---------------------------------------------------------------
+
+#: the target name that a machine's rows take in a predictor trained on several machines
+MACHINE_TARGET = "machine:{}"
+#: target names that mean "the machine that measured the row" (the collector's local targets)
+LOCAL_TARGETS = ("host", "host-measured")
+#: the fingerprints of the machines in a Parquet or CSV export ``X.parquet``: ``X.machines.json``
+SIDECAR_SUFFIX = ".machines.json"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """Where the machines of a Parquet or CSV export are kept: ``X.parquet`` -> ``X.machines.json``."""
+    return Path(path).with_suffix(SIDECAR_SUFFIX)
+
+
+def source_fingerprints(path: str | Path) -> dict[str, dict[str, Any]]:
+    """machine id -> fingerprint for one measurement source: a store's ``machines`` table, or the
+    ``X.machines.json`` beside an export ``X.parquet``/``X.csv`` (empty when there is none)."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() in (".parquet", ".csv"):
+        side = sidecar_path(path)
+        if path.is_dir() or not side.is_file():
+            return {}
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PredictorError(f"{side}: not readable JSON ({str(exc).splitlines()[0][:120]})") from None
+        if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in data.items()):
+            raise PredictorError(f"{side}: expected an object of machine id -> fingerprint object")
+        return data
+    return store_fingerprints(str(path))
+
+
+def write_sidecar(path: str | Path, fingerprints: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write the fingerprints of an export's machines beside it (``sidecar_path``)."""
+    side = sidecar_path(path)
+    side.write_text(json.dumps({k: dict(v) for k, v in sorted(fingerprints.items())}, indent=1, sort_keys=True,
+                               default=str) + "\n", encoding="utf-8")
+    return side
+
+
+def machine_specs(frame: pd.DataFrame, fingerprints: Mapping[str, Mapping[str, Any]], here: str | None,
+                  where: str = "the data") -> tuple[dict[str, TargetSpec], dict[str, dict[str, Any]]]:
+    """The specs a predictor trained on ``frame`` needs for rows measured on other machines.
+
+    Every row of a local target says ``host``, whichever machine measured it.  When the frame's local
+    rows come from more than one machine, each machine but this one (``here``) gets a spec from its
+    fingerprint under ``machine:<id>``; this machine's rows keep ``host``.  Returns (specs, the
+    fingerprints used), both empty for rows of one machine.  A machine without a fingerprint is one
+    PredictorError line naming it.
+    """
+    if "machine_id" not in frame or "target" not in frame:
+        return {}, {}
+    local = frame["target"].astype(str).isin(LOCAL_TARGETS).to_numpy()
+    counts = frame.loc[local, "machine_id"].astype(str).value_counts()
+    if len(counts) < 2:
+        return {}, {}
+    specs, used = {}, {}
+    for mid, n in counts.items():
+        if mid == here:
+            continue
+        fp = fingerprints.get(mid)
+        if fp is None:
+            raise PredictorError(
+                f"{where}: {n} rows were measured on machine {mid}, whose fingerprint is not given (a store "
+                f"keeps it in its machines table, an export X.parquet in X{SIDECAR_SUFFIX}, which "
+                "`opscope export` writes); train on one machine's rows, or give its fingerprint")
+        name = MACHINE_TARGET.format(mid)
+        freq = fp.get("frequency_hz")
+        if freq is not None and not (isinstance(freq, (int, float)) and not isinstance(freq, bool) and freq > 0):
+            raise PredictorError(f"{where}: machine {mid}: field 'frequency_hz' must be a positive number, got {freq!r}")
+        specs[name] = spec_from_fingerprint(fp, name, frequency_hz=freq)
+        used[mid] = dict(fp)
+    return specs, used
+
+
+def machine_frame(frame: pd.DataFrame, names: Any) -> pd.DataFrame:
+    """``frame`` with each local row of a machine that has a spec of its own (``machine:<id>`` among
+    ``names``) naming that spec as its target; the frame itself when no row does."""
+    known = [n for n in names if isinstance(n, str) and n.startswith("machine:")] if names else []
+    if not known or "machine_id" not in frame or "target" not in frame:
+        return frame
+    mapped = "machine:" + frame["machine_id"].astype(str)
+    use = (frame["target"].astype(str).isin(LOCAL_TARGETS) & mapped.isin(known)).to_numpy()
+    if not use.any():
+        return frame
+    out = frame.copy()
+    out["target"] = np.where(use, mapped.to_numpy(dtype=object), out["target"].to_numpy(dtype=object))
     return out

@@ -26,6 +26,8 @@ from opscope.predictor.features.build import (
     threads_used,
 )
 from opscope.predictor.features.defaults import default_twins, measured_default_log
+from opscope.predictor.features.estimates import SpecCache
+from opscope.predictor.features.machine import machine_frame
 from opscope.predictor.features.special import special_seconds, without_special
 from opscope.predictor.frames import labels, ok_rows
 from opscope.targets.spec import TargetSpec
@@ -58,6 +60,13 @@ class FramePredictor(BaseEstimator, RegressorMixin):
         ss_res = float(np.sum((truth - pred) ** 2))
         ss_tot = float(np.sum((truth - truth.mean()) ** 2))
         return 1.0 - ss_res / ss_tot if ss_tot else 0.0
+
+    def _machine_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the rows of every machine this predictor holds a spec of its own for
+        (``machine:<id>``, a predictor trained on several machines) naming that spec as their target."""
+        specs = getattr(self, "specs", None)
+        names = specs.names() if isinstance(specs, SpecCache) else (list(specs) if specs else None)
+        return machine_frame(frame, names)
 
     def _special_seconds(self, frame: pd.DataFrame) -> np.ndarray:
         """Seconds the rows' fused special functions (sigmoid, erf ...) add (``features.special``),
@@ -219,7 +228,7 @@ class LearnedPredictor(FramePredictor):
     def fit(self, frame: pd.DataFrame, y: np.ndarray | None = None) -> LearnedPredictor:
         if self.target not in TARGETS:
             raise PredictorError(f"target {self.target!r}: expected one of {', '.join(TARGETS)}")
-        frame, y = self._training_frame(frame, y)
+        frame, y = self._training_frame(self._machine_frame(frame), y)
         self.schema_ = fit_schema(frame, analytical=self.analytical_features)
         feats = build_features(frame, self.schema_, specs_from(self.specs))
         y = without_special(y, self._special_seconds(frame))  # the learned part: see features.special
@@ -279,9 +288,10 @@ class LearnedPredictor(FramePredictor):
 
     def features(self, frame: pd.DataFrame) -> Features:
         self._check_fitted()
-        return build_features(frame, self.schema_, specs_from(self.specs))
+        return build_features(self._machine_frame(frame), self.schema_, specs_from(self.specs))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        frame = self._machine_frame(frame)
         feats = self.features(frame)
         out = np.exp(self.engine_output(frame, feats))
         ratio = getattr(self, "unseen_kind_log_ratio_", None)

@@ -52,7 +52,7 @@ class CalibratedAnalyticalPredictor(FramePredictor):
         raise PredictorError(f"correction {self.correction!r} unknown; known: {', '.join(CORRECTIONS)}")
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray | None = None) -> CalibratedAnalyticalPredictor:
-        frame, y = self._training_frame(frame, y)
+        frame, y = self._training_frame(self._machine_frame(frame), y)
         self.schema_ = fit_schema(frame, analytical=True)
         feats = build_features(frame, self.schema_, specs_from(self.specs))
         base = self._base(feats)
@@ -73,9 +73,10 @@ class CalibratedAnalyticalPredictor(FramePredictor):
     def features(self, frame: pd.DataFrame) -> Features:
         if not hasattr(self, "engine_"):
             raise PredictorError("CalibratedAnalyticalPredictor: predict called before fit")
-        return build_features(frame, self.schema_, specs_from(self.specs))
+        return build_features(self._machine_frame(frame), self.schema_, specs_from(self.specs))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        frame = self._machine_frame(frame)
         feats = self.features(frame)
         pred = self._base(feats) * np.exp(self.engine_.predict(feats.X))
         return np.maximum(pred, feats.roofline_s) + self._special_seconds(frame)

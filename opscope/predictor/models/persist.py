@@ -97,6 +97,9 @@ def save_predictor(pred: FramePredictor, directory: str | Path, training: pd.Dat
     if meta["training"] is not None and getattr(pred, "training_ranges_", None):
         # per kind, the FLOPs and bytes of the rows it was fitted on: predict marks rows outside them
         meta["training"]["ranges"] = pred.training_ranges_
+    if getattr(pred, "machines_", None):
+        # the other machines it learned from: load_predictor rebuilds their specs (features.machine)
+        meta["machines"] = pred.machines_
     if hasattr(pred, "engine_"):
         meta["schema"] = pred.schema_.to_dict()
         meta["engine"] = pred.engine_.save(directory)
@@ -156,6 +159,32 @@ def _engine_meta(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
     return engine
 
 
+def _machines(where: Path, raw: Any) -> dict[str, dict[str, Any]]:
+    """The checked ``machines`` field: machine id -> fingerprint of the other machines a predictor
+    learned from (absent for a predictor of one machine)."""
+    if raw is None:
+        return {}
+    if not (isinstance(raw, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in raw.items())):
+        raise PredictorError(f"{where}: field 'machines' must be an object of machine id -> fingerprint object")
+    return raw
+
+
+def _with_machine_specs(specs: Any, machines: dict[str, dict[str, Any]]) -> Any:
+    """``specs`` with a ``machine:<id>`` spec for each machine (the caller's own specs win)."""
+    from opscope.predictor.features.estimates import SpecCache
+    from opscope.predictor.features.machine import MACHINE_TARGET, spec_from_fingerprint
+
+    built = {}
+    for mid, fp in machines.items():
+        name = MACHINE_TARGET.format(mid)
+        built[name] = spec_from_fingerprint(fp, name, frequency_hz=fp.get("frequency_hz"))
+    if isinstance(specs, SpecCache):
+        for name, spec in built.items():
+            specs.add(name, spec)
+        return specs
+    return {**built, **dict(specs or {})}
+
+
 def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
     """Load a saved predictor; ``specs`` (name -> TargetSpec) overrides target lookup."""
     directory = Path(directory)
@@ -167,6 +196,9 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
         return load_adapted(directory, specs=specs)
     if name not in PREDICTORS:
         raise PredictorError(f"{directory / METADATA}: field 'predictor': unknown {name!r}")
+    machines = _machines(directory / METADATA, meta.get("machines"))
+    if machines:
+        specs = _with_machine_specs(specs, machines)
     try:
         pred = PREDICTORS[name](**meta.get("params", {}), specs=specs)
     except TypeError as exc:
@@ -196,6 +228,8 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
         raise PredictorError(f"{file}: not a readable {engine_meta.get('engine')} model "
                              f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}); "
                              "train the predictor again") from None
+    if machines:
+        pred.machines_ = machines
     try:
         pred.n_train_ = int(meta.get("n_train", 0))
     except (TypeError, ValueError):
