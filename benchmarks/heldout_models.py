@@ -34,12 +34,27 @@ A third set (``--set 3``), drawn up and measured blind after the cache-set walk 
 - ``bertsmall``: a BERT-like encoder layer at hidden 384, 6 heads, 96 tokens, an FFN of 1536 with
   exact GELU.
 
+A fourth set (``--set 4``), drawn up and measured blind after predictors learned from two machines'
+rows together (docs/predictor.md, "Training on several machines"):
+
+- ``resnext``: ResNeXt-like bottlenecks (1x1 reduce, 3x3 convolution in 32 groups of 4 channels,
+  1x1 expand, residual add), 56 px;
+- ``unet``: a small U-Net (two 3x3 convolutions per level at 24/48/96 channels, max pools, nearest
+  upsampling and concatenation on the way back, a 1x1 head), 64 px;
+- ``t5ffn``: a T5-v1.1-like gated-GELU feed-forward layer with RMS norm, 48 tokens, hidden 448,
+  inner 1152;
+- ``convmixer``: a ConvMixer (7x7 patches of a 63 px image to 192 channels, 9x9 depthwise and 1x1
+  convolutions with GELU and batch norm, three layers);
+- ``ghost``: GhostNet-like modules (a 1x1 convolution to half the channels, a cheap 3x3 depthwise one
+  for the other half, concatenated), 80 px.
+
 Weights are random (the latency does not depend on them).  Each is exported with torch's TorchScript
 ONNX exporter at opset 17, batch 1.
 
     python benchmarks/heldout_models.py --out heldout/     # writes heldout/<name>.onnx
     python benchmarks/heldout_models.py --set 2 --out heldout2/
     python benchmarks/heldout_models.py --set 3 --out heldout3/
+    python benchmarks/heldout_models.py --set 4 --out heldout4/
 """
 
 from __future__ import annotations
@@ -52,6 +67,7 @@ from pathlib import Path
 MODELS = ("squeeze", "mbconv", "convnext", "stem5", "vit")
 MODELS_2 = ("mnv3", "mixer", "regnet", "fusedmb", "gptmlp")
 MODELS_3 = ("dense", "inception", "winattn", "shuffle", "bertsmall")
+MODELS_4 = ("resnext", "unet", "t5ffn", "convmixer", "ghost")
 
 
 def build(name: str):
@@ -245,6 +261,79 @@ def build(name: str):
             x = self.n1(x + self.o(a.transpose(1, 2).reshape(1, t, d)))
             return self.n2(x + self.fc2(torch.nn.functional.gelu(self.fc1(x))))
 
+    class NeXt(nn.Module):
+        def __init__(self, cin: int, width: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.f = nn.Sequential(nn.Conv2d(cin, width, 1), nn.ReLU(), nn.Conv2d(width, width, 3, stride, 1, groups=32),
+                                   nn.ReLU(), nn.Conv2d(width, cout, 1))
+            self.skip = nn.Conv2d(cin, cout, 1, stride) if (cin != cout or stride != 1) else nn.Identity()
+
+        def forward(self, x):
+            return torch.relu(self.f(x) + self.skip(x))
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            def two(a: int, b: int):
+                return nn.Sequential(nn.Conv2d(a, b, 3, 1, 1), nn.ReLU(), nn.Conv2d(b, b, 3, 1, 1), nn.ReLU())
+            self.e1, self.e2, self.mid = two(3, 24), two(24, 48), two(48, 96)
+            self.d2, self.d1, self.head = two(96 + 48, 48), two(48 + 24, 24), nn.Conv2d(24, 4, 1)
+
+        def forward(self, x):
+            a = self.e1(x)
+            b = self.e2(torch.nn.functional.max_pool2d(a, 2))
+            m = self.mid(torch.nn.functional.max_pool2d(b, 2))
+            b = self.d2(torch.cat([torch.nn.functional.interpolate(m, scale_factor=2.0, mode="nearest"), b], 1))
+            return self.head(self.d1(torch.cat([torch.nn.functional.interpolate(b, scale_factor=2.0, mode="nearest"), a], 1)))
+
+    class GatedFFN(nn.Module):
+        def __init__(self, d: int = 448, inner: int = 1152) -> None:
+            super().__init__()
+            self.g, self.u = nn.Linear(d, inner, bias=False), nn.Linear(d, inner, bias=False)
+            self.o, self.scale = nn.Linear(inner, d, bias=False), nn.Parameter(torch.ones(d))
+
+        def forward(self, x):  # x: (1, T, d)
+            h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.scale
+            return x + self.o(torch.nn.functional.gelu(self.g(h), approximate="tanh") * self.u(h))
+
+    class MixerLayer(nn.Module):
+        def __init__(self, c: int, k: int) -> None:
+            super().__init__()
+            self.dw = nn.Sequential(nn.Conv2d(c, c, k, 1, k // 2, groups=c), nn.GELU(), nn.BatchNorm2d(c))
+            self.pw = nn.Sequential(nn.Conv2d(c, c, 1), nn.GELU(), nn.BatchNorm2d(c))
+
+        def forward(self, x):
+            return self.pw(x + self.dw(x))
+
+    class Ghost(nn.Module):
+        def __init__(self, cin: int, cout: int) -> None:
+            super().__init__()
+            half = cout // 2
+            self.p = nn.Sequential(nn.Conv2d(cin, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU())
+            self.c = nn.Sequential(nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False), nn.BatchNorm2d(half), nn.ReLU())
+
+        def forward(self, x):
+            y = self.p(x)
+            return torch.cat([y, self.c(y)], 1)
+
+    if name == "resnext":
+        net = nn.Sequential(nn.Conv2d(3, 64, 3, 2, 1), nn.ReLU(), NeXt(64, 128, 128, 1), NeXt(128, 128, 128, 1),
+                            NeXt(128, 256, 256, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 100))
+        return net.eval(), torch.randn(1, 3, 112, 112)
+    if name == "unet":
+        return UNet().eval(), torch.randn(1, 3, 64, 64)
+    if name == "t5ffn":
+        return GatedFFN().eval(), torch.randn(1, 48, 448)
+    if name == "convmixer":
+        net = nn.Sequential(nn.Conv2d(3, 192, 7, 7), nn.GELU(), nn.BatchNorm2d(192),
+                            *[MixerLayer(192, 9) for _ in range(3)], nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(192, 100))
+        return net.eval(), torch.randn(1, 3, 63, 63)
+    if name == "ghost":
+        net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), Ghost(16, 48), nn.Conv2d(48, 48, 3, 2, 1, groups=48),
+                            Ghost(48, 72), Ghost(72, 72), nn.Conv2d(72, 72, 5, 2, 2, groups=72), Ghost(72, 120),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(120, 100))
+        return net.eval(), torch.randn(1, 3, 80, 80)
     if name == "dense":
         net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), *[DenseLayer(32 + 16 * i) for i in range(4)],
                             nn.BatchNorm2d(96), nn.ReLU(), nn.Conv2d(96, 48, 1), nn.AvgPool2d(2),
@@ -326,7 +415,7 @@ def build(name: str):
     elif name == "vit":
         net, size = ViT(), 64
     else:
-        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3)}")
+        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4)}")
     return net.eval(), torch.randn(1, 3, size, size)
 
 
@@ -344,11 +433,11 @@ def write(name: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
-    ap.add_argument("--set", type=int, choices=(1, 2, 3), default=1, help="which five models: the first, second or third")
+    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4), default=1, help="which five models: the first to the fourth")
     ap.add_argument("--models", default=None, help="comma-separated names (default: the set's five)")
     args = ap.parse_args(argv)
-    known = MODELS + MODELS_2 + MODELS_3
-    names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3}[args.set])
+    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4
+    names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3, 4: MODELS_4}[args.set])
     for name in names:
         if name not in known:
             print(f"error: unknown held-out model {name!r}; known: {', '.join(known)}", file=sys.stderr)
