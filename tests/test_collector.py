@@ -42,6 +42,19 @@ def test_select_operators_filters_by_kind_and_takes_heaviest_of_each_kind():
         select_operators(ops, "softmax")
 
 
+def test_several_models_skip_one_without_the_kinds_asked_for(capsys):
+    from opscope.collector.sweep import select_from_models
+
+    models = {"cnn": [_op(1, "conv2d", 10), _op(4, "pool", 1)], "mlp": [_op(3, "dense", 20)]}
+    picked = select_from_models(["cnn", "mlp"], models.__getitem__, "pool", quiet=True)
+    assert [o.name for o in picked] == ["pool_4"]
+    assert "mlp: no operator of kind or name pool; skipped" in capsys.readouterr().err
+    with pytest.raises(OpscopeError, match="^--ops: no operator of kind or name softmax in cnn, mlp$"):
+        select_from_models(["cnn", "mlp"], models.__getitem__, "softmax", quiet=True)
+    with pytest.raises(OpscopeError, match="^--ops: no operator of kind or name pool$"):  # one model: as before
+        select_from_models(["mlp"], models.__getitem__, "pool", quiet=True)
+
+
 def test_collect_writes_every_schedule_and_thread_then_resumes(tmp_path):
     db = tmp_path / "r.db"
     ops = [_op(1), _op(2)]

@@ -57,6 +57,33 @@ def parse_threads(threads: str | int | Sequence[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
+class NoMatchingOperators(OpscopeError):
+    """``--ops`` kept no operator of a model."""
+
+
+def select_from_models(names: Sequence[str], load: Any, ops: Sequence[str] | str | None = None,
+                       max_ops: int | None = None, quiet: bool = False) -> list[Operator]:
+    """``select_operators`` over several models (``load(name)`` gives each one's workload): a model with
+    no operator of the ``ops`` kinds is skipped and said so, and it is an error only when none has any."""
+    import sys
+
+    out: list[Operator] = []
+    skipped = []
+    for name in names:
+        if not quiet:
+            print(f"loading {name} ...", file=sys.stderr, flush=True)
+        try:
+            out += select_operators(load(name), ops, max_ops)
+        except NoMatchingOperators:
+            if len(names) == 1:
+                raise
+            skipped.append(name)
+            print(f"{name}: no operator of kind or name {ops}; skipped", file=sys.stderr)
+    if names and skipped and len(skipped) == len(names):
+        raise NoMatchingOperators(f"--ops: no operator of kind or name {ops} in {', '.join(names)}")
+    return out
+
+
 def select_operators(model_or_ops: Any, ops: Sequence[str] | str | None = None,
                      max_ops: int | None = None) -> list[Operator]:
     """The operators to measure: a zoo/ONNX model name, a ``Workload`` or operators.
@@ -82,7 +109,7 @@ def select_operators(model_or_ops: Any, ops: Sequence[str] | str | None = None,
         wanted = [s.strip() for s in ops.split(",")] if isinstance(ops, str) else list(ops)
         operators = [o for o in operators if o.kind in wanted or o.name in wanted]
         if not operators:
-            raise OpscopeError(f"--ops: no operator of kind or name {', '.join(wanted)}")
+            raise NoMatchingOperators(f"--ops: no operator of kind or name {', '.join(wanted)}")
     if max_ops is not None:
         by_kind: dict[str, list[Operator]] = {}
         for o in sorted(operators, key=lambda o: -o.flops * o.count):

@@ -63,12 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from opscope.predictor.models.persist import read_metadata
 
     read_metadata(args.predictor)  # a missing or malformed predictor is refused before any work
-    from opscope.collector import select_operators
+    from opscope.collector.sweep import select_from_models
 
-    ops = []
     params = _params(args.param)
-    for name in (args.model.split(",") if args.model else []):
-        ops += select_operators(_workload(name.strip(), params), args.ops, args.max_ops)
+    names = [m.strip() for m in (args.model or "").split(",") if m.strip()]
+    ops = select_from_models(names, lambda name: _workload(name, params), args.ops, args.max_ops, quiet=True)
     if args.space:
         from opscope.workloads.space import parse_space
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,18 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from opscope.bundle import write_bundle
-    from opscope.collector import Protocol, select_operators
+    from opscope.collector import Protocol
+    from opscope.collector.sweep import select_from_models
     from opscope.commands.collect import _params, _workload
 
     mcpu = args.mcpu  # "native" is this CPU as it really is (resolve_spec turns hidden features off)
     params = _params(args.param)
     protocol = Protocol(number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
                         flush_cache=args.flush_cache)
-    operators = []
-    for name in [m.strip() for m in args.model.split(",") if m.strip()]:
-        if not args.quiet:
-            print(f"loading {name} ...", file=sys.stderr, flush=True)
-        operators += select_operators(_workload(name, params), args.ops, args.max_ops)
+    names = [m.strip() for m in args.model.split(",") if m.strip()]
+    operators = select_from_models(names, lambda name: _workload(name, params), args.ops, args.max_ops, args.quiet)
     info = write_bundle(operators, args.target, args.trials, args.out, threads=args.threads, seed=args.seed,
                         protocol=protocol, mcpu=mcpu, arch=args.arch, timeout_s=args.timeout,
                         pythons=args.python, ffi_wheels=args.ffi_wheel, progress=not args.quiet,

@@ -159,7 +159,8 @@ def _space_operators(space, args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from opscope.collector import Protocol, collect, select_operators
+    from opscope.collector import Protocol, collect
+    from opscope.collector.sweep import select_from_models
     from opscope.store import open_store
 
     if args.target == "rpc":
@@ -219,11 +220,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = Protocol(number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms,
                         flush_cache=args.flush_cache, cooldown_ms=args.cooldown_ms, noisy_cv=args.noisy_cv,
                         workers=args.workers)
-    operators = []
-    for name in [m.strip() for m in (args.model or "").split(",") if m.strip()]:
-        if not args.quiet:
-            print(f"loading {name} ...", file=sys.stderr, flush=True)
-        operators += select_operators(_workload(name, params), args.ops, args.max_ops)
+    names = [m.strip() for m in (args.model or "").split(",") if m.strip()]
+    operators = select_from_models(names, lambda name: _workload(name, params), args.ops, args.max_ops, args.quiet)
     if space is not None:
         operators += _space_operators(space, args)
     with open_store(args.store) as store:
