@@ -66,14 +66,16 @@ def read_frames(paths: list, label: str):
 def _machines(pred, frame, paths: list, where: str) -> None:
     """Rows from several machines: give each other machine's rows a spec from its fingerprint
     (``features.machine.machine_specs``), kept in the predictor, and say so."""
-    if "machine_id" not in frame or frame["machine_id"].nunique() < 2 or "specs" not in pred.get_params():
+    from opscope.report.machine import LOCAL_TARGETS
+
+    if "machine_id" not in frame or "specs" not in pred.get_params():
         return
-    from opscope.predictor.features.machine import LOCAL_TARGETS, machine_specs, source_fingerprints
+    local = frame["target"].astype(str).isin(LOCAL_TARGETS)
+    if frame.loc[local, "machine_id"].nunique() < 2:  # one machine: nothing to read (this_machine imports TVM)
+        return
+    from opscope.predictor.features.machine import machine_specs, source_fingerprints
     from opscope.report.machine import this_machine
 
-    local = frame["target"].astype(str).isin(LOCAL_TARGETS)
-    if frame.loc[local, "machine_id"].nunique() < 2:
-        return
     fingerprints: dict = {}
     for path in paths:
         fingerprints.update(source_fingerprints(path))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from opscope.errors import PredictorError
+from opscope.report.machine import LOCAL_TARGETS
 from opscope.targets import host as host_mod
 from opscope.targets.spec import MemoryLevel, TargetSpec
 
@@ -117,8 +118,7 @@ def retarget(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 
 #: the target name that a machine's rows take in a predictor trained on several machines
 MACHINE_TARGET = "machine:{}"
-#: target names that mean "the machine that measured the row" (the collector's local targets)
-LOCAL_TARGETS = ("host", "host-measured")
+_MACHINE_PREFIX = MACHINE_TARGET.format("")
 #: the fingerprints of the machines in a Parquet or CSV export ``X.parquet``: ``X.machines.json``
 SIDECAR_SUFFIX = ".machines.json"
 
@@ -180,22 +180,27 @@ def machine_specs(frame: pd.DataFrame, fingerprints: Mapping[str, Mapping[str, A
                 f"{where}: {n} rows were measured on machine {mid}, whose fingerprint is not given (a store "
                 f"keeps it in its machines table, an export X.parquet in X{SIDECAR_SUFFIX}, which "
                 "`opscope export` writes); train on one machine's rows, or give its fingerprint")
-        name = MACHINE_TARGET.format(mid)
-        freq = fp.get("frequency_hz")
-        if freq is not None and not (isinstance(freq, (int, float)) and not isinstance(freq, bool) and freq > 0):
-            raise PredictorError(f"{where}: machine {mid}: field 'frequency_hz' must be a positive number, got {freq!r}")
-        specs[name] = spec_from_fingerprint(fp, name, frequency_hz=freq)
+        specs[MACHINE_TARGET.format(mid)] = machine_spec(mid, fp, where)
         used[mid] = dict(fp)
     return specs, used
+
+
+def machine_spec(mid: str, fp: Mapping[str, Any], where: str) -> TargetSpec:
+    """The spec ``machine:<mid>`` from a machine's fingerprint, whose optional ``frequency_hz`` gives the
+    clock (fingerprints the collector writes do not record it)."""
+    freq = fp.get("frequency_hz")
+    if freq is not None and not (isinstance(freq, (int, float)) and not isinstance(freq, bool) and freq > 0):
+        raise PredictorError(f"{where}: machine {mid}: field 'frequency_hz' must be a positive number, got {freq!r}")
+    return spec_from_fingerprint(fp, MACHINE_TARGET.format(mid), frequency_hz=freq)
 
 
 def machine_frame(frame: pd.DataFrame, names: Any) -> pd.DataFrame:
     """``frame`` with each local row of a machine that has a spec of its own (``machine:<id>`` among
     ``names``) naming that spec as its target; the frame itself when no row does."""
-    known = [n for n in names if isinstance(n, str) and n.startswith("machine:")] if names else []
+    known = [n for n in names if isinstance(n, str) and n.startswith(_MACHINE_PREFIX)] if names else []
     if not known or "machine_id" not in frame or "target" not in frame:
         return frame
-    mapped = "machine:" + frame["machine_id"].astype(str)
+    mapped = _MACHINE_PREFIX + frame["machine_id"].astype(str)
     use = (frame["target"].astype(str).isin(LOCAL_TARGETS) & mapped.isin(known)).to_numpy()
     if not use.any():
         return frame

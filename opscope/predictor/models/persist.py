@@ -169,15 +169,12 @@ def _machines(where: Path, raw: Any) -> dict[str, dict[str, Any]]:
     return raw
 
 
-def _with_machine_specs(specs: Any, machines: dict[str, dict[str, Any]]) -> Any:
+def _with_machine_specs(specs: Any, machines: dict[str, dict[str, Any]], where: Path) -> Any:
     """``specs`` with a ``machine:<id>`` spec for each machine (the caller's own specs win)."""
     from opscope.predictor.features.estimates import SpecCache
-    from opscope.predictor.features.machine import MACHINE_TARGET, spec_from_fingerprint
+    from opscope.predictor.features.machine import MACHINE_TARGET, machine_spec
 
-    built = {}
-    for mid, fp in machines.items():
-        name = MACHINE_TARGET.format(mid)
-        built[name] = spec_from_fingerprint(fp, name, frequency_hz=fp.get("frequency_hz"))
+    built = {MACHINE_TARGET.format(mid): machine_spec(mid, fp, str(where)) for mid, fp in machines.items()}
     if isinstance(specs, SpecCache):
         for name, spec in built.items():
             specs.add(name, spec)
@@ -198,7 +195,7 @@ def load_predictor(directory: str | Path, specs: Any = None) -> FramePredictor:
         raise PredictorError(f"{directory / METADATA}: field 'predictor': unknown {name!r}")
     machines = _machines(directory / METADATA, meta.get("machines"))
     if machines:
-        specs = _with_machine_specs(specs, machines)
+        specs = _with_machine_specs(specs, machines, directory / METADATA)
     try:
         pred = PREDICTORS[name](**meta.get("params", {}), specs=specs)
     except TypeError as exc:
