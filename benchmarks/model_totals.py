@@ -11,8 +11,11 @@ was trained on are counted and named.
 
 With ``--best-from STORE`` each model is also built with the best schedule the store holds for each
 of its operators at that thread count (the rest keep TVM's default lowering), timed end to end, and
-compared with the sum of the predictor's latencies for exactly those schedules (the stored rows it
-is asked about; the default schedule where none is stored).  Beside it, ``built_sum_ratio`` is the
+compared with the sum, per operator, of the least latency the predictor gives any of the store's
+schedules for it at that thread count or its default schedule (``--best-predicted min``, the
+default: what a user who has the candidates but not their measurements would predict), or of its
+latency for exactly the schedule that measured fastest (``--best-predicted chosen``: that schedule
+was picked for the error its measurement happened to have, so its prediction sits above it).  Beside it, ``built_sum_ratio`` is the
 sum of the kernels as built over the end-to-end time, each kernel counted with the store's own
 measurement (its default-schedule row for the default build) and predicted only where the store has
 none: what a perfect operator predictor would give.
@@ -53,11 +56,15 @@ def main() -> int:
     ap.add_argument("--target", default="host")
     ap.add_argument("--best-from", type=Path, metavar="STORE",
                     help="also build each model with the best schedules this store (.db/.parquet) holds")
+    ap.add_argument("--best-predicted", choices=("min", "chosen"), default="min",
+                    help="best build: the least prediction over each operator's stored schedules (min) or the "
+                         "prediction of the schedule that measured fastest (chosen)")
     ap.add_argument("--vm-workers", type=int, default=1,
                     help="time each model in this many separate processes (the median of all their repeats)")
     args = ap.parse_args()
 
     from opscope.predictor import load_predictor, operator_frame, read_frame
+    from opscope.predictor.search import predicted_best
     from opscope.report.comparison import _predict
     from opscope.report.table import summarize_measurements
     from opscope.report.whole_model import measure_whole_model
@@ -88,7 +95,9 @@ def main() -> int:
             else:
                 measurements = store[store["workload_key"].isin({op.key for op in ops})]
                 best = summarize_measurements(measurements, threads=t)
-                predicted = dict(zip([op.key for op in ops], _predict(pred, ops, measurements, best, spec.name, t)))
+                values = (predicted_best(pred, ops, measurements, target=spec.name, threads=t)
+                          if args.best_predicted == "min" else _predict(pred, ops, measurements, best, spec.name, t))
+                predicted = dict(zip([op.key for op in ops], values))
             t0 = time.perf_counter()
             res = measure_whole_model(work, spec, measurements, t,
                                       predicted=predicted, protocol=VMProtocol(workers=args.vm_workers))

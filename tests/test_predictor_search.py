@@ -79,3 +79,24 @@ def test_random_expected_trials_by_hand():
     lat = np.array([1.0, 1.02, 2.0, 3.0, 4.0, 5.0])
     sims = [trials_to_within(rng.permutation(lat), 1.0) for _ in range(20000)]
     assert np.mean(sims) == pytest.approx(random_expected_trials(lat), rel=0.03)
+
+
+def test_predicted_best_is_the_least_prediction_over_ok_candidates_at_the_thread_count():
+    import pandas as pd
+
+    from opscope.predictor.search import candidates_frame, predicted_best
+
+    other = synthetic_operators(seed=2, models=1, per_model=1)[0]
+    cands = _cands(6)  # default (unroll 0) and s1..s5 (unroll 1..5)
+    rows = candidates_frame(OP, cands, "t", threads=1)
+    rows["status"] = "ok"
+    rows.loc[rows["schedule_id"] == "s5", "status"] = "run_error"  # a failed schedule is no candidate
+    at2 = candidates_frame(OP, [Candidate(OP.key, "s9", "sampled", "[]", (("unroll", 9),), "")], "t", threads=2)
+    at2["status"] = "ok"  # another thread count: not a candidate at 1 thread
+    store = pd.concat([rows, at2], ignore_index=True)
+    got = predicted_best(KnobPredictor(), [OP, other], store, target="t", threads=1)
+    # KnobPredictor gives 1 / (1 + unroll): the best ok candidate at 1 thread is s4 (unroll 4); the
+    # operator with no stored rows keeps its default schedule (unroll 0)
+    assert got == pytest.approx([1 / (1 + 4), 1 / (1 + 0)])
+    got2 = predicted_best(KnobPredictor(), [OP], store, target="t", threads=2)
+    assert got2 == pytest.approx([1 / (1 + 9)])
