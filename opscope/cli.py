@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("opscope.commands.collect", "measure operators under sampled schedules and thread counts"),
     "export": ("opscope.commands.export", "export a store to Parquet or CSV"),
     "reread-knobs": ("opscope.commands.reread_knobs", "read a store's schedule knobs again from the stored traces"),
+    "compile-features": ("opscope.commands.compile_features",
+                         "compile a dataset's schedules and write their kernels' counts beside it"),
     "train": ("opscope.commands.train", "train a latency predictor on measurements"),
     "evaluate": ("opscope.commands.evaluate", "evaluate a predictor on held-out splits"),
     "predict": ("opscope.commands.predict", "predict operator latencies of a model"),

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="xgboost: without the boosters that regress a sampled schedule's latency over its "
                              "operator's default-schedule latency (docs/predictor.md)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compiled-features", action="store_true",
+                        help="also learn from each schedule's compiled kernel (instruction, FMA, vector-width and "
+                             "spill counts; the data's .compiled.parquet sidecars, or compiled with TVM here)")
 
 
 #: the columns that together name one measurement across stores
@@ -130,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
             if param not in PREDICTORS[args.model]().get_params():
                 raise PredictorError(f"{flag}: --model {args.model} has {lacks} (xgboost does)")
             params[param] = 0.0
+    if args.compiled_features:
+        if "compiled_features" not in PREDICTORS[args.model]().get_params():
+            raise PredictorError(f"--compiled-features: --model {args.model} does not take them (xgboost does)")
+        params["compiled_features"] = True
     pred = make_predictor(args.model, **params)
     _machines(pred, frame, args.data, where)
     print(f"training {args.model} on {len(frame)} rows ({frame['workload_key'].nunique()} workloads)...",

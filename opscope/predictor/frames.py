@@ -53,6 +53,10 @@ def read_frame(source: str | Path | pd.DataFrame, *, ok_only: bool = True, label
         except (OSError, ValueError, ImportError) as exc:
             raise PredictorError(f"{path}: cannot read measurements ({exc})") from exc
     check_columns(frame, where)
+    if not isinstance(source, pd.DataFrame) and not Path(source).is_dir():
+        from opscope.predictor.features.compiled import load_sidecar
+
+        load_sidecar(source)  # the compiled kernels' counts, when the data has them beside it
     if label not in LABELS:
         raise PredictorError(f"label {label!r} is not a latency column; use one of {', '.join(LABELS)}")
     if ok_only:

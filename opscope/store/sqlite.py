@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -204,8 +205,27 @@ def workload_module(script: str):
     if not script:
         raise StoreError("this workload was stored without its TIR (a store older than schema version 3, or "
                          "an operator without TIR); collect it again to store it")
-    parsed = tvm.script.from_source(script)
+    try:
+        parsed = tvm.script.from_source(script)
+    except SyntaxError:
+        # TVMScript prints a parameter named after an ONNX initializer ("2.f.4.weight" -> 2_f_4_weight)
+        # as it is, which Python cannot parse; the names are the function's own, so renaming is safe
+        parsed = tvm.script.from_source(_python_names(script))
     return parsed if isinstance(parsed, tvm.IRModule) else tvm.IRModule({"main": parsed})
+
+
+_LEADING_DIGIT = re.compile(r"(?<![\w.])\d\w*[A-Za-z_]\w*")
+_NUMBER = re.compile(r"(?:\d[\d_]*(?:[eE]\d+)?[jJ]?|0[xXoObB][\da-fA-F_]+)")
+
+
+def _python_names(script: str) -> str:
+    """``script`` with every word that starts with a digit and is not a number prefixed by ``v_``."""
+    def rename(m: re.Match) -> str:
+        word, after = m.group(0), script[m.end():m.end() + 1]
+        if _NUMBER.fullmatch(word) or (word[-1] in "eE" and after in "+-" and word[:-1].isdigit()):
+            return word
+        return "v_" + word
+    return _LEADING_DIGIT.sub(rename, script)
 
 
 def open_store(path: str | os.PathLike[str], read_only: bool = False) -> Store:

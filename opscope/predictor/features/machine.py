@@ -93,7 +93,9 @@ def spec_from_fingerprint(fp: Mapping[str, Any], name: str, frequency_hz: float 
                "nominal peaks and bandwidths: the per-cycle figures of opscope/targets/host.py")
     return TargetSpec(name=name, kind="cpu", frequency_hz=freq, memory=tuple(memory),
                       peak_flops={"float32": peak32, "int8": 4 * peak32}, nominal=True, cores=cores,
-                      vector_bits=bits, sources=sources, extra={"model_name": str(fp.get("cpu_model", ""))})
+                      vector_bits=bits, sources=sources, extra={"model_name": str(fp.get("cpu_model", ""))},
+                      # what its kernels were built for (read by features.compiled)
+                      tvm_target={"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu} if mcpu else None)
 
 
 def store_fingerprints(path: str) -> dict[str, dict[str, Any]]:

@@ -199,6 +199,12 @@ def unseen_kind_ratio(frame: pd.DataFrame, feats: Features, y: np.ndarray) -> fl
     return float(np.median(np.log(y[rows]) - np.log(bound[rows])))
 
 
+def _progress(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 #: what a learned predictor regresses: log latency itself, or log of latency over the roofline bound of
 #: the row (its compute peak scaled to the thread share), which carries the operator's scale, so that a
 #: tree ensemble need not extrapolate latency to operators larger or smaller than those it saw, or
@@ -211,12 +217,16 @@ class LearnedPredictor(FramePredictor):
     ``self._engine()``; subclasses choose the engine."""
 
     def __init__(self, analytical_features: bool = True, specs: Mapping[str, TargetSpec] | None = None,
-                 target: str = "latency", program_features: bool = False) -> None:
+                 target: str = "latency", program_features: bool = False,
+                 compiled_features: bool = False) -> None:
         self.analytical_features = analytical_features
         self.specs = specs
         self.target = target
         #: also MetaSchedule's per-store features of the scheduled TIR (needs the frame's workload_script)
         self.program_features = program_features
+        #: also the counts of each schedule's compiled kernel (``features.compiled``; needs TVM, or the
+        #: data's ``.compiled.parquet`` sidecar, for rows not compiled before)
+        self.compiled_features = compiled_features
 
     def _engine(self) -> Engine:
         raise NotImplementedError
@@ -249,13 +259,20 @@ class LearnedPredictor(FramePredictor):
         return self
 
     def _matrix(self, frame: pd.DataFrame, feats: Features) -> np.ndarray:
-        """The engine's input: the schema's features, then the program features when asked for."""
-        if not self.program_features:
-            return feats.X
-        from opscope.predictor.features.program import program_features
+        """The engine's input: the schema's features, then the program features and the compiled
+        kernel's counts when asked for."""
+        parts = [feats.X]
+        if self.program_features:
+            from opscope.predictor.features.program import program_features
 
-        prog, _skipped = program_features(frame)
-        return np.hstack([feats.X, prog])
+            parts.append(program_features(frame)[0])
+        if getattr(self, "compiled_features", False):
+            from opscope.predictor.features.compiled import compiled_features
+
+            values, skipped = compiled_features(frame, specs_from(self.specs), progress=_progress)
+            self.compiled_skipped_ = skipped
+            parts.append(values)
+        return parts[0] if len(parts) == 1 else np.hstack(parts)
 
     def _anchor(self, feats: Features) -> np.ndarray:
         """Log of what the engine's output is relative to (0 for plain log latency; a mixed engine is

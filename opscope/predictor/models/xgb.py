@@ -262,9 +262,9 @@ class XGBoostPredictor(LearnedPredictor):
                  specs: Mapping[str, TargetSpec] | None = None, target: str = "mixed",
                  program_features: bool = False, default_weight: float = 3.0, n_models: int = 4,
                  loss: str = "squared", nn_weight: float = 0.4, relative_weight: float = 0.3,
-                 relative_models: int = 2) -> None:
+                 relative_models: int = 2, compiled_features: bool = False) -> None:
         super().__init__(analytical_features=analytical_features, specs=specs, target=target,
-                         program_features=program_features)
+                         program_features=program_features, compiled_features=compiled_features)
         self.default_weight = default_weight
         self.n_models = n_models
         self.loss = loss
