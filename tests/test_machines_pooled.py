@@ -43,6 +43,7 @@ def test_other_machines_get_a_spec_of_their_own_and_this_one_keeps_host():
     spec = specs["machine:m-other"]
     # per-core L1d 32 KiB x 2 cores; 128-bit vectors from x86-64-v2; the clock given
     assert spec.memory[0].size_bytes == 2 * 32 * 1024 and spec.vector_bits == 128 and spec.frequency_hz == 2.0e9
+    assert spec.tvm_target["mcpu"] == "x86-64-v2"  # what its kernels were built for (features.compiled)
     mapped = machine_frame(frame, specs)
     assert (mapped["target"][frame["machine_id"] == "m-other"] == "machine:m-other").all()
     assert (mapped["target"][frame["machine_id"] == "m-here"] == "host").all()
