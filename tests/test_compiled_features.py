@@ -115,7 +115,7 @@ def test_a_predictor_learns_what_only_the_compiled_kernel_shows_and_keeps_it_whe
     assert np.allclose(again.predict(held), pred.predict(held))
 
 
-def test_a_bad_sidecar_is_refused_in_one_line(tmp_path):
+def test_a_bad_sidecar_is_refused_in_one_line(tmp_path, capsys):
     path = tmp_path / "x.parquet"
     synthetic_frame(models=1, per_model=1, schedules=2).to_parquet(path)
     (tmp_path / "x.compiled.parquet").write_text("not parquet")
@@ -124,6 +124,13 @@ def test_a_bad_sidecar_is_refused_in_one_line(tmp_path):
     pd.DataFrame({"mcpu": ["a"], "workload_key": ["k"]}).to_parquet(tmp_path / "x.compiled.parquet")
     with pytest.raises(PredictorError, match="missing schedule_id, n_ins"):
         load_sidecar(path)
+    # a file of that name that is not ours is not replaced: compile-features stops on it first
+    (tmp_path / "x.compiled.parquet").write_text("someone else's")
+    capsys.readouterr()
+    assert main(["compile-features", "--data", str(path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "x.compiled.parquet: not a compiled-features sidecar" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "x.compiled.parquet").read_text() == "someone else's"
 
 
 def test_train_refuses_compiled_features_for_a_model_without_them(tmp_path, capsys):

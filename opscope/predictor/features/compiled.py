@@ -295,7 +295,10 @@ def write_sidecar(frame: pd.DataFrame, data: str | Path, specs: Any, timeout_s: 
                   progress: Callable[[str], None] | None = None) -> tuple[Path, int, list[tuple[int, str]]]:
     """Compile every distinct schedule of ``frame`` (read from ``data``) and write ``data``'s sidecar.
 
-    Returns (the sidecar's path, its rows, the rows left NaN with why)."""
+    Returns (the sidecar's path, its rows, the rows left NaN with why).  A file already there that is
+    not a sidecar is refused, not replaced."""
+    if sidecar_path(data).exists():
+        load_sidecar(data)  # raises, naming it, when it is not one
     _, skipped = compiled_features(frame, specs, timeout_s, progress)
     keys, sids = _keys(frame)
     targets = frame["target"].astype(str).to_numpy()
