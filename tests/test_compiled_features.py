@@ -178,3 +178,23 @@ def test_real_kernels_are_compiled_once_and_written_beside_the_data(tmp_path):
     assert out == sidecar_path(tmp_path / "d.parquet") and n == 4  # default, s1, sbad, other's default
     table = pd.read_parquet(out)
     assert sorted(table["schedule_id"]) == ["default", "default", "s1", "sbad"]
+
+
+def test_a_measured_row_takes_the_counts_of_the_machine_that_measured_it(tmp_path):
+    """A dataset of another machine, trained alone, is described as this machine ('host' or here the
+    synthetic target); its rows' kernels are still the ones its own machine built, which its sidecar
+    names by machine id: those counts are used, and nothing is compiled (the frame has no TIR)."""
+    from opscope.predictor.features.compiled import compiled_features
+    from opscope.predictor.features.estimates import SpecCache
+    from opscope.predictor.frames import read_frame
+
+    frame = synthetic_frame(seed=5, models=1, per_model=2, schedules=3).assign(machine_id="m-elsewhere")
+    path = tmp_path / "e.parquet"
+    frame.to_parquet(path)
+    side = frame.drop_duplicates(["workload_key", "schedule_id"])
+    sid = np.where(side["schedule_kind"] == "default", "default", side["schedule_id"])
+    table = pd.DataFrame({"mcpu": "elsewherecpu", "machine_id": "m-elsewhere", "workload_key": side["workload_key"],
+                          "schedule_id": sid, **{c: 3.0 for c in COUNTS}})
+    table.to_parquet(tmp_path / "e.compiled.parquet")
+    X, skipped = compiled_features(read_frame(path), SpecCache({TARGET: SPEC}))  # SPEC says "synthcpu"
+    assert skipped == [] and np.allclose(X[:, 0], np.log1p(3.0))

@@ -6,8 +6,9 @@ registers and how many spilled to the stack, how much scalar code is left.  Held
 errors are 85% correlated between 1 and 2 threads for the same schedule: they belong to the
 compiled code, not to the machine's state, and the TIR-level features do not carry them.
 
-Each (machine, workload, schedule) is compiled once with TVM for the machine's LLVM CPU (the row's
-target: this host's ``mcpu``, or the one of the fingerprint a pooled machine was described by), and
+Each (machine, workload, schedule) is compiled once with TVM for the machine's LLVM CPU (that of the
+machine that measured the row when a sidecar names it, else the row's target's: this host's ``mcpu``,
+or the one of the fingerprint a pooled machine is described by), and
 its x86 assembly is counted (``asm_stats``): the instructions and loops of the whole kernel, and of its
 innermost loop that does arithmetic (the smallest loop closed by a backward jump that holds a vector
 FMA, multiply or add) the instructions, FMAs, operands at each vector width, scalar single-precision
@@ -56,6 +57,8 @@ _JUMP = re.compile(r"j\w+\s+(\S+)")
 _CACHE: dict[tuple[str, str, str], np.ndarray] = {}
 #: (mcpu, workload key, schedule id) -> why its counts are NaN
 _REASONS: dict[tuple[str, str, str], str] = {}
+#: machine id -> the cache key of the CPU its kernels were built for (read from sidecars)
+_MACHINE_KEYS: dict[str, str] = {}
 
 
 def asm_stats(asm: str) -> dict[str, float]:
@@ -204,12 +207,37 @@ def _keys(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return frame["workload_key"].astype(str).to_numpy(), sid
 
 
+def _row_machines(frame: pd.DataFrame, specs: Any) -> list[tuple[str, dict[str, Any]] | None]:
+    """Per row, (cache key, LLVM target) of the machine whose kernel it describes, or None.
+
+    A measured row's kernel is the one built on the machine that measured it: when a sidecar has
+    told which CPU a ``machine_id`` compiles for, that CPU, whatever target the row is described by
+    (a dataset of another machine trained alone is described as ``host``).  Other rows: their
+    target's CPU."""
+    targets = frame["target"].astype(str).to_numpy()
+    by_target = {name: _machine_key(specs.get(name)) for name in set(targets)}
+    mids = frame["machine_id"].astype(str).to_numpy() if "machine_id" in frame else None
+    out = []
+    for i, name in enumerate(targets):
+        key = _MACHINE_KEYS.get(mids[i]) if mids is not None else None
+        if key is not None:
+            mcpu, _, attrs = key.partition("|")
+            target = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}
+            if attrs:
+                target["mattr"] = attrs.split(",")
+            out.append((key, target))
+        else:
+            out.append(by_target[name])
+    return out
+
+
 def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOUT_S,
                       progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """(rows, ``COLUMNS``) features of each row's compiled kernel, and (row, reason) for rows left NaN.
 
-    ``specs`` is the predictor's ``SpecCache``: a row's target names the machine (its ``mcpu``).
-    Rows are compiled once per (mcpu, workload, schedule), from the frame's ``workload_script`` and
+    ``specs`` is the predictor's ``SpecCache``: a row's target names the machine (its ``mcpu``),
+    unless a sidecar named the CPU of the machine that measured the row (``_row_machines``).  Rows
+    are compiled once per (CPU, workload, schedule), from the frame's ``workload_script`` and
     ``trace_json``; what the process or a sidecar already holds is not compiled again."""
     n = len(frame)
     counts = np.full((n, len(COUNTS)), np.nan)
@@ -217,11 +245,10 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
     if n == 0:
         return feature_matrix(counts), skipped
     keys, sids = _keys(frame)
-    targets = frame["target"].astype(str).to_numpy()
-    mcpus = {name: _machine_key(specs.get(name)) for name in set(targets)}
+    machines = _row_machines(frame, specs)
     todo: dict[tuple[str, str, str], int] = {}
     for i in range(n):
-        m = mcpus[targets[i]]
+        m = machines[i]
         if m is None:
             continue
         k = (m[0], keys[i], sids[i])
@@ -242,7 +269,7 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
                     _REASONS[k] = "no stored TIR for this workload"
                     continue
                 trace = traces[i] if k[2] != "default" and isinstance(traces[i], str) else "[]"
-                got = compiler.run((mcpus[targets[i]][1], k[1], trace, script))
+                got = compiler.run((machines[i][1], k[1], trace, script))
                 if isinstance(got, dict):
                     _CACHE[k] = np.array([got[c] for c in COUNTS], dtype=float)
                 else:
@@ -252,8 +279,9 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
                     progress(f"compiled features: {j + 1}/{len(todo)} schedules ({time.perf_counter() - t0:.0f} s)")
         finally:
             compiler.close()
+    targets = frame["target"].astype(str).to_numpy()
     for i in range(n):
-        m = mcpus[targets[i]]
+        m = machines[i]
         if m is None:
             skipped.append((i, f"target {targets[i]!r} is not an x86 LLVM CPU"))
             continue
@@ -284,6 +312,10 @@ def load_sidecar(data: str | Path) -> int:
     missing = [c for c in ("mcpu", "workload_key", "schedule_id", *COUNTS) if c not in table.columns]
     if missing:
         raise PredictorError(f"{path}: not a compiled-features sidecar (missing {', '.join(missing)})")
+    if "machine_id" in table.columns:
+        for mid, mcpu in table[["machine_id", "mcpu"]].drop_duplicates().astype(str).itertuples(index=False):
+            if mid:
+                _MACHINE_KEYS.setdefault(mid, mcpu)
     values = table[list(COUNTS)].to_numpy(dtype=float)
     for (mcpu, key, sid), row in zip(table[["mcpu", "workload_key", "schedule_id"]].astype(str).itertuples(index=False),
                                      values):
@@ -301,15 +333,14 @@ def write_sidecar(frame: pd.DataFrame, data: str | Path, specs: Any, timeout_s: 
         load_sidecar(data)  # raises, naming it, when it is not one
     _, skipped = compiled_features(frame, specs, timeout_s, progress)
     keys, sids = _keys(frame)
-    targets = frame["target"].astype(str).to_numpy()
-    rows: dict[tuple[str, str, str], np.ndarray] = {}
-    machine = {name: _machine_key(specs.get(name)) for name in set(targets)}
-    for i in range(len(frame)):
-        m = machine[targets[i]]
+    mids = frame["machine_id"].astype(str).to_numpy() if "machine_id" in frame else np.full(len(frame), "")
+    rows: dict[tuple[str, str, str], tuple[str, np.ndarray]] = {}
+    for i, m in enumerate(_row_machines(frame, specs)):
         if m is not None:
             k = (m[0], keys[i], sids[i])
-            rows.setdefault(k, _CACHE[k])
-    table = pd.DataFrame([[*k, *v] for k, v in rows.items()], columns=["mcpu", "workload_key", "schedule_id", *COUNTS])
+            rows.setdefault(k, (mids[i], _CACHE[k]))
+    table = pd.DataFrame([[k[0], mid, k[1], k[2], *v] for k, (mid, v) in rows.items()],
+                         columns=["mcpu", "machine_id", "workload_key", "schedule_id", *COUNTS])
     out = sidecar_path(data)
     tmp = out.with_name(out.name + ".tmp")
     table.to_parquet(tmp, index=False)
