@@ -83,7 +83,9 @@ def curve(src: pd.DataFrame, dst: pd.DataFrame, specs: dict, ks: list[int], base
           correction: str, seed: int, log) -> pd.DataFrame:
     y_src = src[LABEL].to_numpy()
     t0 = time.perf_counter()
-    base = make_predictor(base_name, specs=specs).fit(src, y_src)
+    name, _, extra = base_name.partition("+")  # "xgboost+compiled": with the compiled kernel's counts
+    base = make_predictor(name, specs=specs, **({"compiled_features": True} if extra == "compiled" else {}))
+    base.fit(src, y_src)
     log(f"  base {base_name} fitted on {len(src)} rows in {time.perf_counter() - t0:.1f} s")
     keys = np.random.default_rng(seed).permutation(dst["workload_key"].unique())
     parts = np.array_split(keys, folds)
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,space:host-cpu-v1,space:xeon16,space:zen5")
     ap.add_argument("--ks", default="0,10,25,50,100,200")
-    ap.add_argument("--base", default="xgboost", help="base predictor(s), comma separated")
+    ap.add_argument("--base", default="xgboost",
+                    help="base predictor(s), comma separated; xgboost+compiled learns the compiled kernels' counts too")
     ap.add_argument("--correction", default="blend")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
