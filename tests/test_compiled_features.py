@@ -174,6 +174,10 @@ def test_real_kernels_are_compiled_once_and_written_beside_the_data(tmp_path):
     assert np.isnan(X[3]).all() and np.isnan(X[4]).all()
     reasons = dict(skipped)
     assert 4 in reasons and "no stored TIR" in reasons[4] and 3 in reasons
+    # a compile past the time limit is cut, with its reason, and the rest goes on
+    late = frame.iloc[[1]].assign(workload_key="fresh-key")
+    X2, skipped2 = compiled_features(late, SpecCache(), timeout_s=0.001)
+    assert np.isnan(X2).all() and "compiling took more than" in dict(skipped2)[0]
     out, n, _ = write_sidecar(frame, tmp_path / "d.parquet", SpecCache())
     assert out == sidecar_path(tmp_path / "d.parquet") and n == 4  # default, s1, sbad, other's default
     table = pd.read_parquet(out)

@@ -166,8 +166,10 @@ class _Compiler:
         self.proc.stdin.flush()
         answer = self._read(self.timeout_s)
         if answer is None:
+            crashed = self.proc.poll() is not None
             self.close()
-            return f"compiling took more than {self.timeout_s:g} s"
+            return ("the compiler process died on it" if crashed
+                    else f"compiling took more than {self.timeout_s:g} s")
         return answer["error"] if "error" in answer else answer
 
     def close(self) -> None:
