@@ -48,6 +48,17 @@ rows together (docs/predictor.md, "Training on several machines"):
 - ``ghost``: GhostNet-like modules (a 1x1 convolution to half the channels, a cheap 3x3 depthwise one
   for the other half, concatenated), 80 px.
 
+A fifth set (``--set 5``), drawn up and measured blind after predictors learned the compiled kernels'
+counts (docs/predictor.md, "The compiled kernel"):
+
+- ``vgglite``: plain 3x3 convolutions at 40, 80 and 160 channels with max pools, 72 px;
+- ``res2``: basic residual blocks (two 3x3 convolutions) at 56 and 112 channels, the second stage
+  entered by a stride-2 block with a 1x1 projection, 56 px;
+- ``crossattn``: cross-attention (32 queries over 80 keys, hidden 256, 8 heads) then an FFN of 768;
+- ``aspp``: DeepLab-like atrous convolutions (3x3 at dilations 2 and 4, and a 1x1 branch, 64
+  channels, concatenated and fused by a 1x1), 40 px;
+- ``mlp8``: a three-layer MLP on a batch of 8 (784 -> 1000 -> 500 -> 10).
+
 Weights are random (the latency does not depend on them).  Each is exported with torch's TorchScript
 ONNX exporter at opset 17, batch 1.
 
@@ -55,6 +66,7 @@ ONNX exporter at opset 17, batch 1.
     python benchmarks/heldout_models.py --set 2 --out heldout2/
     python benchmarks/heldout_models.py --set 3 --out heldout3/
     python benchmarks/heldout_models.py --set 4 --out heldout4/
+    python benchmarks/heldout_models.py --set 5 --out heldout5/
 """
 
 from __future__ import annotations
@@ -68,6 +80,7 @@ MODELS = ("squeeze", "mbconv", "convnext", "stem5", "vit")
 MODELS_2 = ("mnv3", "mixer", "regnet", "fusedmb", "gptmlp")
 MODELS_3 = ("dense", "inception", "winattn", "shuffle", "bertsmall")
 MODELS_4 = ("resnext", "unet", "t5ffn", "convmixer", "ghost")
+MODELS_5 = ("vgglite", "res2", "crossattn", "aspp", "mlp8")
 
 
 def build(name: str):
@@ -334,6 +347,8 @@ def build(name: str):
                             Ghost(48, 72), Ghost(72, 72), nn.Conv2d(72, 72, 5, 2, 2, groups=72), Ghost(72, 120),
                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(120, 100))
         return net.eval(), torch.randn(1, 3, 80, 80)
+    if name in MODELS_5:
+        return _build_5(name)
     if name == "dense":
         net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), *[DenseLayer(32 + 16 * i) for i in range(4)],
                             nn.BatchNorm2d(96), nn.ReLU(), nn.Conv2d(96, 48, 1), nn.AvgPool2d(2),
@@ -415,8 +430,66 @@ def build(name: str):
     elif name == "vit":
         net, size = ViT(), 64
     else:
-        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4)}")
+        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5)}")
     return net.eval(), torch.randn(1, 3, size, size)
+
+
+def _build_5(name: str):
+    """(module, input tensor) of one model of the fifth set."""
+    import torch
+    from torch import nn
+
+    def conv(i: int, o: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(i, o, k, stride, dilation * (k // 2), dilation=dilation), nn.ReLU())
+
+    class Basic(nn.Module):
+        def __init__(self, i: int, o: int, stride: int) -> None:
+            super().__init__()
+            self.a, self.b = conv(i, o, stride=stride), nn.Conv2d(o, o, 3, 1, 1)
+            self.skip = nn.Conv2d(i, o, 1, stride) if (i, stride) != (o, 1) else nn.Identity()
+
+        def forward(self, x):
+            return torch.relu(self.b(self.a(x)) + self.skip(x))
+
+    class Atrous(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.one, self.d2, self.d4 = conv(c, c, 1), conv(c, c, dilation=2), conv(c, c, dilation=4)
+            self.fuse = conv(3 * c, c, 1)
+
+        def forward(self, x):
+            return self.fuse(torch.cat([self.one(x), self.d2(x), self.d4(x)], 1))
+
+    class CrossAttention(nn.Module):
+        def __init__(self, d: int = 256, heads: int = 8, queries: int = 32) -> None:
+            super().__init__()
+            self.d, self.heads, self.queries = d, heads, queries
+            self.q, self.kv, self.out = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
+            self.ffn = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 768), nn.GELU(), nn.Linear(768, d))
+
+        def forward(self, x):
+            h, dh = self.heads, self.d // self.heads
+            q = self.q(x[:, :self.queries]).reshape(1, -1, h, dh).transpose(1, 2)
+            k, v = self.kv(x[:, self.queries:]).reshape(1, -1, 2, h, dh).permute(2, 0, 3, 1, 4)
+            a = torch.softmax(q @ k.transpose(-1, -2) / dh ** 0.5, -1) @ v
+            y = x[:, :self.queries] + self.out(a.transpose(1, 2).reshape(1, -1, self.d))
+            return y + self.ffn(y)
+
+    if name == "vgglite":
+        net = nn.Sequential(conv(3, 40), conv(40, 40), nn.MaxPool2d(2), conv(40, 80), conv(80, 80), nn.MaxPool2d(2),
+                            conv(80, 160), conv(160, 160), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(160, 100))
+        return net.eval(), torch.randn(1, 3, 72, 72)
+    if name == "res2":
+        net = nn.Sequential(conv(3, 56, stride=2), Basic(56, 56, 1), Basic(56, 112, 2), Basic(112, 112, 1),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(112, 100))
+        return net.eval(), torch.randn(1, 3, 56, 56)
+    if name == "crossattn":
+        return CrossAttention().eval(), torch.randn(1, 112, 256)
+    if name == "aspp":
+        net = nn.Sequential(conv(3, 64, stride=2), Atrous(64), nn.Conv2d(64, 21, 1))
+        return net.eval(), torch.randn(1, 3, 40, 40)
+    net = nn.Sequential(nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 500), nn.ReLU(), nn.Linear(500, 10))
+    return net.eval(), torch.randn(8, 784)
 
 
 def write(name: str, out: Path) -> Path:
@@ -433,11 +506,12 @@ def write(name: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
-    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4), default=1, help="which five models: the first to the fourth")
+    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5), default=1, help="which five models: the first to the fifth")
     ap.add_argument("--models", default=None, help="comma-separated names (default: the set's five)")
     args = ap.parse_args(argv)
-    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4
-    names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3, 4: MODELS_4}[args.set])
+    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5
+    names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3, 4: MODELS_4,
+                                                             5: MODELS_5}[args.set])
     for name in names:
         if name not in known:
             print(f"error: unknown held-out model {name!r}; known: {', '.join(known)}", file=sys.stderr)
