@@ -202,3 +202,14 @@ def test_a_measured_row_takes_the_counts_of_the_machine_that_measured_it(tmp_pat
     table.to_parquet(tmp_path / "e.compiled.parquet")
     X, skipped = compiled_features(read_frame(path), SpecCache({TARGET: SPEC}))  # SPEC says "synthcpu"
     assert skipped == [] and np.allclose(X[:, 0], np.log1p(3.0))
+
+
+def test_rows_that_cannot_be_compiled_get_nan_and_a_reason_not_an_error():
+    from opscope.predictor.features.compiled import compiled_features
+    from opscope.predictor.features.estimates import SpecCache
+
+    frame = synthetic_frame(seed=9, models=1, per_model=1, schedules=2).assign(machine_id="m-unknown")
+    assert "workload_script" not in frame  # no TIR, and nothing cached for these rows
+    X, skipped = compiled_features(frame, SpecCache({TARGET: SPEC}))
+    assert np.isnan(X).all() and [i for i, _ in skipped] == list(range(len(frame)))
+    assert all("no stored TIR" in why for _, why in skipped)

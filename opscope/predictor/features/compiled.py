@@ -249,6 +249,7 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
     keys, sids = _keys(frame)
     machines = _row_machines(frame, specs)
     todo: dict[tuple[str, str, str], int] = {}
+    missing: dict[tuple[str, str, str], str] = {}
     for i in range(n):
         m = machines[i]
         if m is None:
@@ -257,18 +258,16 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
         if k not in _CACHE and k not in todo:
             todo[k] = i
     if todo:
-        if "workload_script" not in frame:
-            raise PredictorError("compiled features: the frame has no workload_script column (the operators' TIR), "
-                                 f"so {len(todo)} schedule(s) cannot be compiled")
-        scripts = frame["workload_script"].to_numpy()
+        # without the operators' TIR nothing can be compiled: those rows get NaN, with why
+        scripts = frame["workload_script"].to_numpy() if "workload_script" in frame else np.full(n, None)
         traces = frame["trace_json"].to_numpy() if "trace_json" in frame else np.full(n, "[]")
         compiler, t0 = _Compiler(timeout_s), time.perf_counter()
         try:
             for j, (k, i) in enumerate(todo.items()):
                 script = scripts[i]
                 if not isinstance(script, str) or not script.strip():
-                    _CACHE[k] = np.full(len(COUNTS), np.nan)
-                    _REASONS[k] = "no stored TIR for this workload"
+                    # not cached: a frame with its TIR may still compile this schedule later
+                    missing[k] = "no stored TIR for this workload (workload_script)"
                     continue
                 trace = traces[i] if k[2] != "default" and isinstance(traces[i], str) else "[]"
                 got = compiler.run((machines[i][1], k[1], trace, script))
@@ -288,6 +287,9 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
             skipped.append((i, f"target {targets[i]!r} is not an x86 LLVM CPU"))
             continue
         k = (m[0], keys[i], sids[i])
+        if k in missing:
+            skipped.append((i, missing[k]))
+            continue
         counts[i] = _CACHE[k]
         if k in _REASONS:
             skipped.append((i, _REASONS[k]))
@@ -340,7 +342,7 @@ def write_sidecar(frame: pd.DataFrame, data: str | Path, specs: Any, timeout_s: 
     for i, m in enumerate(_row_machines(frame, specs)):
         if m is not None:
             k = (m[0], keys[i], sids[i])
-            rows.setdefault(k, (mids[i], _CACHE[k]))
+            rows.setdefault(k, (mids[i], _CACHE.get(k, np.full(len(COUNTS), np.nan))))
     table = pd.DataFrame([[k[0], mid, k[1], k[2], *v] for k, (mid, v) in rows.items()],
                          columns=["mcpu", "machine_id", "workload_key", "schedule_id", *COUNTS])
     out = sidecar_path(data)
