@@ -213,3 +213,12 @@ def test_rows_that_cannot_be_compiled_get_nan_and_a_reason_not_an_error():
     X, skipped = compiled_features(frame, SpecCache({TARGET: SPEC}))
     assert np.isnan(X).all() and [i for i, _ in skipped] == list(range(len(frame)))
     assert all("no stored TIR" in why for _, why in skipped)
+
+
+def test_tvmscript_names_that_start_with_a_digit_are_renamed_and_numbers_are_not():
+    from opscope.store.sqlite import _python_names
+
+    # ONNX initializers such as "2.f.4.weight" reach TVMScript as 2_f_4_weight, which Python rejects
+    text = "def main(2_f_4_weight: T.Buffer((1,)), x=1e-05, y=1e5, z=0x1F, w=1_000, q=2.5e-3, j=1j):\n  2_f_4_weight[0] = 3"
+    assert _python_names(text) == ("def main(v_2_f_4_weight: T.Buffer((1,)), x=1e-05, y=1e5, z=0x1F, w=1_000, "
+                                   "q=2.5e-3, j=1j):\n  v_2_f_4_weight[0] = 3")
