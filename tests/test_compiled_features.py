@@ -143,30 +143,12 @@ def test_train_refuses_compiled_features_for_a_model_without_them(tmp_path, caps
 
 @pytest.mark.slow
 def test_real_kernels_are_compiled_once_and_written_beside_the_data(tmp_path):
-    import tvm
-    from tvm.s_tir import Schedule
+    from dense_rows import dense_rows
 
-    from opscope.collector.ms_sampler import trace_to_json
-    from opscope.collector.te_ops import dense_operator
     from opscope.predictor.features.compiled import compiled_features, sidecar_path, write_sidecar
     from opscope.predictor.features.estimates import SpecCache
-    from opscope.store.sqlite import workload_script
 
-    op = dense_operator(64, 64, 64)
-    script = workload_script(op)
-    sch = Schedule(tvm.IRModule({"main": op.prim_func}))
-    block = sch.get_child_blocks(sch.get_sblock("root"))[0]
-    loops = sch.get_loops(block)
-    _, inner = sch.split(loops[1], [None, 16])
-    sch.vectorize(inner)
-    tuned = trace_to_json(sch.trace)
-    frame = pd.DataFrame({
-        "workload_key": [op.key] * 4 + ["other"], "target": "host",
-        "schedule_id": ["default", "s1", "s1", "sbad", "default"],
-        "schedule_kind": ["default", "sampled", "sampled", "sampled", "default"],
-        "workload_script": [script, script, script, script, ""],
-        "trace_json": ["[]", tuned, tuned, '[["NotAnInstruction"]]', "[]"],
-    })
+    _op, frame = dense_rows()
     X, skipped = compiled_features(frame, SpecCache())
     assert X.shape == (5, len(COLUMNS))
     assert np.isfinite(X[:3]).all() and (X[1] == X[2]).all()

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
 def _rows():
-    import tvm
-    from tvm.s_tir import Schedule
+    from dense_rows import dense_rows
 
-    from opscope.collector.te_ops import dense_operator
-    from opscope.store.sqlite import workload_script
-
-    op = dense_operator(64, 64, 64)
-    script = workload_script(op)
-    sch = Schedule(tvm.IRModule({"main": op.prim_func}))
-    block = sch.get_child_blocks(sch.get_sblock("root"))[0]
-    loops = sch.get_loops(block)
-    _, inner = sch.split(loops[1], [None, 16])
-    sch.vectorize(inner)
-    sch.parallel(loops[0])
-    from opscope.collector.ms_sampler import trace_to_json
-
-    tuned = trace_to_json(sch.trace)
-    return op, pd.DataFrame({
-        "workload_key": [op.key] * 4 + ["other"],
-        "schedule_id": ["default", "s1", "s1", "sbad", "default"],
-        "workload_script": [script, script, script, script, ""],
-        "trace_json": ["[]", tuned, tuned, '[["NotAnInstruction"]]', "[]"],
-    })
+    return dense_rows()
 
 
 def test_program_features_of_scheduled_functions():

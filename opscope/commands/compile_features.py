@@ -15,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from opscope.commands.train import _machines
     from opscope.errors import PredictorError
     from opscope.predictor.features.compiled import TIMEOUT_S, write_sidecar
     from opscope.predictor.features.estimates import SpecCache
+    from opscope.predictor.features.machine import machine_frame, machine_specs, source_fingerprints
     from opscope.predictor.frames import read_frame
-    from opscope.predictor.models.xgb import XGBoostPredictor
+    from opscope.report.machine import this_machine
 
     timeout = TIMEOUT_S if args.timeout is None else args.timeout
     if not timeout > 0:
@@ -28,11 +28,10 @@ def run(args: argparse.Namespace) -> int:
     for path in args.data:
         frame = read_frame(path, ok_only=False)
         # rows of another machine compile for that machine's CPU, as training describes it
-        holder = XGBoostPredictor()
-        _machines(holder, frame, [path], str(path))
-        frame = holder._machine_frame(frame)
+        specs, _ = machine_specs(frame, source_fingerprints(path), this_machine()[0], str(path))
+        frame = machine_frame(frame, specs)
         print(f"compile-features: {path}: {len(frame)} rows", file=sys.stderr, flush=True)
-        out, n, skipped = write_sidecar(frame, path, SpecCache(holder.specs), timeout,
+        out, n, skipped = write_sidecar(frame, path, SpecCache(specs), timeout,
                                         progress=lambda m: print(m, file=sys.stderr, flush=True))
         reasons: dict[str, int] = {}
         for _, why in skipped:

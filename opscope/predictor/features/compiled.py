@@ -209,8 +209,9 @@ def _keys(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return frame["workload_key"].astype(str).to_numpy(), sid
 
 
-def _row_machines(frame: pd.DataFrame, specs: Any) -> list[tuple[str, dict[str, Any]] | None]:
-    """Per row, (cache key, LLVM target) of the machine whose kernel it describes, or None.
+def _row_keys(frame: pd.DataFrame, specs: Any) -> list[tuple[tuple[str, str, str], dict[str, Any]] | None]:
+    """Per row, ((CPU key, workload key, schedule id), the LLVM target to compile it for), or None for
+    a row whose machine is not an x86 LLVM CPU.
 
     A measured row's kernel is the one built on the machine that measured it: when a sidecar has
     told which CPU a ``machine_id`` compiles for, that CPU, whatever target the row is described by
@@ -219,18 +220,56 @@ def _row_machines(frame: pd.DataFrame, specs: Any) -> list[tuple[str, dict[str, 
     targets = frame["target"].astype(str).to_numpy()
     by_target = {name: _machine_key(specs.get(name)) for name in set(targets)}
     mids = frame["machine_id"].astype(str).to_numpy() if "machine_id" in frame else None
-    out = []
+    keys, sids = _keys(frame)
+    out: list[tuple[tuple[str, str, str], dict[str, Any]] | None] = []
     for i, name in enumerate(targets):
-        key = _MACHINE_KEYS.get(mids[i]) if mids is not None else None
-        if key is not None:
-            mcpu, _, attrs = key.partition("|")
-            target = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}
+        cpu = _MACHINE_KEYS.get(mids[i]) if mids is not None else None
+        if cpu is not None:
+            mcpu, _, attrs = cpu.partition("|")
+            target: dict[str, Any] = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}
             if attrs:
                 target["mattr"] = attrs.split(",")
-            out.append((key, target))
+            machine = (cpu, target)
         else:
-            out.append(by_target[name])
+            machine = by_target[name]
+        out.append(None if machine is None else ((machine[0], keys[i], sids[i]), machine[1]))
     return out
+
+
+def _compile_missing(frame: pd.DataFrame, rows: list, timeout_s: float,
+                     progress: Callable[[str], None] | None) -> dict[tuple[str, str, str], str]:
+    """Compile the rows' schedules the process does not hold yet (into ``_CACHE``); returns the keys
+    that could not even be tried (no TIR in the frame), with why: those are not remembered."""
+    todo: dict[tuple[str, str, str], int] = {}
+    for i, row in enumerate(rows):
+        if row is not None and row[0] not in _CACHE:
+            todo.setdefault(row[0], i)
+    missing: dict[tuple[str, str, str], str] = {}
+    if not todo:
+        return missing
+    n = len(frame)
+    # without the operators' TIR nothing can be compiled: those rows get NaN, with why
+    scripts = frame["workload_script"].to_numpy() if "workload_script" in frame else np.full(n, None)
+    traces = frame["trace_json"].to_numpy() if "trace_json" in frame else np.full(n, "[]")
+    compiler, t0 = _Compiler(timeout_s), time.perf_counter()
+    try:
+        for j, (k, i) in enumerate(todo.items()):
+            script = scripts[i]
+            if not isinstance(script, str) or not script.strip():
+                missing[k] = "no stored TIR for this workload (workload_script)"
+                continue
+            trace = traces[i] if k[2] != "default" and isinstance(traces[i], str) else "[]"
+            got = compiler.run((rows[i][1], k[1], trace, script))
+            if isinstance(got, dict):
+                _CACHE[k] = np.array([got[c] for c in COUNTS], dtype=float)
+            else:
+                _CACHE[k] = np.full(len(COUNTS), np.nan)
+                _REASONS[k] = got
+            if progress is not None and (j + 1) % 200 == 0:
+                progress(f"compiled features: {j + 1}/{len(todo)} schedules ({time.perf_counter() - t0:.0f} s)")
+    finally:
+        compiler.close()
+    return missing
 
 
 def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOUT_S,
@@ -238,61 +277,27 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
     """(rows, ``COLUMNS``) features of each row's compiled kernel, and (row, reason) for rows left NaN.
 
     ``specs`` is the predictor's ``SpecCache``: a row's target names the machine (its ``mcpu``),
-    unless a sidecar named the CPU of the machine that measured the row (``_row_machines``).  Rows
+    unless a sidecar named the CPU of the machine that measured the row (``_row_keys``).  Rows
     are compiled once per (CPU, workload, schedule), from the frame's ``workload_script`` and
     ``trace_json``; what the process or a sidecar already holds is not compiled again."""
-    n = len(frame)
-    counts = np.full((n, len(COUNTS)), np.nan)
+    return _features(frame, _row_keys(frame, specs), timeout_s, progress)
+
+
+def _features(frame: pd.DataFrame, rows: list, timeout_s: float,
+              progress: Callable[[str], None] | None) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    counts = np.full((len(frame), len(COUNTS)), np.nan)
     skipped: list[tuple[int, str]] = []
-    if n == 0:
-        return feature_matrix(counts), skipped
-    keys, sids = _keys(frame)
-    machines = _row_machines(frame, specs)
-    todo: dict[tuple[str, str, str], int] = {}
-    missing: dict[tuple[str, str, str], str] = {}
-    for i in range(n):
-        m = machines[i]
-        if m is None:
-            continue
-        k = (m[0], keys[i], sids[i])
-        if k not in _CACHE and k not in todo:
-            todo[k] = i
-    if todo:
-        # without the operators' TIR nothing can be compiled: those rows get NaN, with why
-        scripts = frame["workload_script"].to_numpy() if "workload_script" in frame else np.full(n, None)
-        traces = frame["trace_json"].to_numpy() if "trace_json" in frame else np.full(n, "[]")
-        compiler, t0 = _Compiler(timeout_s), time.perf_counter()
-        try:
-            for j, (k, i) in enumerate(todo.items()):
-                script = scripts[i]
-                if not isinstance(script, str) or not script.strip():
-                    # not cached: a frame with its TIR may still compile this schedule later
-                    missing[k] = "no stored TIR for this workload (workload_script)"
-                    continue
-                trace = traces[i] if k[2] != "default" and isinstance(traces[i], str) else "[]"
-                got = compiler.run((machines[i][1], k[1], trace, script))
-                if isinstance(got, dict):
-                    _CACHE[k] = np.array([got[c] for c in COUNTS], dtype=float)
-                else:
-                    _CACHE[k] = np.full(len(COUNTS), np.nan)
-                    _REASONS[k] = got
-                if progress is not None and (j + 1) % 200 == 0:
-                    progress(f"compiled features: {j + 1}/{len(todo)} schedules ({time.perf_counter() - t0:.0f} s)")
-        finally:
-            compiler.close()
+    missing = _compile_missing(frame, rows, timeout_s, progress)
     targets = frame["target"].astype(str).to_numpy()
-    for i in range(n):
-        m = machines[i]
-        if m is None:
+    for i, row in enumerate(rows):
+        if row is None:
             skipped.append((i, f"target {targets[i]!r} is not an x86 LLVM CPU"))
-            continue
-        k = (m[0], keys[i], sids[i])
-        if k in missing:
-            skipped.append((i, missing[k]))
-            continue
-        counts[i] = _CACHE[k]
-        if k in _REASONS:
-            skipped.append((i, _REASONS[k]))
+        elif row[0] in missing:
+            skipped.append((i, missing[row[0]]))
+        else:
+            counts[i] = _CACHE[row[0]]
+            if row[0] in _REASONS:
+                skipped.append((i, _REASONS[row[0]]))
     return feature_matrix(counts), skipped
 
 
@@ -335,15 +340,14 @@ def write_sidecar(frame: pd.DataFrame, data: str | Path, specs: Any, timeout_s: 
     not a sidecar is refused, not replaced."""
     if sidecar_path(data).exists():
         load_sidecar(data)  # raises, naming it, when it is not one
-    _, skipped = compiled_features(frame, specs, timeout_s, progress)
-    keys, sids = _keys(frame)
+    rows = _row_keys(frame, specs)
+    _, skipped = _features(frame, rows, timeout_s, progress)
     mids = frame["machine_id"].astype(str).to_numpy() if "machine_id" in frame else np.full(len(frame), "")
-    rows: dict[tuple[str, str, str], tuple[str, np.ndarray]] = {}
-    for i, m in enumerate(_row_machines(frame, specs)):
-        if m is not None:
-            k = (m[0], keys[i], sids[i])
-            rows.setdefault(k, (mids[i], _CACHE.get(k, np.full(len(COUNTS), np.nan))))
-    table = pd.DataFrame([[k[0], mid, k[1], k[2], *v] for k, (mid, v) in rows.items()],
+    held: dict[tuple[str, str, str], tuple[str, np.ndarray]] = {}
+    for i, row in enumerate(rows):
+        if row is not None:
+            held.setdefault(row[0], (mids[i], _CACHE.get(row[0], np.full(len(COUNTS), np.nan))))
+    table = pd.DataFrame([[k[0], mid, k[1], k[2], *v] for k, (mid, v) in held.items()],
                          columns=["mcpu", "machine_id", "workload_key", "schedule_id", *COUNTS])
     out = sidecar_path(data)
     tmp = out.with_name(out.name + ".tmp")
