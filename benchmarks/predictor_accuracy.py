@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 from opscope.predictor.evaluation.evaluate import evaluate  # noqa: E402
 from opscope.predictor.evaluation.splits import SPLITS, make_splits  # noqa: E402
 from opscope.predictor.frames import labels, read_frame  # noqa: E402
-from opscope.predictor.models.persist import make_predictor  # noqa: E402
+from opscope.predictor.models.persist import load_predictor, make_predictor  # noqa: E402
 
 
 def default_dataset() -> Path:
-    found = sorted((ROOT / "datasets").glob("*/*.parquet"))
+    found = sorted((ROOT / "datasets").glob("*/measurements.parquet"))  # not the .compiled.parquet sidecars
     if not found:
         sys.exit("no dataset under datasets/*/ (pass --data)")
     return found[0]
@@ -59,11 +59,11 @@ def measurement_rate(frame: pd.DataFrame) -> str:
     return "; ".join(parts) or "unknown"
 
 
-def throughput(frame: pd.DataFrame, name: str, n: int, label: str) -> dict[str, float]:
+def throughput(frame: pd.DataFrame, name: str, n: int, label: str, saved: Path | None = None) -> dict[str, float]:
     """Predictions per second from store rows (features + model, after a first call) and for the model alone, per
     wall-clock second and per CPU second of this process (the machine is shared: CPU time is what
-    the work itself costs)."""
-    pred = make_predictor(name).fit(frame, labels(frame, label))
+    the work itself costs).  ``saved``: time that saved predictor instead of fitting ``name`` on ``frame``."""
+    pred = load_predictor(saved) if saved is not None else make_predictor(name).fit(frame, labels(frame, label))
     big = frame.iloc[np.resize(np.arange(len(frame)), n)].reset_index(drop=True)
     pred.predict(big)  # the first call (imports, first-use set-up); the rate is that of the calls after it
     w0, c0 = time.perf_counter(), time.process_time()
@@ -85,6 +85,14 @@ def throughput(frame: pd.DataFrame, name: str, n: int, label: str) -> dict[str, 
             "rows": len(frame), "rows_wall": len(frame) / (w5 - w4)}
 
 
+def print_throughput(frame: pd.DataFrame, name: str, n: int, label: str, saved: Path | None = None) -> None:
+    r = throughput(frame, name, n, label, saved)
+    print(f"  {name} ({n:,} rows): from store rows {r['wall']:,.0f}/s wall, "
+          f"{r['cpu']:,.0f}/s per CPU-second; model alone {r['model_wall']:,.0f}/s wall, "
+          f"{r['model_cpu']:,.0f}/s per CPU-second")
+    print(f"  {name} (the dataset's {r['rows']:,} rows once each): {r['rows_wall']:,.0f}/s wall")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None)
@@ -103,7 +111,16 @@ def main() -> int:
     ap.add_argument("--space-cv", type=int, default=0, metavar="K",
                     help="with --train: first score each predictor by K-fold cross-validation over the training "
                          "operators (how candidates are chosen without looking at --test)")
+    ap.add_argument("--throughput-of", type=Path, action="append", default=[], metavar="DIR",
+                    help="only time these saved predictors (repeatable) on --data's rows, as the throughput lines "
+                         "below time a predictor fitted here")
     args = ap.parse_args()
+    if args.throughput_of:
+        path = args.data or default_dataset()
+        frame = read_frame(path, label=args.label)
+        for saved in args.throughput_of:
+            print_throughput(frame, str(saved), args.throughput_rows, args.label, saved)
+        return 0
     if args.train or args.test:
         if not (args.train and args.test):
             sys.exit("--train and --test go together")
@@ -138,11 +155,7 @@ def main() -> int:
         print(cal.correction_report(frame).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print("\nprediction throughput (this machine, shared):")
     for name in [n for n in names if n != "analytical"]:
-        r = throughput(frame, name, args.throughput_rows, args.label)
-        print(f"  {name} ({args.throughput_rows:,} rows): from store rows {r['wall']:,.0f}/s wall, "
-              f"{r['cpu']:,.0f}/s per CPU-second; model alone {r['model_wall']:,.0f}/s wall, "
-              f"{r['model_cpu']:,.0f}/s per CPU-second")
-        print(f"  {name} (the dataset's {r['rows']:,} rows once each): {r['rows_wall']:,.0f}/s wall")
+        print_throughput(frame, name, args.throughput_rows, args.label)
     print(f"  measurement: {measurement_rate(frame)}")
     return 0
 
@@ -165,7 +178,8 @@ def _params(text: str) -> dict[str, object]:
 
 
 #: error_parts columns: per-operator scale error against the error among one operator's schedules
-PARTS = ["scale_abs_log", "scale_bias_log", "schedule_abs_log"]
+PARTS = ["scale_abs_log", "scale_bias_log", "schedule_abs_log", "median_ape_scale_known", "median_ape_schedules_known",
+         "schedule_slope"]
 
 
 def _fitted(name: str, params: dict):
@@ -270,7 +284,10 @@ def unseen(args: argparse.Namespace) -> int:
               "outside the training set's FLOPs/bytes per kind (outside_training); median APE outside / inside: "
               + ", ".join(f"{n} {np.median(a[outside]):.3f} / {np.median(a[~outside]):.3f}" for n, a in ape.items()))
     print("\nscale_*: per operator and thread count, the median log error of its rows (|.| and signed, < 0 "
-          "predicted too fast); schedule_abs_log: each row's |log error| around its operator's own")
+          "predicted too fast); schedule_abs_log: each row's |log error| around its operator's own; "
+          "median_ape_scale_known / _schedules_known: the median APE left with each operator's scale error / "
+          "its schedules' errors taken away; schedule_slope: predicted against measured spread of an operator's "
+          "schedules around their mean (1 = as wide as measured)")
     return 0
 
 

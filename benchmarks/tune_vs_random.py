@@ -40,7 +40,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.data is None:
-        found = sorted((ROOT / "datasets").glob("*/*.parquet"))
+        found = sorted((ROOT / "datasets").glob("*/measurements.parquet"))
         if not found:
             sys.exit("no dataset under datasets/*/ (pass --data)")
         args.data = found[0]

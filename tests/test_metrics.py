@@ -85,6 +85,21 @@ def test_error_parts_split_scale_from_schedules_by_hand():
     assert parts["scale_abs_log"] == pytest.approx((ln2 + 0.0) / 2)  # median of |log 2|, |0|
     assert parts["scale_bias_log"] == pytest.approx(ln2 / 2)
     assert parts["schedule_abs_log"] == pytest.approx(0.0)  # rows: 0, 0, ln2, 0, ln2 -> median 0
+    # task A's rows are off by its scale alone, task B's by their schedules alone: APEs left
+    # with the scale divided out 0, 0, 1/2, 0, 1 (median 0); with the schedules known 1, 1, 0, 0, 0
+    assert parts["median_ape_scale_known"] == pytest.approx(0.0)
+    assert parts["median_ape_schedules_known"] == pytest.approx(0.0)
+    # deviations from each task's mean log: A measured -+ln3/2, predicted the same; B measured
+    # -ln2, 0, ln2, predicted -2 ln2, 0, 2 ln2 -> slope sum(dp dm) / sum(dm^2)
+    l3 = math.log(3.0) / 2
+    slope = (2 * l3 * l3 + 2 * 2 * ln2 * ln2) / (2 * l3 * l3 + 2 * ln2 * ln2)
+    assert parts["schedule_slope"] == pytest.approx(slope)
     parts = metrics.error_parts(frame.iloc[2:].reset_index(drop=True), pred[2:], true[2:])
     assert parts["scale_abs_log"] == pytest.approx(0.0)
     assert parts["schedule_abs_log"] == pytest.approx(ln2)  # rows ln2, 0, ln2 -> median ln2
+    assert parts["median_ape_scale_known"] == pytest.approx(0.5)  # APEs 1/2, 0, 1
+    assert parts["median_ape_schedules_known"] == pytest.approx(0.0)
+    assert parts["schedule_slope"] == pytest.approx(2.0)
+    # one row per task: no spread to fit a slope on
+    one = metrics.error_parts(frame.iloc[[0, 2]].reset_index(drop=True), pred[[0, 2]], true[[0, 2]])
+    assert math.isnan(one["schedule_slope"])

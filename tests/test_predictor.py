@@ -541,3 +541,22 @@ def test_relative_members_regress_over_the_predicted_default_and_round_trip(fram
         persist.load_predictor(out, specs=SPECS)
     with pytest.raises(PredictorError, match=r"relative_weight must be a number in \[0, 1\), got 1"):
         xgb.XGBoostPredictor(relative_weight=1, **kw).fit(rows)
+
+
+def test_long_frames_are_predicted_on_more_threads_with_the_same_result(frame, monkeypatch):
+    import os
+
+    from opscope.predictor.models import xgb
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    rows_per = xgb.ROWS_PER_PREDICT_THREAD
+    # one thread per ROWS_PER_PREDICT_THREAD rows, at most the 3 CPUs this process may use
+    assert [xgb.predict_threads(n) for n in (1, rows_per - 1, rows_per, 2 * rows_per, 10 * rows_per)] == [1, 1, 1, 2, 3]
+    rows = frame.reset_index(drop=True)
+    pred = _make("xgboost").fit(rows)
+    one = pred.predict(rows)
+    used = []
+    real = xgb.predict_threads
+    monkeypatch.setattr(xgb, "predict_threads", lambda n: used.append(real(n * rows_per)) or used[-1])
+    np.testing.assert_array_equal(pred.predict(rows), one)  # the same trees, the same sums
+    assert used and max(used) == 3

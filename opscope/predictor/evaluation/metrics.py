@@ -13,6 +13,8 @@ random orders of the tied schedules, so ties neither help nor hurt.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -111,12 +113,30 @@ def error_parts(frame: pd.DataFrame, pred: np.ndarray, true: np.ndarray) -> dict
     (negative: predicted too fast); ``schedule_abs_log``: median over rows of |schedule error|.  A
     predictor that only misjudges each operator's overall speed has schedule error 0; one that knows
     each operator's speed but not what the schedules do has scale error near 0.
+
+    What each part costs, as the median APE left if the other were removed:
+    ``median_ape_scale_known`` (each task's scale error divided out: the schedule error alone) and
+    ``median_ape_schedules_known`` (each row given its task's scale error only).  ``schedule_slope``:
+    over tasks with several rows, the least-squares slope (through 0) of each row's predicted log
+    latency less its task's mean on the same for the measured: 1 when the predictor spreads an
+    operator's schedules as far apart as they measure, below 1 when it pulls them towards their
+    operator's mean (as a regression does with what its features cannot tell apart); NaN without
+    such tasks.
     """
-    err = pd.Series(np.log(np.asarray(pred, dtype=float) / np.asarray(true, dtype=float)))
+    logp = np.log(np.asarray(pred, dtype=float))
+    logt = np.log(np.asarray(true, dtype=float))
+    err = pd.Series(logp - logt)
     tasks = pd.Series(task_ids(frame))
     scale = err.groupby(tasks).median()
+    row_scale = tasks.map(scale).to_numpy(dtype=float)
+    dev_p = logp - pd.Series(logp).groupby(tasks).transform("mean").to_numpy()
+    dev_t = logt - pd.Series(logt).groupby(tasks).transform("mean").to_numpy()
+    spread = float(np.sum(dev_t * dev_t))
     return {"scale_abs_log": float(scale.abs().median()), "scale_bias_log": float(scale.median()),
-            "schedule_abs_log": float((err - tasks.map(scale)).abs().median())}
+            "schedule_abs_log": float(np.median(np.abs(err.to_numpy() - row_scale))),
+            "median_ape_scale_known": float(np.median(np.abs(np.expm1(err.to_numpy() - row_scale)))),
+            "median_ape_schedules_known": float(np.median(np.abs(np.expm1(row_scale)))),
+            "schedule_slope": float(np.sum(dev_p * dev_t) / spread) if spread > 0 else math.nan}
 
 
 def model_totals(frame: pd.DataFrame, pred: np.ndarray, true: np.ndarray, model: str) -> list[dict[str, object]]:

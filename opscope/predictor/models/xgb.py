@@ -19,6 +19,23 @@ MODEL_FILE = "model.xgb.json"
 #: the loss on log latency: squared error (the mean) or absolute error (the median)
 LOSSES = {"squared": "reg:squarederror", "absolute": "reg:absoluteerror"}
 
+#: rows per prediction thread: a frame this long or longer is predicted on more than one thread (at most
+#: the CPUs this process may run on); shorter ones, such as a search's candidates, on one, where OpenMP's
+#: start-up would cost more than it saves.  Fitting stays on one thread (see ``XGBEngine``'s params).
+ROWS_PER_PREDICT_THREAD = 2048
+
+
+def predict_threads(rows: int) -> int:
+    """Threads to predict ``rows`` rows on: one per ``ROWS_PER_PREDICT_THREAD`` rows, at most the CPUs this
+    process may use."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, rows // ROWS_PER_PREDICT_THREAD))
+
 
 class XGBEngine:
     """``n_models`` boosters on the same rows, seeds ``seed .. seed + n_models - 1`` (row and column
@@ -115,17 +132,21 @@ class XGBEngine:
         if "per_roofline" in self.targets and offset is None:
             raise PredictorError("a mixed XGBoost engine needs the rows' log bound (offset) to predict")
         out = np.zeros(len(X))
+        Xt = np.ascontiguousarray(X, dtype=np.float32)  # what the trees compare in: converted once, not per booster
+        threads = predict_threads(len(X))
+        for booster in (*self.boosters, *self.relative):
+            booster.set_param({"nthread": threads})
         for booster, target in zip(self.boosters, self.targets):
             if target == "per_roofline":
-                out += np.asarray(booster.inplace_predict(X, missing=np.nan, base_margin=offset), dtype=float)
+                out += np.asarray(booster.inplace_predict(Xt, missing=np.nan, base_margin=offset), dtype=float)
             else:
-                out += np.asarray(booster.inplace_predict(X, missing=np.nan), dtype=float)
+                out += np.asarray(booster.inplace_predict(Xt, missing=np.nan), dtype=float)
         out /= len(self.boosters)
         if self.mlp is not None:
             out = (1.0 - self.nn_weight) * out + self.nn_weight * self.mlp.predict(X)
         rows = np.isfinite(anchor) if anchor is not None and self.relative else None
         if rows is not None and rows.any():
-            rel = np.mean([np.asarray(b.inplace_predict(X[rows], missing=np.nan, base_margin=anchor[rows]), dtype=float)
+            rel = np.mean([np.asarray(b.inplace_predict(Xt[rows], missing=np.nan, base_margin=anchor[rows]), dtype=float)
                            for b in self.relative], axis=0)
             out[rows] = (1.0 - self.relative_weight) * out[rows] + self.relative_weight * rel
         return out
