@@ -45,6 +45,21 @@ def deciles(frame: pd.DataFrame, pred: np.ndarray, true: np.ndarray) -> pd.DataF
     return out.reset_index()
 
 
+def calibration_slope(frame: pd.DataFrame, pred: np.ndarray, true: np.ndarray) -> float:
+    """Over sampled schedules, the least-squares slope (through 0) of their measured log distance from
+    their operator's mean on the predicted one: 1 when a predicted spread comes true on average (the
+    predictor is narrow only where it cannot tell schedules apart), above 1 when stretching would help."""
+    from opscope.predictor.evaluation.metrics import task_ids
+
+    d = pd.DataFrame({"task": task_ids(frame), "lp": np.log(pred), "lt": np.log(true)})
+    if "schedule_kind" in frame:
+        d = d[(frame["schedule_kind"].astype(str) != "default").to_numpy()]
+    dp = d["lp"] - d.groupby("task")["lp"].transform("mean")
+    dt = d["lt"] - d.groupby("task")["lt"].transform("mean")
+    den = float((dp * dp).sum())
+    return float((dp * dt).sum()) / den if den > 0 else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     from opscope.predictor import load_predictor, read_frame
 
@@ -74,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(pd.DataFrame(rows)[["data", *cols]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print("\nsampled schedules by measured log distance from their operator's mean (all data):")
         print(deciles(every, p, y).to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
+        print(f"measured on predicted spread of sampled schedules (slope; 1 = calibrated): "
+              f"{calibration_slope(every, p, y):.3f}")
     print("\nmedian_ape_scale_known: the median APE left if each operator's own scale error were taken away "
           "(its schedules' errors alone); median_ape_schedules_known: the reverse; schedule_slope: the predicted "
           "spread of an operator's schedules on the measured (1 = as wide)")

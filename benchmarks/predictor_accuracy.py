@@ -118,8 +118,16 @@ def main() -> int:
     if args.throughput_of:
         path = args.data or default_dataset()
         frame = read_frame(path, label=args.label)
+        from opscope.predictor.models import xgb
+
+        default = xgb.ROWS_PER_PREDICT_THREAD
         for saved in args.throughput_of:
-            print_throughput(frame, str(saved), args.throughput_rows, args.label, saved)
+            # side by side: the trees on one thread, then on one thread per ROWS_PER_PREDICT_THREAD rows
+            for rows_per, what in ((sys.maxsize, "one thread"), (default, f"a thread per {default} rows")):
+                xgb.ROWS_PER_PREDICT_THREAD = rows_per
+                print(f"{saved}, {what}:")
+                print_throughput(frame, str(saved), args.throughput_rows, args.label, saved)
+        xgb.ROWS_PER_PREDICT_THREAD = default
         return 0
     if args.train or args.test:
         if not (args.train and args.test):
