@@ -70,4 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from opscope.errors import OpscopeError
+
+    try:
+        sys.exit(main())
+    except OpscopeError as exc:  # bad input: one line, no traceback
+        sys.exit(f"{Path(__file__).name}: {exc}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -98,4 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from opscope.errors import OpscopeError
+
+    try:
+        sys.exit(main())
+    except OpscopeError as exc:  # bad input: one line, no traceback
+        sys.exit(f"{Path(__file__).name}: {exc}")

@@ -122,6 +122,7 @@ def main() -> int:
 
         default = xgb.ROWS_PER_PREDICT_THREAD
         for saved in args.throughput_of:
+            load_predictor(saved)  # a folder that is not a predictor is named before anything is printed
             # side by side: the trees on one thread, then on one thread per ROWS_PER_PREDICT_THREAD rows
             for rows_per, what in ((sys.maxsize, "one thread"), (default, f"a thread per {default} rows")):
                 xgb.ROWS_PER_PREDICT_THREAD = rows_per
@@ -300,4 +301,9 @@ def unseen(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from opscope.errors import OpscopeError
+
+    try:
+        sys.exit(main())
+    except OpscopeError as exc:  # bad input: one line, no traceback
+        sys.exit(f"{Path(__file__).name}: {exc}")
