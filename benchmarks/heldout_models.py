@@ -59,6 +59,17 @@ counts (docs/predictor.md, "The compiled kernel"):
   channels, concatenated and fused by a 1x1), 40 px;
 - ``mlp8``: a three-layer MLP on a batch of 8 (784 -> 1000 -> 500 -> 10).
 
+A sixth set (``--set 6``), drawn up and measured blind after 420 more space operators were measured
+(docs/predictor.md, "What limits it"):
+
+- ``wideres``: WideResNet-like basic blocks at 96 and 192 channels, the second entered at stride 2, 32 px;
+- ``xception``: Xception-like separable convolutions (3x3 depthwise, then 1x1) at 128, 256 and 364
+  channels with max pools, 48 px;
+- ``decoder``: a GPT-like decoder layer at hidden 288, 4 heads of 72, 40 tokens, an FFN of 1152;
+- ``effnetlite``: EfficientNet-Lite-like blocks (expand by 4, 3x3 depthwise, project; ReLU6, no
+  squeeze-and-excite) at 32, 56 and 88 channels, 80 px;
+- ``mlphead``: a classifier head on a batch of 2 (1280 -> 640 -> 1000).
+
 Weights are random (the latency does not depend on them).  Each is exported with torch's TorchScript
 ONNX exporter at opset 17, batch 1.
 
@@ -67,6 +78,7 @@ ONNX exporter at opset 17, batch 1.
     python benchmarks/heldout_models.py --set 3 --out heldout3/
     python benchmarks/heldout_models.py --set 4 --out heldout4/
     python benchmarks/heldout_models.py --set 5 --out heldout5/
+    python benchmarks/heldout_models.py --set 6 --out heldout6/
 """
 
 from __future__ import annotations
@@ -81,6 +93,7 @@ MODELS_2 = ("mnv3", "mixer", "regnet", "fusedmb", "gptmlp")
 MODELS_3 = ("dense", "inception", "winattn", "shuffle", "bertsmall")
 MODELS_4 = ("resnext", "unet", "t5ffn", "convmixer", "ghost")
 MODELS_5 = ("vgglite", "res2", "crossattn", "aspp", "mlp8")
+MODELS_6 = ("wideres", "xception", "decoder", "effnetlite", "mlphead")
 
 
 def build(name: str):
@@ -349,6 +362,8 @@ def build(name: str):
         return net.eval(), torch.randn(1, 3, 80, 80)
     if name in MODELS_5:
         return _build_5(name)
+    if name in MODELS_6:
+        return _build_6(name)
     if name == "dense":
         net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), *[DenseLayer(32 + 16 * i) for i in range(4)],
                             nn.BatchNorm2d(96), nn.ReLU(), nn.Conv2d(96, 48, 1), nn.AvgPool2d(2),
@@ -430,7 +445,7 @@ def build(name: str):
     elif name == "vit":
         net, size = ViT(), 64
     else:
-        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5)}")
+        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6)}")
     return net.eval(), torch.randn(1, 3, size, size)
 
 
@@ -492,6 +507,71 @@ def _build_5(name: str):
     return net.eval(), torch.randn(8, 784)
 
 
+def _build_6(name: str):
+    """(module, input tensor) of one model of the sixth set."""
+    import torch
+    from torch import nn
+
+    class Wide(nn.Module):
+        def __init__(self, i: int, o: int, stride: int) -> None:
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(i, o, 3, stride, 1), nn.BatchNorm2d(o), nn.ReLU())
+            self.b = nn.Conv2d(o, o, 3, 1, 1)
+            self.skip = nn.Conv2d(i, o, 1, stride) if (i, stride) != (o, 1) else nn.Identity()
+
+        def forward(self, x):
+            return torch.relu(self.b(self.a(x)) + self.skip(x))
+
+    def separable(i: int, o: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(i, i, 3, 1, 1, groups=i, bias=False), nn.Conv2d(i, o, 1), nn.ReLU())
+
+    class Lite(nn.Module):
+        def __init__(self, i: int, o: int, stride: int) -> None:
+            super().__init__()
+            m = 4 * i
+            self.f = nn.Sequential(nn.Conv2d(i, m, 1), nn.ReLU6(), nn.Conv2d(m, m, 3, stride, 1, groups=m), nn.ReLU6(),
+                                   nn.Conv2d(m, o, 1))
+            self.res = (i, stride) == (o, 1)
+
+        def forward(self, x):
+            y = self.f(x)
+            return x + y if self.res else y
+
+    class Decoder(nn.Module):
+        def __init__(self, d: int = 288, heads: int = 4, ffn: int = 1152, tokens: int = 40) -> None:
+            super().__init__()
+            self.d, self.heads = d, heads
+            self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.ffn = nn.Sequential(nn.Linear(d, ffn), nn.GELU(), nn.Linear(ffn, d))
+            self.register_buffer("mask", torch.triu(torch.full((tokens, tokens), float("-inf")), 1))
+
+        def forward(self, x):  # x: (1, T, d)
+            h, dh = self.heads, self.d // self.heads
+            q, k, v = self.qkv(self.n1(x)).reshape(1, -1, 3, h, dh).permute(2, 0, 3, 1, 4)
+            a = torch.softmax(q @ k.transpose(-1, -2) / dh ** 0.5 + self.mask, -1) @ v
+            y = x + self.out(a.transpose(1, 2).reshape(1, -1, self.d))
+            return y + self.ffn(self.n2(y))
+
+    if name == "wideres":
+        net = nn.Sequential(nn.Conv2d(3, 32, 3, 1, 1), nn.ReLU(), Wide(32, 96, 1), Wide(96, 96, 1), Wide(96, 192, 2),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(192, 10))
+        return net.eval(), torch.randn(1, 3, 32, 32)
+    if name == "xception":
+        net = nn.Sequential(nn.Conv2d(3, 64, 3, 2, 1), nn.ReLU(), separable(64, 128), separable(128, 128),
+                            nn.MaxPool2d(3, 2, 1), separable(128, 256), separable(256, 256), nn.MaxPool2d(3, 2, 1),
+                            separable(256, 364), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(364, 100))
+        return net.eval(), torch.randn(1, 3, 48, 48)
+    if name == "decoder":
+        return Decoder().eval(), torch.randn(1, 40, 288)
+    if name == "effnetlite":
+        net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU6(), Lite(32, 32, 1), Lite(32, 56, 2), Lite(56, 56, 1),
+                            Lite(56, 88, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(88, 100))
+        return net.eval(), torch.randn(1, 3, 80, 80)
+    net = nn.Sequential(nn.Linear(1280, 640), nn.ReLU(), nn.Linear(640, 1000))
+    return net.eval(), torch.randn(2, 1280)
+
+
 def write(name: str, out: Path) -> Path:
     import torch
 
@@ -506,12 +586,13 @@ def write(name: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
-    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5), default=1, help="which five models: the first to the fifth")
+    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5, 6), default=1,
+                    help="which five models: the first to the sixth")
     ap.add_argument("--models", default=None, help="comma-separated names (default: the set's five)")
     args = ap.parse_args(argv)
-    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5
+    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6
     names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3, 4: MODELS_4,
-                                                             5: MODELS_5}[args.set])
+                                                             5: MODELS_5, 6: MODELS_6}[args.set])
     for name in names:
         if name not in known:
             print(f"error: unknown held-out model {name!r}; known: {', '.join(known)}", file=sys.stderr)

@@ -42,3 +42,26 @@ def test_schedule_ids_ignore_the_postproc_marker():
     without = '[[["GetSBlock",[],["C","main"],["b0"]],["X",[],[],[]]],[]]'
     assert schedule_id(with_marker) == schedule_id(without)
     assert schedule_id(without) != schedule_id('[[["GetSBlock",[],["D","main"],["b0"]]],[]]')
+
+
+@pytest.mark.parametrize("kind", ["metaschedule", "replay"])
+def test_a_design_space_that_cannot_be_made_leaves_the_default_schedule_and_says_why(monkeypatch, kind):
+    from tvm.s_tir import meta_schedule as ms
+
+    from opscope.collector.ms_sampler import ReplaySampler
+
+    class FailingContext:  # as MetaSchedule's rules fail on a conv2d whose ReLU6 epilogue tests isnan
+        def __init__(self, **kwargs):
+            self.space_generator = kwargs.get("space_generator")
+
+        def generate_design_space(self):
+            raise RuntimeError("ScheduleError: An error occurred in the schedule primitive 'reverse-compute-at'.\n"
+                               "Error message: The primitive requires all the producer(s) ...")
+
+    monkeypatch.setattr(ms, "TuneContext", FailingContext)
+    op = dense_operator(64, 64, 64)
+    sampler = (MetaScheduleSampler if kind == "metaschedule" else ReplaySampler)(tvm_target(detect_host()))
+    cands = sampler.candidates(op, 3, seed=0)
+    assert [c.schedule_kind for c in cands] == ["default"]  # no exception: the default schedule is still measured
+    assert sampler.failures[op.key].startswith(f"{op.name}: MetaSchedule's schedule rules failed")
+    assert "reverse-compute-at" in sampler.failures[op.key] and "\n" not in sampler.failures[op.key]

@@ -131,10 +131,21 @@ def operator_module(op: Operator) -> Any:
     return tvm.IRModule({"main": func})
 
 
+def _space_failure(op: Operator, exc: BaseException) -> str:
+    """One line saying why MetaSchedule could not make a design space for ``op``."""
+    lines = str(exc).splitlines() or [""]
+    first = next((ln.strip() for ln in lines if "Error" in ln), lines[0].strip())
+    first = first.removeprefix(f"{type(exc).__name__}: ")  # TVM's messages start with their own type
+    return (f"{op.name}: MetaSchedule's schedule rules failed on this operator ({type(exc).__name__}: "
+            f"{first[:200]}); only TVM's default schedule is measured")
+
+
 class MetaScheduleSampler(ScheduleSampler):
     def __init__(self, target: Any, max_draws_per_trial: int = 4):
         self.target = target  # a tvm.target.Target
         self.max_draws_per_trial = max_draws_per_trial
+        #: per operator key, why no sampled schedule could be drawn (the sweep says so)
+        self.failures: dict[str, str] = {}
 
     def default_candidate(self, op: Operator) -> Candidate:
         return default_candidate(op, operator_module(op))
@@ -155,7 +166,12 @@ class MetaScheduleSampler(ScheduleSampler):
                     sch_rules="from-target", postprocs="from-target", mutator_probs="from-target"),
                 rand_state=seed * 100003 + draw, num_threads=1,
             )
-            spaces = ctx.generate_design_space()
+            try:
+                spaces = ctx.generate_design_space()
+            except (RuntimeError, ValueError) as exc:  # a schedule rule that cannot apply (ScheduleError, TVMError)
+                if len(out) == 1:
+                    self.failures[op.key] = _space_failure(op, exc)
+                continue
             if not spaces:
                 break
             sch = spaces[draw % len(spaces)]
@@ -180,6 +196,8 @@ class ReplaySampler(ScheduleSampler):
     def __init__(self, target: Any, max_draws_per_trial: int = 4) -> None:
         self.target = target  # a tvm.target.Target
         self.max_draws_per_trial = max_draws_per_trial
+        #: per operator key, why no sampled schedule could be drawn (the sweep says so)
+        self.failures: dict[str, str] = {}
 
     def candidates(self, op: Operator, trials: int, seed: int) -> list[Candidate]:
         from tvm.s_tir import Schedule
@@ -195,7 +213,13 @@ class ReplaySampler(ScheduleSampler):
                 sch_rules="from-target", postprocs="from-target", mutator_probs="from-target"),
             rand_state=seed, num_threads=1,
         )
-        spaces = ctx.generate_design_space()
+        if trials <= 0:
+            return out
+        try:
+            spaces = ctx.generate_design_space()
+        except (RuntimeError, ValueError) as exc:  # a schedule rule that cannot apply (ScheduleError, TVMError)
+            self.failures[op.key] = _space_failure(op, exc)
+            return out
         if not spaces:
             return out
         bare = [Trace(s.trace.insts, {}) for s in spaces]

@@ -236,6 +236,9 @@ def collect(model_or_ops: Any, target: str = "host", trials: int = 32, threads: 
             prog.op = op.name
             prog.show()
             cands = roles.sampler.candidates(op, 0 if search else trials, seed)
+            failure = getattr(roles.sampler, "failures", {}).get(op.key)
+            if failure and progress:
+                print(f"\ncollect: {failure}", file=sys.stderr, flush=True)
             st.note_models(op.key, op.models)
             done = st.measured(op.key, spec.name, ctx["machine_id"], protocol.protocol_id, pinned)
             jobs = _plan(cands, thread_counts, done, protocol.noisy_cv if remeasure_noisy else None,
