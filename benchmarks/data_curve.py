@@ -70,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from opscope.errors import OpscopeError
+    from opscope.cli import run_script
 
-    try:
-        sys.exit(main())
-    except OpscopeError as exc:  # bad input: one line, no traceback
-        sys.exit(f"{Path(__file__).name}: {exc}")
+    run_script(main, Path(__file__).name)

@@ -15,7 +15,6 @@ slowest too fast.  The rows are predicted as they are (a saved predictor; nothin
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +98,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from opscope.errors import OpscopeError
+    from opscope.cli import run_script
 
-    try:
-        sys.exit(main())
-    except OpscopeError as exc:  # bad input: one line, no traceback
-        sys.exit(f"{Path(__file__).name}: {exc}")
+    run_script(main, Path(__file__).name)

@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run_script(main, name: str) -> None:
+    """Exit with ``main()``'s status; a user error (``OpscopeError``) ends it on one line, ``<name>:
+    <what>``, instead of a traceback (the benchmark scripts' entry point)."""
+    try:
+        code = main()
+    except OpscopeError as exc:
+        sys.exit(f"{name}: {one_line(exc)}")
+    sys.exit(code)
+
+
 def one_line(exc: BaseException) -> str:
     """The message of an error at the edges, on one line, naming the file and what to do."""
     if isinstance(exc, OpscopeError):

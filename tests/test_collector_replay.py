@@ -65,3 +65,28 @@ def test_a_design_space_that_cannot_be_made_leaves_the_default_schedule_and_says
     assert [c.schedule_kind for c in cands] == ["default"]  # no exception: the default schedule is still measured
     assert sampler.failures[op.key].startswith(f"{op.name}: MetaSchedule's schedule rules failed")
     assert "reverse-compute-at" in sampler.failures[op.key] and "\n" not in sampler.failures[op.key]
+
+
+def test_a_draw_that_fails_among_good_ones_is_not_reported(monkeypatch):
+    from tvm.s_tir import meta_schedule as ms
+
+    real, calls = ms.TuneContext, []
+
+    class Failing:
+        def __init__(self, ctx):
+            self.space_generator = ctx.space_generator
+
+        def generate_design_space(self):
+            raise RuntimeError("ScheduleError: the first draw fails")
+
+    def flaky(**kwargs):  # the first draw's rules fail, the others are MetaSchedule's own
+        calls.append(kwargs["rand_state"])
+        ctx = real(**kwargs)
+        return Failing(ctx) if len(calls) == 1 else ctx
+
+    monkeypatch.setattr(ms, "TuneContext", flaky)
+    op = dense_operator(64, 64, 64)
+    sampler = MetaScheduleSampler(tvm_target(detect_host()))
+    cands = sampler.candidates(op, 2, seed=0)
+    assert len(calls) > 1 and [c.schedule_kind for c in cands] == ["default", "sampled", "sampled"]
+    assert op.key not in sampler.failures  # sampled schedules were drawn: nothing to say

@@ -157,6 +157,7 @@ class MetaScheduleSampler(ScheduleSampler):
         mod = operator_module(op)
         out = [default_candidate(op, mod)]
         seen: set[str] = set()
+        error: Exception | None = None
         for draw in range(max(trials, 0) * self.max_draws_per_trial):
             if len(out) > trials:
                 break
@@ -169,14 +170,15 @@ class MetaScheduleSampler(ScheduleSampler):
             try:
                 spaces = ctx.generate_design_space()
             except (RuntimeError, ValueError) as exc:  # a schedule rule that cannot apply (ScheduleError, TVMError)
-                if len(out) == 1:
-                    self.failures[op.key] = _space_failure(op, exc)
+                error = exc
                 continue
             if not spaces:
                 break
             sch = spaces[draw % len(spaces)]
             sch.enter_postproc()
             _accept(op, mod, sch, ctx.space_generator.postprocs, seen, out)
+        if error is not None and len(out) == 1:  # every draw failed: only the default schedule is left
+            self.failures[op.key] = _space_failure(op, error)
         return out
 
 
@@ -207,14 +209,14 @@ class ReplaySampler(ScheduleSampler):
         import_tensor_intrinsics()
         mod = operator_module(op)
         out = [default_candidate(op, mod)]
+        if trials <= 0:
+            return out
         ctx = ms.TuneContext(
             mod=mod, target=self.target,
             space_generator=ms.space_generator.PostOrderApply(
                 sch_rules="from-target", postprocs="from-target", mutator_probs="from-target"),
             rand_state=seed, num_threads=1,
         )
-        if trials <= 0:
-            return out
         try:
             spaces = ctx.generate_design_space()
         except (RuntimeError, ValueError) as exc:  # a schedule rule that cannot apply (ScheduleError, TVMError)

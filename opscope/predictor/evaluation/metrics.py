@@ -129,12 +129,13 @@ def error_parts(frame: pd.DataFrame, pred: np.ndarray, true: np.ndarray) -> dict
     tasks = pd.Series(task_ids(frame))
     scale = err.groupby(tasks).median()
     row_scale = tasks.map(scale).to_numpy(dtype=float)
+    schedule = err.to_numpy() - row_scale
     dev_p = logp - pd.Series(logp).groupby(tasks).transform("mean").to_numpy()
     dev_t = logt - pd.Series(logt).groupby(tasks).transform("mean").to_numpy()
     spread = float(np.sum(dev_t * dev_t))
     return {"scale_abs_log": float(scale.abs().median()), "scale_bias_log": float(scale.median()),
-            "schedule_abs_log": float(np.median(np.abs(err.to_numpy() - row_scale))),
-            "median_ape_scale_known": float(np.median(np.abs(np.expm1(err.to_numpy() - row_scale)))),
+            "schedule_abs_log": float(np.median(np.abs(schedule))),
+            "median_ape_scale_known": float(np.median(np.abs(np.expm1(schedule)))),
             "median_ape_schedules_known": float(np.median(np.abs(np.expm1(row_scale)))),
             "schedule_slope": float(np.sum(dev_p * dev_t) / spread) if spread > 0 else math.nan}
 
