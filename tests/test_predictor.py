@@ -560,3 +560,89 @@ def test_long_frames_are_predicted_on_more_threads_with_the_same_result(frame, m
     monkeypatch.setattr(xgb, "predict_threads", lambda n: used.append(real(n * rows_per)) or used[-1])
     np.testing.assert_array_equal(pred.predict(rows), one)  # the same trees, the same sums
     assert used and max(used) == 3
+
+
+def test_a_predictor_turns_only_rows_it_has_not_seen_into_features(frame, monkeypatch):
+    import opscope.predictor.features.build as features_mod
+
+    rows = frame.reset_index(drop=True)
+    first = rows.iloc[: len(rows) // 2]
+    pred = _make("xgboost").fit(rows)
+    fresh = _make("xgboost").fit(rows).predict(rows)  # the same fit, never asked before
+    built = []
+    real = features_mod.build_features
+    monkeypatch.setattr(features_mod, "build_features",
+                        lambda f, schema, specs=None: built.append(len(f)) or real(f, schema, specs))
+    from opscope.predictor.features.build import row_keys
+
+    a = pred.predict(first)
+    assert sum(built) >= len(np.unique(row_keys(first)))  # its distinct rows (and the default twins of them)
+    built.clear()
+    again = pred.predict(first)
+    assert built == []  # every row known: no features computed
+    np.testing.assert_array_equal(again, a)
+    both = pred.predict(rows)
+    unseen = set(row_keys(rows).tolist()) - set(row_keys(first).tolist())
+    assert built[0] == len(unseen)  # the frame's rows: only those not seen yet (then their default twins')
+    np.testing.assert_array_equal(both, fresh)  # the cache changes nothing in what is predicted
+
+
+def test_row_keys_tell_apart_what_features_depend_on(frame):
+    from opscope.predictor.features.build import row_keys
+
+    rows = frame.reset_index(drop=True).iloc[:4].copy()
+    rows["knob_empty"] = np.nan  # a column with no value at all hashes too
+    keys = row_keys(rows)
+    assert len(set(keys.tolist())) == len(rows.drop_duplicates(subset=[c for c in rows if c != "latency_median_s"]))
+    again = rows.copy()
+    again["latency_median_s"] = 1.0  # a label is not a feature
+    assert np.array_equal(row_keys(again), keys)
+    other = rows.copy()
+    other.loc[0, "threads"] = int(other.loc[0, "threads"]) + 7
+    changed = row_keys(other)
+    assert changed[0] != keys[0] and np.array_equal(changed[1:], keys[1:])
+
+
+def test_the_feature_cache_starts_again_when_full(frame):
+    from opscope.predictor.features.build import (
+        FeatureCache,
+        build_features,
+        fit_schema,
+        row_keys,
+        specs_from,
+    )
+
+    rows = frame.reset_index(drop=True)
+    schema = fit_schema(rows)
+    distinct = [len(np.unique(row_keys(rows.iloc[a:b]))) for a, b in ((0, 8), (8, 20))]
+    assert sum(distinct) > 10 > distinct[0]
+    cache = FeatureCache(schema, specs_from(SPECS), max_rows=10)
+    got = cache.features(rows.iloc[:8])
+    assert len(cache) == distinct[0]
+    got2 = cache.features(rows.iloc[8:20])
+    assert len(cache) == distinct[1]  # past ten: only the newest call's rows kept
+    expected = build_features(rows.iloc[8:20].reset_index(drop=True), schema, specs_from(SPECS))
+    np.testing.assert_array_equal(got2.X, expected.X)
+    np.testing.assert_array_equal(got.X, build_features(rows.iloc[:8].reset_index(drop=True), schema,
+                                                        specs_from(SPECS)).X)
+
+
+def test_the_network_predicts_the_same_in_chunks_on_more_threads(monkeypatch):
+    from opscope.predictor.models import mlp
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(700, 6))
+    y = X[:, 0] - 0.5 * X[:, 1] ** 2
+    net = mlp.MLPEngine(hidden=(16, 8), epochs=3).fit(X, y)
+    whole = net.predict(X)
+    # by hand, one layer after another on the whole frame: standardise, SiLU between layers, clip
+    h = net._standardise(X)
+    for j in range(net.n_layers):
+        h = h @ net.arrays[f"w{j}"] + net.arrays[f"b{j}"]
+        if j < net.n_layers - 1:
+            h = h / (1.0 + np.exp(-np.clip(h, -60.0, 60.0)))
+    lo, hi = net.arrays["range"]
+    np.testing.assert_allclose(whole, np.clip(h[:, 0] + float(net.arrays["centre"]), lo, hi), rtol=0, atol=1e-5)
+    monkeypatch.setattr(mlp, "PREDICT_CHUNK", 64)  # 11 chunks, shared by 3 threads
+    np.testing.assert_allclose(net.predict(X, threads=3), whole, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(net.predict(X, threads=1), whole, rtol=0, atol=1e-5)

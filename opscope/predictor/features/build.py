@@ -390,6 +390,73 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
     return _build_features(frame, schema, specs)
 
 
+def row_keys(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash per row of everything its features depend on (``_ROW_COLUMNS`` and the knobs).
+
+    A text column is hashed once per distinct value (its rows share few: one operator's JSON is on
+    every row of that operator), then the columns' hashes are hashed together per row.
+    """
+    cols = [c for c in (*_ROW_COLUMNS, *sorted(c for c in frame.columns if c.startswith("knob_"))) if c in frame.columns]
+    parts = {}
+    for i, c in enumerate(cols):
+        values = frame[c]
+        if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            parts[i] = values.to_numpy()
+            continue
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        hashed = pd.util.hash_pandas_object(pd.Series(np.asarray(uniques, dtype=object).astype(str), dtype=object),
+                                            index=False).to_numpy(dtype=np.uint64)
+        parts[i] = np.append(hashed, np.uint64(0))[codes]  # a missing value (code -1): 0
+    return pd.util.hash_pandas_object(pd.DataFrame(parts, index=None), index=False).to_numpy()
+
+
+class FeatureCache:
+    """The features of rows already turned into features once, for one schema and one set of specs: a
+    predictor asked again about rows it has seen (a report, a search's re-ranking, a store predicted
+    twice) computes features only for the rows it has not.  Rows are matched by ``row_keys``; at most
+    ``max_rows`` distinct rows are kept (past that the cache starts again with the newest call's rows).
+    """
+
+    def __init__(self, schema: FeatureSchema, specs: SpecCache, max_rows: int = 262_144) -> None:
+        self.schema, self.specs, self.max_rows = schema, specs, max_rows
+        self.source: Any = None  # what the owner made ``specs`` from (to notice when it changes)
+        self.keys = np.empty(0, dtype=np.uint64)  # sorted
+        self.X = np.empty((0, len(schema.columns)))
+        self.extra = np.empty((0, 3))  # analytical_s, analytical_threads_s, roofline_s
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def features(self, frame: pd.DataFrame) -> Features:
+        check_columns(frame)
+        if not len(frame):
+            return build_features(frame, self.schema, self.specs)
+        keys = row_keys(frame)
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        pos = np.searchsorted(self.keys, uniq)
+        hit = pos < len(self.keys)
+        hit[hit] = self.keys[pos[hit]] == uniq[hit]
+        if not hit.all():
+            try:
+                new = build_features(frame.iloc[first[~hit]].reset_index(drop=True), self.schema, self.specs)
+            except PredictorError:
+                build_features(frame, self.schema, self.specs)  # so that the error names the frame's own row
+                raise
+            extra = np.column_stack([new.analytical_s, new.analytical_threads_s, new.roofline_s])
+            if len(self.keys) + len(new.X) > self.max_rows:
+                self.keys, self.X, self.extra = self.keys[:0], self.X[:0], self.extra[:0]
+            keys_all = np.concatenate([self.keys, uniq[~hit]])
+            order = np.argsort(keys_all, kind="stable")
+            self.keys = keys_all[order]
+            self.X = np.vstack([self.X, new.X])[order]
+            self.extra = np.vstack([self.extra, extra])[order]
+            pos = np.searchsorted(self.keys, uniq)
+        rows = pos[inverse.ravel()]
+        X, extra = self.X[rows], self.extra[rows]
+        return Features(X, self.schema.columns, extra[:, 0], extra[:, 1], extra[:, 2],
+                        frame["kind"].astype(str).to_numpy())
+
+
 def _build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache | None = None) -> Features:
     specs = specs or SpecCache()
     n = len(frame)

@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from opscope.errors import PredictorError
 from opscope.predictor.features.build import (
+    FeatureCache,
     Features,
     FeatureSchema,
     build_features,
@@ -297,7 +298,7 @@ class LearnedPredictor(FramePredictor):
         twins, index = default_twins(frame)
         out = np.full(len(frame), np.nan)
         if len(twins):
-            feats = build_features(twins, self.schema_, specs_from(self.specs))
+            feats = self._cached_features(twins)
             twin_log = self.engine_output(twins, feats)  # default rows: no anchor, so no recursion
             has = index >= 0
             out[has] = twin_log[index[has]]
@@ -305,7 +306,17 @@ class LearnedPredictor(FramePredictor):
 
     def features(self, frame: pd.DataFrame) -> Features:
         self._check_fitted()
-        return build_features(self._machine_frame(frame), self.schema_, specs_from(self.specs))
+        return self._cached_features(self._machine_frame(frame))
+
+    def _cached_features(self, frame: pd.DataFrame) -> Features:
+        """``build_features`` for this predictor's schema and specs, through a cache of the rows it has
+        turned into features before (``FeatureCache``; a new one after each ``fit`` or change of specs)."""
+        cache = self.__dict__.get("_feature_cache")
+        if cache is None or cache.schema is not self.schema_ or cache.source is not self.specs:
+            cache = FeatureCache(self.schema_, specs_from(self.specs))
+            cache.source = self.specs
+            self._feature_cache = cache
+        return cache.features(frame)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         frame = self._machine_frame(frame)

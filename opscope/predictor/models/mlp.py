@@ -20,10 +20,17 @@ from opscope.errors import PredictorError
 MLP_FILE = "model.mlp.npz"
 #: standardised inputs are clipped to this many training standard deviations
 CLIP_SD = 8.0
+#: rows evaluated together when predicting
+PREDICT_CHUNK = 4096
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
-    return x / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+    """x / (1 + e^-x), with x clipped to +-60 inside the exponential; in place of ``x``."""
+    t = np.clip(x, -60.0, 60.0)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    t += 1.0
+    return np.divide(x, t, out=x)
 
 
 class MLPEngine:
@@ -49,12 +56,14 @@ class MLPEngine:
         self.arrays: dict[str, np.ndarray] = {}
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
+        Z = np.subtract(X, self.arrays["mean"])
         with np.errstate(invalid="ignore"):  # inf / inf for a column that never varied: 0 below
-            Z = (X - self.arrays["mean"]) / self.arrays["scale"]
-        Z = np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0)
+            np.divide(Z, self.arrays["scale"], out=Z)
+        np.copyto(Z, 0.0, where=~np.isfinite(Z))  # missing, or infinite: the training mean
+        lo, hi = -CLIP_SD, CLIP_SD
         if "low" in self.arrays:  # the training range (a network saved before it: the CLIP_SD clip alone)
-            Z = np.clip(Z, self.arrays["low"], self.arrays["high"])
-        return np.clip(Z, -CLIP_SD, CLIP_SD).astype(np.float32)
+            lo, hi = np.maximum(self.arrays["low"], -CLIP_SD), np.minimum(self.arrays["high"], CLIP_SD)
+        return np.clip(Z, lo, hi, out=Z).astype(np.float32)
 
     def fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> MLPEngine:
         import torch
@@ -118,16 +127,40 @@ class MLPEngine:
     def n_layers(self) -> int:
         return sum(1 for k in self.arrays if k.startswith("w"))
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        h = self._standardise(np.asarray(X, dtype=float))
-        n = self.n_layers
-        for j in range(n):
-            h = h @ self.arrays[f"w{j}"] + self.arrays[f"b{j}"]
-            if j < n - 1:
-                h = _silu(h)
-        out = h[:, 0].astype(float) + float(self.arrays["centre"])
+    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        """The network's output for each row of ``X``, in chunks of ``PREDICT_CHUNK`` rows (a chunk's layers
+        stay in cache); with ``threads`` > 1 the chunks are shared among that many threads, each with a
+        one-thread BLAS."""
+        X = np.asarray(X, dtype=float)
+        out = np.empty(len(X))
+        starts = range(0, len(X), PREDICT_CHUNK)
+        threads = max(1, min(threads, len(starts)))
+        if threads == 1:
+            for lo in starts:
+                out[lo:lo + PREDICT_CHUNK] = self._forward(X[lo:lo + PREDICT_CHUNK])
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from threadpoolctl import threadpool_limits
+
+            def run(lo: int) -> None:
+                out[lo:lo + PREDICT_CHUNK] = self._forward(X[lo:lo + PREDICT_CHUNK])
+
+            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+                list(pool.map(run, starts))
+        out += float(self.arrays["centre"])
         lo, hi = (float(v) for v in self.arrays["range"])
         return np.clip(out, lo, hi)
+
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        h = self._standardise(X)
+        n = self.n_layers
+        for j in range(n):
+            h = h @ self.arrays[f"w{j}"]
+            h += self.arrays[f"b{j}"]
+            if j < n - 1:
+                h = _silu(h)
+        return h[:, 0]
 
     def save(self, directory: Path) -> str:
         with open(Path(directory) / MLP_FILE, "wb") as fh:

@@ -108,6 +108,7 @@ class XGBEngine:
             offset: np.ndarray | None = None, anchor: np.ndarray | None = None) -> XGBEngine:
         import xgboost as xgb
 
+        self._packed = {}  # boosters packed for the compiled kernel, made on the first predict
         self.targets = [("per_roofline" if self.mixed and j % 2 else "latency") for j in range(self.n_models)]
         if "per_roofline" in self.targets and offset is None:
             raise PredictorError("a mixed XGBoost engine needs the rows' log bound (offset) to fit")
@@ -131,25 +132,46 @@ class XGBEngine:
                 anchor: np.ndarray | None = None) -> np.ndarray:
         if "per_roofline" in self.targets and offset is None:
             raise PredictorError("a mixed XGBoost engine needs the rows' log bound (offset) to predict")
-        out = np.zeros(len(X))
-        Xt = np.ascontiguousarray(X, dtype=np.float32)  # what the trees compare in: converted once, not per booster
+        X = np.asarray(X)
         threads = predict_threads(len(X))
-        for booster in (*self.boosters, *self.relative):
-            booster.set_param({"nthread": threads})
-        for booster, target in zip(self.boosters, self.targets):
-            if target == "per_roofline":
-                out += np.asarray(booster.inplace_predict(Xt, missing=np.nan, base_margin=offset), dtype=float)
-            else:
-                out += np.asarray(booster.inplace_predict(Xt, missing=np.nan), dtype=float)
-        out /= len(self.boosters)
+        members = self._members(self.boosters, X, threads, [offset if t == "per_roofline" else None
+                                                            for t in self.targets])
+        out = members.mean(axis=1)
         if self.mlp is not None:
-            out = (1.0 - self.nn_weight) * out + self.nn_weight * self.mlp.predict(X)
+            out = (1.0 - self.nn_weight) * out + self.nn_weight * self.mlp.predict(X, threads)
         rows = np.isfinite(anchor) if anchor is not None and self.relative else None
         if rows is not None and rows.any():
-            rel = np.mean([np.asarray(b.inplace_predict(Xt[rows], missing=np.nan, base_margin=anchor[rows]), dtype=float)
-                           for b in self.relative], axis=0)
+            rel = self._members(self.relative, X[rows], threads, [anchor[rows]] * len(self.relative)).mean(axis=1)
             out[rows] = (1.0 - self.relative_weight) * out[rows] + self.relative_weight * rel
         return out
+
+    def _forest(self, boosters: list[Any], n_features: int) -> Any:
+        """``boosters`` packed for the compiled kernel (``forest``), or None; made once, on the first predict
+        (the main and the relative boosters together, so that no later call pays for packing)."""
+        cache = self.__dict__.setdefault("_packed", {})
+        if not cache:
+            from opscope.predictor.models.forest import packed
+
+            for group in (self.boosters, self.relative):
+                if group:
+                    cache[id(group[0])] = packed(group, n_features)
+        return cache.get(id(boosters[0]))
+
+    def _members(self, boosters: list[Any], X: np.ndarray, threads: int,
+                 margins: list[np.ndarray | None]) -> np.ndarray:
+        """Each booster's output (rows x boosters): its trees' sum plus its base margin where given, else
+        its base score.  By the compiled kernel where it is available, else by XGBoost."""
+        forest = self._forest(boosters, X.shape[1])
+        if forest is not None and forest.n_features == X.shape[1]:
+            sums = forest.sums(X, threads)
+            return np.column_stack([sums[:, j] + (forest.base[j] if m is None else m) for j, m in enumerate(margins)])
+        Xt = np.ascontiguousarray(X, dtype=np.float32)  # what the trees compare in: converted once, not per booster
+        cols = []
+        for booster, m in zip(boosters, margins):
+            booster.set_param({"nthread": threads})
+            kw = {} if m is None else {"base_margin": m}
+            cols.append(np.asarray(booster.inplace_predict(Xt, missing=np.nan, **kw), dtype=float))
+        return np.column_stack(cols)
 
     def save(self, directory: Path) -> dict[str, Any]:
         files = [MODEL_FILE] + [f"model.{j}.xgb.json" for j in range(1, len(self.boosters))]
