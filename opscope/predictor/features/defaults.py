@@ -20,6 +20,7 @@ moves them less.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -51,14 +52,27 @@ def measured_default_log(frame: pd.DataFrame, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _default_knobs(row: pd.Series) -> dict[str, float] | None:
+def _default_knobs(script: object, operator_json: object) -> dict[str, float] | None:
+    """The knobs of TVM's default lowering of an operator (module docstring); None where they cannot be told."""
+    if isinstance(script, str) and script.strip():
+        return dict(_script_knobs(script))
+    knobs = _operator_knobs(str(operator_json))
+    return None if knobs is None else dict(knobs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _script_knobs(script: str) -> tuple[tuple[str, float], ...]:
     from opscope.collector.knobs import loop_knobs
 
-    script = row.get("workload_script")
-    if isinstance(script, str) and script.strip():
-        return {f"knob_{k}": float(v) for k, v in loop_knobs(script).items()}
+    return tuple((f"knob_{k}", float(v)) for k, v in loop_knobs(script).items())
+
+
+@functools.lru_cache(maxsize=4096)
+def _operator_knobs(operator_json: str) -> tuple[tuple[str, float], ...] | None:
+    from opscope.collector.knobs import loop_knobs
+
     try:
-        op = Operator.from_dict(json.loads(str(row["operator_json"])))
+        op = Operator.from_dict(json.loads(operator_json))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if not op.loops:
@@ -66,7 +80,7 @@ def _default_knobs(row: pd.Series) -> dict[str, float] | None:
     # no script: the knobs of a function without parallel, vectorized or unrolled loops, and the
     # operator's innermost loop as the main block's
     knobs = {f"knob_{k}": float(v) for k, v in loop_knobs("").items()}
-    return {**knobs, "knob_main_inner": float(op.loops[-1][1])}
+    return tuple({**knobs, "knob_main_inner": float(op.loops[-1][1])}.items())
 
 
 def default_twins(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -78,28 +92,27 @@ def default_twins(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         return frame.iloc[:0].copy(), index
     codes = _keys(frame)
     firsts = pd.Series(want).groupby(codes[want]).first()
-    knob_cols = [c for c in frame.columns if str(c).startswith("knob_")]
-    rows, position = [], {}
+    scripts = frame["workload_script"].to_numpy(dtype=object) if "workload_script" in frame else None
+    ops = frame["operator_json"].to_numpy(dtype=object)
+    knobs, kept, position = [], [], {}
     for code, r in firsts.items():
-        row = frame.iloc[int(r)]
-        knobs = _default_knobs(row)
-        if knobs is None:
+        k = _default_knobs(scripts[r] if scripts is not None else None, ops[r])
+        if k is None:
             continue
-        twin = row.copy()
-        twin[knob_cols] = np.nan
-        for k, v in knobs.items():
-            twin[k] = v
-        twin["schedule_kind"] = "default"
-        for col, value in (("schedule_id", "default"), ("trace_json", "[]")):
-            if col in twin.index:
-                twin[col] = value
-        position[code] = len(rows)
-        rows.append(twin)
-    if not rows:
+        position[code] = len(kept)
+        kept.append(int(r))
+        knobs.append(k)
+    if not kept:
         return frame.iloc[:0].copy(), index
-    twins = pd.DataFrame(rows).reset_index(drop=True)
-    for c in knob_cols:  # numeric knob columns stay numeric (the row copies made them objects)
-        if pd.api.types.is_numeric_dtype(frame[c]):
-            twins[c] = pd.to_numeric(twins[c], errors="coerce")
+    twins = frame.iloc[kept].reset_index(drop=True)
+    knob_cols = [c for c in frame.columns if str(c).startswith("knob_")]
+    values = pd.DataFrame(knobs)
+    cleared = {c: (values[c].to_numpy(dtype=float) if c in values else np.full(len(twins), np.nan)) for c in knob_cols}
+    new = {c: values[c].to_numpy(dtype=float) for c in values.columns if c not in cleared}
+    twins = twins.drop(columns=knob_cols).assign(**cleared, **new)
+    twins["schedule_kind"] = "default"
+    for col, value in (("schedule_id", "default"), ("trace_json", "[]")):
+        if col in twins.columns:
+            twins[col] = value
     index[want] = pd.Series(codes[want]).map(position).fillna(-1).to_numpy(dtype=np.int64)
     return twins, index

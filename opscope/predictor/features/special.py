@@ -25,6 +25,7 @@ stays what it is on rows without such functions.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -63,6 +64,12 @@ def calls_in_script(script: str) -> dict[str, int]:
         for fn in _CALL.findall(line):
             out[fn] = out.get(fn, 0) + extent
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _script_calls(script: str) -> tuple[tuple[str, int], ...]:
+    """``calls_in_script``, remembered (a predictor asked again about an operator does not parse it again)."""
+    return tuple(calls_in_script(script).items())
 
 
 def calls_from_name(name: str, operator_json: str | None) -> dict[str, int]:
@@ -104,7 +111,7 @@ def _distinct_calls(frame: pd.DataFrame) -> tuple[np.ndarray, list[dict[str, int
     def column(name: str) -> list:
         return picked[name].tolist() if name in picked else [None] * len(picked)
 
-    distinct = [calls_in_script(script) if isinstance(script, str) and script.strip()
+    distinct = [dict(_script_calls(script)) if isinstance(script, str) and script.strip()
                 else calls_from_name(str(name or ""), op)
                 for script, name, op in zip(column("workload_script"), column("op_name"), column("operator_json"))]
     codes[rows] = local

@@ -35,7 +35,11 @@ import numpy as np
 MAX_DEPTH = 12
 
 #: rows walked together through one tree (``BLOCK`` in the C source)
-BLOCK = 64
+BLOCK = 128
+
+#: a node's code holds its feature in 15 bits and its threshold's rank among its feature's in 16
+MAX_FEATURES = 1 << 15
+RANKS = (1 << 16) - 1
 
 SOURCE = r"""
 #include <stdint.h>
@@ -44,15 +48,18 @@ SOURCE = r"""
 #include <immintrin.h>
 #endif
 
-#define BLOCK 64
-#define BLOCK_LOG2 6
+#define BLOCK 128  /* rows that walk a tree together */
+#define BLOCK_LOG2 7
+#define NBLK 8  /* blocks whose ranks are made at once; the trees go over them TCHUNK at a time */
+#define TCHUNK 32
 
-/* X: n x F doubles, row-major.  Per tree t (of T): inner nodes (2^D - 1) in heap order, code =
-   feature index, negative (bit 31 set) when a missing value goes left; thr = threshold; leaves (2^D)
-   values.  out: n x G doubles, out[r * G + booster[t]] += the leaf row r reaches in tree t.  A row
-   goes left when (float) x < thr, or when x is missing and the code is negative.  Rows are taken
-   BLOCK at a time, converted to float and transposed (xt[f * BLOCK + i]), so that every row of the
-   block reads the first levels' features with plain vector loads. */
+/* X: n x F doubles, row-major.  cuts[off[f] .. off[f + 1]): the thresholds the trees compare feature f
+   with, sorted.  A row's value of f is first turned into its rank among them (how many are <= the
+   float value; -1 when missing), so that "x < the j-th threshold" is "rank <= j".  Per tree t (of T):
+   inner nodes (2^D - 1) in heap order, code = j << 16 | (missing goes left) << 15 | f; leaves (2^D)
+   values.  out: n x G doubles, out[r * G + booster[t]] += the leaf row r reaches in tree t.  Rows are
+   taken BLOCK at a time and their ranks transposed (xr[f * BLOCK + i]), so that every row of the block
+   reads the first levels' features with plain vector loads. */
 
 #if defined(__AVX512F__)
 #define LANES 16
@@ -64,92 +71,129 @@ SOURCE = r"""
 
 int forest_lanes(void) { return LANES; }
 
-#if LANES == 16
-/* one level for the 16 rows of group j: x given, node data (cc, s) given; returns the left mask */
-static inline __mmask16 goes_left(__m512 x, __m512 s, __m512i cc) {
-    return _mm512_cmp_ps_mask(x, s, _CMP_LT_OQ)
-        | (_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) & _mm512_cmplt_epi32_mask(cc, _mm512_setzero_si512()));
-}
-#endif
-
-int forest_sums(const double *X, int64_t n, int64_t F, const int32_t *code, const float *thr,
-                const float *leaf, const int32_t *booster, int32_t T, int32_t D, int32_t G,
-                double *out)
+int forest_sums(const double *X, int64_t n, int64_t F, const float *cuts, const int32_t *off,
+                const int32_t *code, const float *leaf, const int32_t *booster, int32_t T, int32_t D,
+                int32_t G, double *out)
 {
     const int32_t inner = (1 << D) - 1, leaves = 1 << D;
-    double *acc = (double *)malloc(sizeof(double) * (size_t)G * BLOCK);
-    float *xt = (float *)malloc(sizeof(float) * (size_t)F * BLOCK);
-    if (!acc || !xt) { free(acc); free(xt); return 1; }
-    for (int64_t r0 = 0; r0 < n; r0 += BLOCK) {
-        const int32_t nb = (int32_t)(n - r0 < BLOCK ? n - r0 : BLOCK);
-        for (int32_t i = 0; i < BLOCK; ++i) {  /* rows past the end repeat the block's first */
-            const double *row = X + (r0 + (i < nb ? i : 0)) * F;
-            for (int64_t f = 0; f < F; ++f) xt[f * BLOCK + i] = (float)row[f];
+    double *accs = (double *)malloc(sizeof(double) * (size_t)G * BLOCK * NBLK);
+    int32_t *xrs = (int32_t *)malloc(sizeof(int32_t) * (size_t)F * BLOCK * NBLK);
+    if (!accs || !xrs) { free(accs); free(xrs); return 1; }
+    for (int64_t s0 = 0; s0 < n; s0 += (int64_t)BLOCK * NBLK) {
+        const int32_t nblk = (int32_t)((n - s0 + BLOCK - 1) / BLOCK < NBLK ? (n - s0 + BLOCK - 1) / BLOCK : NBLK);
+        for (int32_t b = 0; b < nblk; ++b) {
+            const int64_t r0 = s0 + (int64_t)b * BLOCK;
+            const int32_t nb = (int32_t)(n - r0 < BLOCK ? n - r0 : BLOCK);
+            int32_t *xr = xrs + (int64_t)b * F * BLOCK;
+            for (int32_t i = 0; i < BLOCK; ++i) {  /* rows past the end repeat the block's first */
+                const double *row = X + (r0 + (i < nb ? i : 0)) * F;
+                for (int64_t f = 0; f < F; ++f) {
+                    const float x = (float)row[f];
+                    const float *cu = cuts + off[f];
+                    int32_t lo = 0, hi = off[f + 1] - off[f];
+                    if (x != x) {
+                        lo = -1;
+                    } else {
+                        while (lo < hi) {
+                            const int32_t mid = (lo + hi) >> 1;
+                            if (cu[mid] <= x) lo = mid + 1; else hi = mid;
+                        }
+                    }
+                    xr[f * BLOCK + i] = lo;
+                }
+            }
         }
-        for (int32_t i = 0; i < G * BLOCK; ++i) acc[i] = 0.0;
-        for (int32_t t = 0; t < T; ++t) {
+        for (int64_t i = 0; i < (int64_t)G * BLOCK * nblk; ++i) accs[i] = 0.0;
+        /* TCHUNK trees at a time over all the blocks: their nodes stay in cache while the blocks pass */
+        for (int32_t t0 = 0; t0 < T; t0 += TCHUNK)
+        for (int32_t b = 0; b < nblk; ++b) {
+        const int32_t nb = (int32_t)(n - s0 - (int64_t)b * BLOCK < BLOCK ? n - s0 - (int64_t)b * BLOCK : BLOCK);
+        (void)nb;  /* the vector paths walk whole blocks */
+        const int32_t *xr = xrs + (int64_t)b * F * BLOCK;
+        double *acc = accs + (int64_t)b * G * BLOCK;
+        const int32_t t1 = t0 + TCHUNK < T ? t0 + TCHUNK : T;
+        for (int32_t t = t0; t < t1; ++t) {
             const int32_t *c = code + (int64_t)t * inner;
-            const float *h = thr + (int64_t)t * inner;
             const float *v = leaf + (int64_t)t * leaves;
             double *a = acc + (int64_t)booster[t] * BLOCK;
 #if LANES == 16
             /* the 16-row groups of the block walk the tree together, level by level, so that their
-               gathers overlap.  Levels 0-3 read x with vector loads from the transposed block (a row's
-               node there is told by its earlier turns); the node data of levels 0-4 (nodes 0-30) are
+               gathers overlap.  Levels 0-3 read ranks with vector loads from the transposed block (a
+               row's node there is told by its earlier turns); the codes of levels 0-4 (nodes 0-30) are
                in two registers, picked by permutes; deeper levels gather. */
             __m512i k[BLOCK / 16], ri[BLOCK / 16];
             __mmask16 r0m[BLOCK / 16], r1m[BLOCK / 16], r2m[BLOCK / 16];
-            const __m512i low = _mm512_set1_epi32(0x7fffffff), two = _mm512_set1_epi32(2);
-            const __m512i one = _mm512_set1_epi32(1);
+            const __m512i low = _mm512_set1_epi32(0x7fff), dlbit = _mm512_set1_epi32(0x8000);
+            const __m512i two = _mm512_set1_epi32(2), one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
             const __m512i c0 = _mm512_loadu_si512((const void *)c), c1 = _mm512_loadu_si512((const void *)(c + 16));
-            const __m512 h0 = _mm512_loadu_ps(h), h1 = _mm512_loadu_ps(h + 16);
             const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
 #pragma GCC unroll 16
             for (int32_t j = 0; j < BLOCK / 16; ++j) {
-                k[j] = _mm512_setzero_si512();
+                k[j] = zero;
                 ri[j] = _mm512_add_epi32(lane, _mm512_set1_epi32(16 * j));
             }
-#define COL(node) (xt + (int64_t)(c[node] & 0x7fffffff) * BLOCK + 16 * j)
-            for (int32_t d = 0; d < D; ++d) {
+#define COL(node) _mm512_loadu_si512((const void *)(xr + (int64_t)(c[node] & 0x7fff) * BLOCK + 16 * j))
+/* one level for group j: CC the node codes, X the ranks; MASK (or nothing) keeps the turn */
+#define STEP(CC, X, KEEP)                                                                              \
+    {                                                                                                  \
+        const __m512i cc = (CC);                                                                       \
+        const __m512i x = (X);                                                                         \
+        const __mmask16 missing = _mm512_cmplt_epi32_mask(x, zero);                                    \
+        const __mmask16 left = (_mm512_cmple_epi32_mask(x, _mm512_srli_epi32(cc, 16)) & ~missing)     \
+                               | (missing & _mm512_test_epi32_mask(cc, dlbit));                        \
+        KEEP;                                                                                          \
+        const __m512i down = _mm512_add_epi32(_mm512_add_epi32(k[j], k[j]), two);                      \
+        k[j] = _mm512_mask_sub_epi32(down, left, down, one);                                           \
+    }
+#define PERMUTED _mm512_permutex2var_epi32(c0, k[j], c1)
+#define GATHERED _mm512_i32gather_epi32(k[j], (const void *)c, 4)
+#define RANKS_OF(cc) _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512((cc), low), \
+                                            BLOCK_LOG2), ri[j]), (const void *)xr, 4)
+            if (D > 0) {
+#pragma GCC unroll 16
+                for (int32_t j = 0; j < BLOCK / 16; ++j) STEP(PERMUTED, COL(0), r0m[j] = _knot_mask16(left))
+            }
+            if (D > 1) {
+#pragma GCC unroll 16
+                for (int32_t j = 0; j < BLOCK / 16; ++j)
+                    STEP(PERMUTED, _mm512_mask_blend_epi32(r0m[j], COL(1), COL(2)), r1m[j] = _knot_mask16(left))
+            }
+            if (D > 2) {
+#pragma GCC unroll 16
+                for (int32_t j = 0; j < BLOCK / 16; ++j)
+                    STEP(PERMUTED, _mm512_mask_blend_epi32(r0m[j], _mm512_mask_blend_epi32(r1m[j], COL(3), COL(4)),
+                                                           _mm512_mask_blend_epi32(r1m[j], COL(5), COL(6))),
+                         r2m[j] = _knot_mask16(left))
+            }
+            if (D > 3) {
 #pragma GCC unroll 16
                 for (int32_t j = 0; j < BLOCK / 16; ++j) {
-                    __m512i cc;
-                    __m512 x, s;
-                    if (d < 5) {
-                        cc = _mm512_permutex2var_epi32(c0, k[j], c1);
-                        s = _mm512_permutex2var_ps(h0, k[j], h1);
-                    } else {
-                        cc = _mm512_i32gather_epi32(k[j], (const void *)c, 4);
-                        s = _mm512_i32gather_ps(k[j], (const void *)h, 4);
-                    }
-                    if (d == 0) {
-                        x = _mm512_loadu_ps(COL(0));
-                    } else if (d == 1) {
-                        x = _mm512_mask_blend_ps(r0m[j], _mm512_loadu_ps(COL(1)), _mm512_loadu_ps(COL(2)));
-                    } else if (d == 2) {
-                        const __m512 xl = _mm512_mask_blend_ps(r1m[j], _mm512_loadu_ps(COL(3)), _mm512_loadu_ps(COL(4)));
-                        const __m512 xr = _mm512_mask_blend_ps(r1m[j], _mm512_loadu_ps(COL(5)), _mm512_loadu_ps(COL(6)));
-                        x = _mm512_mask_blend_ps(r0m[j], xl, xr);
-                    } else if (d == 3) {
-                        const __m512 xll = _mm512_mask_blend_ps(r2m[j], _mm512_loadu_ps(COL(7)), _mm512_loadu_ps(COL(8)));
-                        const __m512 xlr = _mm512_mask_blend_ps(r2m[j], _mm512_loadu_ps(COL(9)), _mm512_loadu_ps(COL(10)));
-                        const __m512 xrl = _mm512_mask_blend_ps(r2m[j], _mm512_loadu_ps(COL(11)), _mm512_loadu_ps(COL(12)));
-                        const __m512 xrr = _mm512_mask_blend_ps(r2m[j], _mm512_loadu_ps(COL(13)), _mm512_loadu_ps(COL(14)));
-                        x = _mm512_mask_blend_ps(r0m[j], _mm512_mask_blend_ps(r1m[j], xll, xlr),
-                                                 _mm512_mask_blend_ps(r1m[j], xrl, xrr));
-                    } else {
-                        const __m512i f = _mm512_and_si512(cc, low);
-                        x = _mm512_i32gather_ps(_mm512_add_epi32(_mm512_slli_epi32(f, BLOCK_LOG2), ri[j]),
-                                                (const void *)xt, 4);
-                    }
-                    const __mmask16 left = goes_left(x, s, cc);
-                    if (d == 0) r0m[j] = _knot_mask16(left);
-                    if (d == 1) r1m[j] = _knot_mask16(left);
-                    if (d == 2) r2m[j] = _knot_mask16(left);
-                    const __m512i down = _mm512_add_epi32(_mm512_add_epi32(k[j], k[j]), two);
-                    k[j] = _mm512_mask_sub_epi32(down, left, down, one);
+                    const __m512i xll = _mm512_mask_blend_epi32(r2m[j], COL(7), COL(8));
+                    const __m512i xlr = _mm512_mask_blend_epi32(r2m[j], COL(9), COL(10));
+                    const __m512i xrl = _mm512_mask_blend_epi32(r2m[j], COL(11), COL(12));
+                    const __m512i xrr = _mm512_mask_blend_epi32(r2m[j], COL(13), COL(14));
+                    STEP(PERMUTED, _mm512_mask_blend_epi32(r0m[j], _mm512_mask_blend_epi32(r1m[j], xll, xlr),
+                                                           _mm512_mask_blend_epi32(r1m[j], xrl, xrr)), (void)0)
                 }
             }
+            if (D > 4) {
+#pragma GCC unroll 16
+                for (int32_t j = 0; j < BLOCK / 16; ++j) {
+                    const __m512i p = PERMUTED;
+                    STEP(p, RANKS_OF(p), (void)0)
+                }
+            }
+            for (int32_t d = 5; d < D; ++d) {
+#pragma GCC unroll 16
+                for (int32_t j = 0; j < BLOCK / 16; ++j) {
+                    const __m512i g = GATHERED;
+                    STEP(g, RANKS_OF(g), (void)0)
+                }
+            }
+#undef STEP
+#undef PERMUTED
+#undef GATHERED
+#undef RANKS_OF
 #undef COL
 #pragma GCC unroll 16
             for (int32_t j = 0; j < BLOCK / 16; ++j) {
@@ -162,11 +206,12 @@ int forest_sums(const double *X, int64_t n, int64_t F, const int32_t *code, cons
             }
 #elif LANES == 8
             __m256i k[BLOCK / 8], ri[BLOCK / 8];
-            const __m256i low = _mm256_set1_epi32(0x7fffffff), two = _mm256_set1_epi32(2);
+            const __m256i low = _mm256_set1_epi32(0x7fff), dlbit = _mm256_set1_epi32(0x8000);
+            const __m256i two = _mm256_set1_epi32(2), zero = _mm256_setzero_si256();
             const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
 #pragma GCC unroll 16
             for (int32_t j = 0; j < BLOCK / 8; ++j) {
-                k[j] = _mm256_setzero_si256();
+                k[j] = zero;
                 ri[j] = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * j));
             }
             for (int32_t d = 0; d < D; ++d) {
@@ -174,12 +219,14 @@ int forest_sums(const double *X, int64_t n, int64_t F, const int32_t *code, cons
                 for (int32_t j = 0; j < BLOCK / 8; ++j) {
                     const __m256i cc = _mm256_i32gather_epi32((const int *)c, k[j], 4);
                     const __m256i f = _mm256_and_si256(cc, low);
-                    const __m256 x = _mm256_i32gather_ps(xt, _mm256_add_epi32(_mm256_slli_epi32(f, BLOCK_LOG2), ri[j]), 4);
-                    const __m256 s = _mm256_i32gather_ps(h, k[j], 4);
-                    /* all ones where the row goes left: x < s, or missing and default-left */
-                    const __m256 left = _mm256_or_ps(_mm256_cmp_ps(x, s, _CMP_LT_OQ),
-                        _mm256_and_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q), _mm256_castsi256_ps(_mm256_srai_epi32(cc, 31))));
-                    k[j] = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(k[j], k[j]), two), _mm256_castps_si256(left));
+                    const __m256i x = _mm256_i32gather_epi32((const int *)xr,
+                                                             _mm256_add_epi32(_mm256_slli_epi32(f, BLOCK_LOG2), ri[j]), 4);
+                    /* all ones where the row goes left: rank <= j, or missing and default-left */
+                    const __m256i missing = _mm256_cmpgt_epi32(zero, x);
+                    const __m256i le = _mm256_cmpgt_epi32(_mm256_add_epi32(_mm256_srli_epi32(cc, 16), _mm256_set1_epi32(1)), x);
+                    const __m256i dl = _mm256_cmpeq_epi32(_mm256_and_si256(cc, dlbit), dlbit);
+                    const __m256i left = _mm256_or_si256(_mm256_andnot_si256(missing, le), _mm256_and_si256(missing, dl));
+                    k[j] = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(k[j], k[j]), two), left);
                 }
             }
 #pragma GCC unroll 16
@@ -193,21 +240,27 @@ int forest_sums(const double *X, int64_t n, int64_t F, const int32_t *code, cons
             for (int32_t i = 0; i < nb; ++i) {
                 int32_t k = 0;
                 for (int32_t d = 0; d < D; ++d) {
-                    const int32_t cc = c[k];
-                    const float x = xt[(int64_t)(cc & 0x7fffffff) * BLOCK + i];
-                    const int32_t left = (x < h[k]) || (x != x && cc < 0);
+                    const uint32_t cc = (uint32_t)c[k];
+                    const int32_t x = xr[(int64_t)(cc & 0x7fff) * BLOCK + i];
+                    const int32_t left = x < 0 ? (cc & 0x8000) != 0 : x <= (int32_t)(cc >> 16);
                     k = 2 * k + 2 - left;
                 }
                 a[i] += (double)v[k - inner];
             }
 #endif
         }
-        double *ob = out + r0 * G;
-        for (int32_t g = 0; g < G; ++g)
-            for (int32_t i = 0; i < nb; ++i) ob[(int64_t)i * G + g] += acc[(int64_t)g * BLOCK + i];
+        }
+        for (int32_t b = 0; b < nblk; ++b) {
+            const int64_t r0 = s0 + (int64_t)b * BLOCK;
+            const int32_t nb = (int32_t)(n - r0 < BLOCK ? n - r0 : BLOCK);
+            double *ob = out + r0 * G;
+            const double *acc = accs + (int64_t)b * G * BLOCK;
+            for (int32_t g = 0; g < G; ++g)
+                for (int32_t i = 0; i < nb; ++i) ob[(int64_t)i * G + g] += acc[(int64_t)g * BLOCK + i];
+        }
     }
-    free(acc);
-    free(xt);
+    free(accs);
+    free(xrs);
     return 0;
 }
 """
@@ -260,7 +313,7 @@ class Kernel:
         p = ctypes.c_void_p
         self.lib, self.keep = lib, keep  # keep: a temporary folder the library lies in, alive as long as it
         self.fn = lib.forest_sums
-        self.fn.argtypes = [p, ctypes.c_int64, ctypes.c_int64, p, p, p, p, ctypes.c_int32, ctypes.c_int32,
+        self.fn.argtypes = [p, ctypes.c_int64, ctypes.c_int64, p, p, p, p, p, ctypes.c_int32, ctypes.c_int32,
                             ctypes.c_int32, p]
         self.fn.restype = ctypes.c_int
         lanes = lib.forest_lanes
@@ -346,49 +399,73 @@ class PackedForest:
         D = self.depth
         inner, leaves = (1 << D) - 1, 1 << D
         T = len(trees)
-        # 32 entries past the last tree: the kernel loads each tree's first 32 nodes at once
-        self._code = np.zeros(T * inner + 32, dtype=np.int32)
-        self._thr = np.full(T * inner + 32, np.inf, dtype=np.float32)
-        self.code, self.thr = self._code[:T * inner].reshape(T, inner), self._thr[:T * inner].reshape(T, inner)
+        if n_features > MAX_FEATURES:
+            raise ValueError(f"{n_features} features")
+        feat = np.zeros((T, inner), dtype=np.int64)
+        thr = np.full((T, inner), np.nan, dtype=np.float32)  # NaN: a padding node (always left)
+        dleft = np.ones((T, inner), dtype=bool)
         self.leaf = np.zeros((T, leaves), dtype=np.float32)
         self.booster = np.array([j for j, _ in trees], dtype=np.int32)
         self.n_boosters = len(boosters)
         self.n_features = n_features
         for t, (_, tree) in enumerate(trees):
-            self._lay(t, tree, D)
+            self._lay(tree, D, feat[t], thr[t], dleft[t], self.leaf[t])
+        # per feature, the thresholds it is compared with, sorted; each node's as its rank among them
+        real = ~np.isnan(thr)
+        if real.any() and feat[real].max() >= n_features:
+            raise ValueError(f"split on feature {int(feat[real].max())} of {n_features}")
+        pairs = np.unique(np.stack([feat[real].astype(np.float64), thr[real].astype(np.float64)], axis=1), axis=0)
+        f_of, t_of = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.float32)
+        self.off = np.searchsorted(f_of, np.arange(n_features + 1)).astype(np.int32)
+        self.cuts = np.append(t_of, np.float32(0))  # (one past the end: never an empty array)
+        if len(f_of) and np.diff(self.off).max() >= RANKS:
+            raise ValueError("too many thresholds of one feature")
+        rank = np.full((T, inner), RANKS, dtype=np.int64)  # padding: rank <= RANKS always holds: left
+        node_f, node_t = feat[real], thr[real]
+        within = np.empty(len(node_f), dtype=np.int64)
+        for f in np.unique(node_f):  # a node's rank: its threshold's place among its feature's (exact)
+            sel = node_f == f
+            within[sel] = np.searchsorted(t_of[self.off[f]:self.off[f + 1]], node_t[sel])
+        rank[real] = within
+        code = (rank << 16) | (dleft.astype(np.int64) << 15) | feat
+        # 32 entries past the last tree: the kernel loads each tree's first 32 codes at once
+        self._code = np.zeros(T * inner + 32, dtype=np.uint32)
+        self._code[:T * inner] = code.ravel().astype(np.uint32)
+        self._code = self._code.view(np.int32)
+        self.code = self._code[:T * inner].reshape(T, inner)
 
-    def _lay(self, t: int, tree: dict[str, Any], D: int) -> None:
-        """Tree ``t`` into row ``t`` of the arrays, one depth level at a time (numpy over the level's nodes)."""
+    @staticmethod
+    def _lay(tree: dict[str, Any], D: int, feat: np.ndarray, thr: np.ndarray, dleft: np.ndarray,
+             leaf: np.ndarray) -> None:
+        """A tree into one row of the arrays (heap order), one depth level at a time (numpy over the
+        level's nodes).  Padding nodes keep threshold NaN and missing-left: every row goes left there."""
         left = np.asarray(tree["left_children"], dtype=np.int64)
         right = np.asarray(tree["right_children"], dtype=np.int64)
-        feat = np.asarray(tree["split_indices"], dtype=np.int64)
+        split = np.asarray(tree["split_indices"], dtype=np.int64)
         cond = np.asarray(tree["split_conditions"], dtype=np.float32)
-        dleft = np.asarray(tree["default_left"], dtype=bool)
+        dl = np.asarray(tree["default_left"], dtype=bool)
         inner = (1 << D) - 1
-        code, thr, leaf = self.code[t], self.thr[t], self.leaf[t]
         nodes, pos = np.array([0]), np.array([0])  # XGBoost's nodes at this depth, their heap positions
         for d in range(D + 1):
             is_leaf = left[nodes] == -1
             lk, lp = nodes[is_leaf], pos[is_leaf]
             if lk.size:
-                # a leaf at depth d: its subtree of the complete tree always goes left (threshold +inf,
-                # missing left) down to its first leaf slot; all its slots get the value
-                chain = lp.copy()
-                while chain[0] < inner:  # all leaves of one depth are equally far from the last level
-                    code[chain] = np.int32(-(2**31))
-                    chain = 2 * chain + 1
+                # a leaf at depth d: its subtree of the complete tree always goes left down to its first
+                # leaf slot; all its slots get the value
+                first = lp.copy()
+                while first[0] < inner:  # all leaves of one depth are equally far from the last level
+                    first = 2 * first + 1
                 span = 1 << (D - d)
-                leaf[(chain - inner)[:, None] + np.arange(span)] = cond[lk][:, None]
+                leaf[(first - inner)[:, None] + np.arange(span)] = cond[lk][:, None]
             nodes, pos = nodes[~is_leaf], pos[~is_leaf]
             if not nodes.size:
                 return
             if d == D:
                 raise ValueError("tree deeper than its depth")
-            f = feat[nodes]
-            if f.min() < 0 or f.max() >= self.n_features:
-                raise ValueError(f"split on feature {int(f.max())} of {self.n_features}")
-            code[pos] = (f | np.where(dleft[nodes], -(2**31), 0)).astype(np.int32)
-            thr[pos] = cond[nodes]
+            f = split[nodes]
+            if f.min() < 0:
+                raise ValueError(f"split on feature {int(f.min())}")
+            feat[pos], thr[pos], dleft[pos] = f, cond[nodes], dl[nodes]
             nodes = np.concatenate([left[nodes], right[nodes]])
             pos = np.concatenate([2 * pos + 1, 2 * pos + 2])
 
@@ -409,8 +486,8 @@ class PackedForest:
         failed = []
 
         def run(lo: int, hi: int) -> None:
-            if fn(X[lo:].ctypes.data, hi - lo, self.n_features, self.code.ctypes.data, self.thr.ctypes.data,
-                  self.leaf.ctypes.data, self.booster.ctypes.data, len(self.booster), self.depth,
+            if fn(X[lo:].ctypes.data, hi - lo, self.n_features, self.cuts.ctypes.data, self.off.ctypes.data,
+                  self.code.ctypes.data, self.leaf.ctypes.data, self.booster.ctypes.data, len(self.booster), self.depth,
                   self.n_boosters, out[lo:].ctypes.data):
                 failed.append((lo, hi))
 
