@@ -20,6 +20,7 @@ within +-10 %; top-1 peak score >= 0.9; >= 100,000 predictions per second.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -143,11 +144,15 @@ def main() -> int:
         for saved in args.throughput_of:
             load_predictor(saved)  # a folder that is not a predictor is named before anything is printed
             # side by side: the trees on one thread, then on one thread per ROWS_PER_PREDICT_THREAD rows
+            # and the trees walked by the compiled kernel, then by XGBoost (OPSCOPE_TREES=xgboost)
             for rows_per, what in ((sys.maxsize, "one thread"), (default, f"a thread per {default} rows")):
-                xgb.ROWS_PER_PREDICT_THREAD = rows_per
-                print(f"{saved}, {what}:")
-                print_throughput(frame, str(saved), args.throughput_rows, args.label, saved)
+                for walk in ("kernel", "xgboost"):
+                    xgb.ROWS_PER_PREDICT_THREAD = rows_per
+                    os.environ["OPSCOPE_TREES"] = walk
+                    print(f"{saved}, {what}, trees walked by {'the compiled kernel' if walk == 'kernel' else 'XGBoost'}:")
+                    print_throughput(frame, str(saved), args.throughput_rows, args.label, saved)
         xgb.ROWS_PER_PREDICT_THREAD = default
+        os.environ.pop("OPSCOPE_TREES", None)
         return 0
     if args.train or args.test:
         if not (args.train and args.test):

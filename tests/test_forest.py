@@ -124,3 +124,21 @@ def test_a_frame_with_another_width_is_refused():
     packed = forest.PackedForest([_booster(X, y, 3, 0)], X.shape[1])
     with pytest.raises(ValueError, match="expected 12 features"):
         packed.sums(X[:, :5])
+
+
+def test_a_cache_folder_that_cannot_be_written_builds_the_kernel_elsewhere(tmp_path, monkeypatch):
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("OPSCOPE_CACHE_DIR", str(blocker))
+    monkeypatch.setattr(forest, "_lib", None)
+    monkeypatch.setattr(forest, "_lib_tried", False)
+    built = forest.kernel()
+    assert built is not None and built.keep is not None  # in a temporary folder of its own
+    assert blocker.read_text() == "a file where the cache folder would be"
+    X, y = _data(rows=50)
+    b = _booster(X, y, 3, 0)
+    packed = forest.PackedForest([b], X.shape[1])
+    np.testing.assert_allclose(packed.sums(X, lib=built)[:, 0] + packed.base[0],
+                               b.inplace_predict(X.astype(np.float32), missing=np.nan), rtol=0, atol=1e-5)

@@ -288,13 +288,18 @@ def _cpu_identity() -> str:
 
 
 def _compile(target: Path) -> bool:
-    src = SOURCE
+    """Build ``SOURCE`` into ``target``: for this CPU (``-march=native``), else for AVX2 where the CPU has it
+    (a compiler older than the CPU), else plain."""
     cc = os.environ.get("CC", "cc")
+    tries = [["-O3", "-march=native"]]
+    if " avx2" in _cpu_identity():
+        tries.append(["-O3", "-mavx2", "-mfma"])
+    tries.append(["-O3"])
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         c_file, so_file = Path(tmp) / "forest.c", Path(tmp) / target.name
-        c_file.write_text(src)
-        for flags in (["-O3", "-march=native"], ["-O3"]):
+        c_file.write_text(SOURCE)
+        for flags in tries:
             try:
                 done = subprocess.run([cc, *flags, "-fPIC", "-shared", "-o", str(so_file), str(c_file)],
                                       capture_output=True, timeout=120)
@@ -338,18 +343,22 @@ def kernel() -> Kernel | None:
         _lib_tried = True
         digest = hashlib.sha256((SOURCE + _cpu_identity() + os.environ.get("CC", "cc")).encode())
         name = f"forest-{digest.hexdigest()[:16]}.so"
-        root = _cache_root()
         holder = None
-        if root is None:
-            holder = tempfile.TemporaryDirectory()
-            root = Path(holder.name)
-        path = root / name
-        try:
-            if not path.exists() and not _compile(path):
+        for root in (_cache_root(), None):
+            if root is None:  # no cache folder, or one this process may not write: a folder of its own
+                holder = tempfile.TemporaryDirectory()
+                root = Path(holder.name)
+            path = root / name
+            try:
+                if not path.exists() and not _compile(path):
+                    return None
+                _lib = bind(ctypes.CDLL(str(path)), holder)
+                break
+            except AttributeError:  # a file without the kernel's symbols
                 return None
-            _lib = bind(ctypes.CDLL(str(path)), holder)
-        except (OSError, AttributeError):  # unloadable, or a file without the kernel's symbols
-            return None
+            except OSError:  # unwritable or unloadable: try a folder of its own, then give up
+                if holder is not None:
+                    return None
         return _lib
 
 
