@@ -417,7 +417,7 @@ class FeatureCache:
     ``max_rows`` distinct rows are kept (past that the cache starts again with the newest call's rows).
     """
 
-    def __init__(self, schema: FeatureSchema, specs: SpecCache, max_rows: int = 262_144) -> None:
+    def __init__(self, schema: FeatureSchema, specs: SpecCache, max_rows: int = 65_536) -> None:
         self.schema, self.specs, self.max_rows = schema, specs, max_rows
         self.source: Any = None  # what the owner made ``specs`` from (to notice when it changes)
         self.keys = np.empty(0, dtype=np.uint64)  # sorted

@@ -2,17 +2,21 @@
 
 XGBoost's own predictor walks each tree node by node, one row at a time.  Here every tree is laid
 out as a complete binary tree of the ensemble's depth (a leaf above the last level becomes a chain
-of nodes whose threshold is +inf, so every row goes left down to a copy of the leaf's value).  Then
-a tree is walked by all rows of a block together, one level per step, with no branch but the
-comparison: ``node = 2 * node + 1 + right``.  The compiler turns that loop into vector gathers.
+of nodes every row leaves to the left, down to copies of the leaf's value), and every threshold as
+its rank among the thresholds of its feature, so that a node is one 32-bit code (feature, where a
+missing value goes, threshold rank).  A row's features are turned into ranks once per call, and then
+"x < threshold" is "rank <= the node's rank".  Rows walk a tree a block at a time, level by level,
+many to a vector (``node = 2 * node + 1 + right``, no branch): the first levels read the rows' ranks
+with plain loads and their codes from registers, the deeper ones gather.
 
 Splits are XGBoost's: a row goes left when ``x < threshold`` (both float32), and a missing value
 (NaN) goes where the node's ``default_left`` says.  Per booster the kernel returns the sum of its
 trees' leaves; the caller adds the base score or the base margin, as XGBoost does.
 
-The C source below is compiled once per machine with the system's C compiler (``cc``, or ``$CC``)
-into ``$OPSCOPE_CACHE_DIR`` (default ``~/.cache/opscope``) under ``kernels/``.  Where no compiler
-works, or ``OPSCOPE_TREES=xgboost`` is set, ``packed`` returns None and the caller uses XGBoost.
+The C source below (AVX-512, AVX2, and a plain loop) is compiled once per machine with the system's
+C compiler (``cc``, or ``$CC``) into ``$OPSCOPE_CACHE_DIR`` (default ``~/.cache/opscope``) under
+``kernels/``.  Where no compiler works, the build has no vector gathers, or ``OPSCOPE_TREES=xgboost``
+is set, ``packed`` returns None and the caller uses XGBoost.
 """
 
 from __future__ import annotations
