@@ -625,6 +625,11 @@ def test_the_feature_cache_starts_again_when_full(frame):
     np.testing.assert_array_equal(got2.X, expected.X)
     np.testing.assert_array_equal(got.X, build_features(rows.iloc[:8].reset_index(drop=True), schema,
                                                         specs_from(SPECS)).X)
+    # a call whose rows are partly cached and partly new, past the limit: it keeps all of its own rows
+    mixed = rows.iloc[14:30].reset_index(drop=True)
+    got3 = cache.features(mixed)
+    assert len(cache) == len(np.unique(row_keys(mixed)))
+    np.testing.assert_array_equal(got3.X, build_features(mixed, schema, specs_from(SPECS)).X)
 
 
 def test_the_network_predicts_the_same_in_chunks_on_more_threads(monkeypatch):

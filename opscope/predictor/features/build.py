@@ -420,12 +420,35 @@ class FeatureCache:
     def __init__(self, schema: FeatureSchema, specs: SpecCache, max_rows: int = 65_536) -> None:
         self.schema, self.specs, self.max_rows = schema, specs, max_rows
         self.source: Any = None  # what the owner made ``specs`` from (to notice when it changes)
-        self.keys = np.empty(0, dtype=np.uint64)  # sorted
-        self.X = np.empty((0, len(schema.columns)))
-        self.extra = np.empty((0, 3))  # analytical_s, analytical_threads_s, roofline_s
+        self._n = 0
+        # rows in the order they came, in buffers that double when full (no copy of the whole cache per
+        # call); ``_sorted`` / ``_order``: the keys sorted, and where each sorted key's row is
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._X = np.empty((0, len(schema.columns)))
+        self._extra = np.empty((0, 3))  # analytical_s, analytical_threads_s, roofline_s
+        self._sorted, self._order = self._keys, np.empty(0, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self._n
+
+    def _add(self, keys: np.ndarray, X: np.ndarray, extra: np.ndarray) -> None:
+        end = self._n + len(keys)
+        if end > len(self._keys):
+            size = max(end, 2 * len(self._keys), 256)
+            grown = [np.empty((size, *a.shape[1:]), dtype=a.dtype) for a in (self._keys, self._X, self._extra)]
+            for new, old in zip(grown, (self._keys, self._X, self._extra)):
+                new[:self._n] = old[:self._n]
+            self._keys, self._X, self._extra = grown
+        self._keys[self._n:end], self._X[self._n:end], self._extra[self._n:end] = keys, X, extra
+        self._n = end
+        self._order = np.argsort(self._keys[:end], kind="stable")
+        self._sorted = self._keys[:end][self._order]
+
+    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(per key, whether it is cached; its row in the buffers where it is)."""
+        pos = np.minimum(np.searchsorted(self._sorted, keys), max(self._n - 1, 0))
+        hit = (self._sorted[pos] == keys) if self._n else np.zeros(len(keys), dtype=bool)
+        return hit, (self._order[pos] if self._n else np.zeros(len(keys), dtype=np.int64))
 
     def features(self, frame: pd.DataFrame) -> Features:
         check_columns(frame)
@@ -433,9 +456,7 @@ class FeatureCache:
             return build_features(frame, self.schema, self.specs)
         keys = row_keys(frame)
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        pos = np.searchsorted(self.keys, uniq)
-        hit = pos < len(self.keys)
-        hit[hit] = self.keys[pos[hit]] == uniq[hit]
+        hit, _ = self._find(uniq)
         if not hit.all():
             try:
                 new = build_features(frame.iloc[first[~hit]].reset_index(drop=True), self.schema, self.specs)
@@ -443,16 +464,17 @@ class FeatureCache:
                 build_features(frame, self.schema, self.specs)  # so that the error names the frame's own row
                 raise
             extra = np.column_stack([new.analytical_s, new.analytical_threads_s, new.roofline_s])
-            if len(self.keys) + len(new.X) > self.max_rows:
-                self.keys, self.X, self.extra = self.keys[:0], self.X[:0], self.extra[:0]
-            keys_all = np.concatenate([self.keys, uniq[~hit]])
-            order = np.argsort(keys_all, kind="stable")
-            self.keys = keys_all[order]
-            self.X = np.vstack([self.X, new.X])[order]
-            self.extra = np.vstack([self.extra, extra])[order]
-            pos = np.searchsorted(self.keys, uniq)
-        rows = pos[inverse.ravel()]
-        X, extra = self.X[rows], self.extra[rows]
+            keys_new, X_new = uniq[~hit], new.X
+            if self._n + len(keys_new) > self.max_rows:  # full: start again, with this call's rows
+                _, where = self._find(uniq[hit])
+                keys_new = np.concatenate([uniq[hit], keys_new])
+                X_new = np.vstack([self._X[where], X_new])
+                extra = np.vstack([self._extra[where], extra])
+                self._n = 0
+            self._add(keys_new, X_new, extra)
+        hit, where = self._find(uniq)
+        rows = where[inverse.ravel()]
+        X, extra = self._X[rows], self._extra[rows]
         return Features(X, self.schema.columns, extra[:, 0], extra[:, 1], extra[:, 2],
                         frame["kind"].astype(str).to_numpy())
 
