@@ -71,7 +71,7 @@ def _build(tmp_path, flags: list[str]):
     done = subprocess.run([cc, "-O2", *flags, "-fPIC", "-shared", "-o", str(lib), str(src)], capture_output=True)
     if done.returncode:
         pytest.skip(f"cannot compile with {flags}: {done.stderr.decode()[:200]}")
-    return forest.bind(ctypes.CDLL(str(lib)))
+    return forest.Kernel(ctypes.CDLL(str(lib)))
 
 
 @pytest.mark.parametrize("flags, lanes", [([], 1), (["-mavx2", "-mfma"], 8)])

@@ -376,9 +376,8 @@ def build_features(frame: pd.DataFrame, schema: FeatureSchema, specs: SpecCache 
     """
     check_columns(frame)
     if len(frame) >= DEDUP_ROWS:
-        cols = [c for c in (*_ROW_COLUMNS, *sorted(c for c in frame.columns if c.startswith("knob_")))
-                if c in frame.columns and c != "operator_json"]
-        first, codes = _unique_rows(frame, pd.factorize(frame["operator_json"].astype(str))[0], cols)
+        _, first, codes = np.unique(row_keys(frame), return_index=True, return_inverse=True)
+        codes = codes.ravel()
         if len(first) <= len(frame) // 2:
             try:
                 part = _build_features(frame.iloc[first].reset_index(drop=True), schema, specs)
@@ -472,7 +471,7 @@ class FeatureCache:
                 extra = np.vstack([self._extra[where], extra])
                 self._n = 0
             self._add(keys_new, X_new, extra)
-        hit, where = self._find(uniq)
+        _, where = self._find(uniq)
         rows = where[inverse.ravel()]
         X, extra = self._X[rows], self._extra[rows]
         return Features(X, self.schema.columns, extra[:, 0], extra[:, 1], extra[:, 2],

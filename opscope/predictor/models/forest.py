@@ -316,7 +316,8 @@ def _compile(target: Path) -> bool:
 
 
 class Kernel:
-    """A loaded build of ``SOURCE``: ``fn`` (``forest_sums``) and ``lanes`` (rows per vector: 16, 8 or 1)."""
+    """A loaded (``ctypes.CDLL``) build of ``SOURCE``: ``fn`` (``forest_sums``) and ``lanes`` (rows per
+    vector: 16, 8 or 1)."""
 
     def __init__(self, lib: Any, keep: Any = None) -> None:
         p = ctypes.c_void_p
@@ -328,11 +329,6 @@ class Kernel:
         lanes = lib.forest_lanes
         lanes.restype = ctypes.c_int
         self.lanes = int(lanes())
-
-
-def bind(lib: Any, keep: Any = None) -> Kernel:
-    """A ``Kernel`` for a loaded (``ctypes.CDLL``) build of ``SOURCE``."""
-    return Kernel(lib, keep)
 
 
 def kernel() -> Kernel | None:
@@ -356,7 +352,7 @@ def kernel() -> Kernel | None:
             try:
                 if not path.exists() and not _compile(path):
                     return None
-                _lib = bind(ctypes.CDLL(str(path)), holder)
+                _lib = Kernel(ctypes.CDLL(str(path)), holder)
                 break
             except AttributeError:  # a file without the kernel's symbols
                 return None

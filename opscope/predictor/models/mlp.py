@@ -135,16 +135,17 @@ class MLPEngine:
         out = np.empty(len(X))
         starts = range(0, len(X), PREDICT_CHUNK)
         threads = max(1, min(threads, len(starts)))
+
+        def run(lo: int) -> None:
+            out[lo:lo + PREDICT_CHUNK] = self._forward(X[lo:lo + PREDICT_CHUNK])
+
         if threads == 1:
             for lo in starts:
-                out[lo:lo + PREDICT_CHUNK] = self._forward(X[lo:lo + PREDICT_CHUNK])
+                run(lo)
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             from threadpoolctl import threadpool_limits
-
-            def run(lo: int) -> None:
-                out[lo:lo + PREDICT_CHUNK] = self._forward(X[lo:lo + PREDICT_CHUNK])
 
             with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
                 list(pool.map(run, starts))

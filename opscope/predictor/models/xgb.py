@@ -134,34 +134,27 @@ class XGBEngine:
             raise PredictorError("a mixed XGBoost engine needs the rows' log bound (offset) to predict")
         X = np.asarray(X)
         threads = predict_threads(len(X))
-        members = self._members(self.boosters, X, threads, [offset if t == "per_roofline" else None
-                                                            for t in self.targets])
+        members = self._members("main", X, threads, [offset if t == "per_roofline" else None for t in self.targets])
         out = members.mean(axis=1)
         if self.mlp is not None:
             out = (1.0 - self.nn_weight) * out + self.nn_weight * self.mlp.predict(X, threads)
         rows = np.isfinite(anchor) if anchor is not None and self.relative else None
         if rows is not None and rows.any():
-            rel = self._members(self.relative, X[rows], threads, [anchor[rows]] * len(self.relative)).mean(axis=1)
+            rel = self._members("relative", X[rows], threads, [anchor[rows]] * len(self.relative)).mean(axis=1)
             out[rows] = (1.0 - self.relative_weight) * out[rows] + self.relative_weight * rel
         return out
 
-    def _forest(self, boosters: list[Any], n_features: int) -> Any:
-        """``boosters`` packed for the compiled kernel (``forest``), or None; made once, on the first predict
-        (the main and the relative boosters together, so that no later call pays for packing)."""
-        cache = self.__dict__.setdefault("_packed", {})
-        if not cache:
-            from opscope.predictor.models.forest import packed
+    def _members(self, group: str, X: np.ndarray, threads: int, margins: list[np.ndarray | None]) -> np.ndarray:
+        """Each booster's output (rows x boosters) of ``group`` ("main": ``boosters``, or "relative"): its
+        trees' sum plus its base margin where given, else its base score.  By the compiled kernel
+        (``forest``) where it is available, else by XGBoost."""
+        boosters = self.boosters if group == "main" else self.relative
+        packed = self.__dict__.setdefault("_packed", {})
+        if not packed:  # the first predict packs both groups, so that no later call pays for packing
+            from opscope.predictor.models.forest import packed as pack
 
-            for group in (self.boosters, self.relative):
-                if group:
-                    cache[id(group[0])] = packed(group, n_features)
-        return cache.get(id(boosters[0]))
-
-    def _members(self, boosters: list[Any], X: np.ndarray, threads: int,
-                 margins: list[np.ndarray | None]) -> np.ndarray:
-        """Each booster's output (rows x boosters): its trees' sum plus its base margin where given, else
-        its base score.  By the compiled kernel where it is available, else by XGBoost."""
-        forest = self._forest(boosters, X.shape[1])
+            packed.update(main=pack(self.boosters, X.shape[1]), relative=pack(self.relative, X.shape[1]))
+        forest = packed[group]
         if forest is not None and forest.n_features == X.shape[1]:
             sums = forest.sums(X, threads)
             return np.column_stack([sums[:, j] + (forest.base[j] if m is None else m) for j, m in enumerate(margins)])
