@@ -42,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: the 2-vCPU AMD EPYC (Zen 5) VM of datasets/zen5-zoo-v1 and space-cpu-zen5-v1, from their datasheets
 _ZEN5 = {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "48K", "L2": "1M", "L3": "32M"},
          "tvm_target": {"mcpu": "znver5"}}
+#: the 2-vCPU AMD EPYC (Zen 4) VM of datasets/space-cpu-v3 and zoo-cpu-v2, from their datasheets
+_ZEN4 = {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "32K", "L2": "1M", "L3": "32M"},
+         "tvm_target": {"mcpu": "znver4"}}
 #: dataset -> (path, fingerprint or None to read it from the store's machines table, clock in Hz)
 DATASETS = {
     # DATASHEET.md of each: the fingerprints as stored when the data was measured
@@ -56,13 +59,18 @@ DATASETS = {
     # datasets that train the predictor of docs/predictor.md
     "space": (tuple(ROOT / f"datasets/space-cpu-{name}/measurements.parquet"
                     for name in ("v3", "edges-v1", "nice-v1", "deep-v1", "torch-v1", "lowres-v1", "lowres-more-v1")),
-              {"cpu_model": "AMD EPYC", "cores": 2, "caches": {"L1d": "32K", "L2": "1M", "L3": "32M"},
-               "tvm_target": {"mcpu": "znver4"}}, 2.596e9),
+              _ZEN4, 2.596e9),
     # zoo-cpu-v2's schedules measured again on a 2-vCPU AMD EPYC of the next generation (Zen 5,
     # LLVM znver5; datasets/zen5-zoo-v1/DATASHEET.md): the shipped Zen 4 predictor on a new machine
     "zen5": (ROOT / "datasets/zen5-zoo-v1/measurements.parquet", _ZEN5, 2.596e9),
     # space-cpu-v3's 420 default-space operators on that Zen 5 VM (datasets/space-cpu-zen5-v1/DATASHEET.md)
     "space-zen5": (ROOT / "datasets/space-cpu-zen5-v1/measurements.parquet", _ZEN5, 2.596e9),
+    # the other way round: every space operator measured on the Zen 5 VM (none of them a zoo operator)
+    # as the base, the Zen 4 VM's zoo operators (datasets/zoo-cpu-v2) as the new machine
+    "zen5-space": (tuple(ROOT / f"datasets/space-cpu-zen5-{name}/measurements.parquet"
+                         for name in ("v1", "more-v1", "more2-v1", "nice-v1", "patch-v1", "torch-v1", "act-v1")),
+                   _ZEN5, 2.596e9),
+    "zen4-zoo": (ROOT / "datasets/zoo-cpu-v2/measurements.parquet", _ZEN4, 2.596e9),
 }
 LABEL = "latency_min_s"
 
@@ -174,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{name}: {len(cache[name][0])} ok rows, {cache[name][0]['workload_key'].nunique()} operators")
         (src, sa), (dst, sb) = cache[a], cache[b]
         specs = {a: sa, b: sb}
+        shared = len(set(src["workload_key"]) & set(dst["workload_key"]))
+        print(f"\n{a} -> {b}: {shared} of {dst['workload_key'].nunique()} operators of {b} are also in {a}'s rows")
         n, med, std = same_schedule_spread(src, dst)
         if n:
             print(f"\n{a} -> {b}: {n} measurements of the same schedule and threads on both; "
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             t.insert(0, "base", base_name)
             t.insert(0, "pair", f"{a}->{b}")
             tables.append(t)
-            show = t[["method", "K", "median_ape", "within10", "top1", "spearman", "mape", "corrections"]]
+            show = t[["method", "K", "median_ape", "within10", "within20", "top1", "spearman", "mape", "corrections"]]
             print(f"\n## {a} -> {b} (base {base_name})\n")
             print(show.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     out = pd.concat(tables, ignore_index=True)

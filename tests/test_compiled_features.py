@@ -186,6 +186,39 @@ def test_a_measured_row_takes_the_counts_of_the_machine_that_measured_it(tmp_pat
     assert skipped == [] and np.allclose(X[:, 0], np.log1p(3.0))
 
 
+def test_every_row_gets_its_own_kernels_counts_when_rows_repeat_and_machines_mix(tmp_path):
+    """Counts are looked up once per distinct kernel and spread back to the rows: shuffled, repeated
+    rows of two machines each get the counts of their own (machine, workload, schedule), and only the
+    rows of the machine nothing is known of are skipped, each with its reason."""
+    from opscope.predictor.features.compiled import compiled_features
+    from opscope.predictor.features.estimates import SpecCache
+    from opscope.predictor.frames import read_frame
+
+    known = synthetic_frame(seed=6, models=1, per_model=3, schedules=4).assign(machine_id="m-known")
+    path = tmp_path / "k.parquet"
+    known.to_parquet(path)
+    side = known.drop_duplicates(["workload_key", "schedule_id"]).reset_index(drop=True)
+    sid = np.where(side["schedule_kind"] == "default", "default", side["schedule_id"])
+    value = np.arange(len(side), dtype=float) + 1.0  # a count of its own for every kernel
+    table = pd.DataFrame({"mcpu": "knowncpu", "machine_id": "m-known", "workload_key": side["workload_key"],
+                          "schedule_id": sid, **{c: value for c in COUNTS}})
+    table.to_parquet(tmp_path / "k.compiled.parquet")
+    read_frame(path)  # loads the sidecar
+    other = known.assign(machine_id="m-nobody")
+    frame = pd.concat([known, other, known], ignore_index=True).sample(frac=1.0, random_state=0)
+    frame = frame.reset_index(drop=True)
+    nobody = dataclasses.replace(synthetic_spec(), tvm_target={"kind": "llvm", "mcpu": "nobodycpu"})
+    X, skipped = compiled_features(frame, SpecCache({TARGET: nobody}))  # a CPU no other test caches
+    lookup = {(k, s): v for k, s, v in zip(side["workload_key"], sid, value)}
+    rows_sid = np.where(frame["schedule_kind"] == "default", "default", frame["schedule_id"])
+    mine = (frame["machine_id"] == "m-known").to_numpy()
+    want = np.array([lookup[(k, s)] for k, s in zip(frame["workload_key"], rows_sid)])
+    assert np.allclose(X[mine, 0], np.log1p(want[mine]))
+    assert np.isnan(X[~mine]).all()
+    assert [i for i, _ in skipped] == list(np.flatnonzero(~mine))
+    assert all("no stored TIR" in why for _, why in skipped)
+
+
 def test_rows_that_cannot_be_compiled_get_nan_and_a_reason_not_an_error():
     from opscope.predictor.features.compiled import compiled_features
     from opscope.predictor.features.estimates import SpecCache

@@ -209,41 +209,59 @@ def _keys(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return frame["workload_key"].astype(str).to_numpy(), sid
 
 
-def _row_keys(frame: pd.DataFrame, specs: Any) -> list[tuple[tuple[str, str, str], dict[str, Any]] | None]:
-    """Per row, ((CPU key, workload key, schedule id), the LLVM target to compile it for), or None for
-    a row whose machine is not an x86 LLVM CPU.
+class _Rows:
+    """The frame's rows as distinct (CPU key, workload key, schedule id) kernels: ``keys[j]`` (None for
+    a machine that is not an x86 LLVM CPU), ``targets[j]`` the LLVM target to compile it for,
+    ``first[j]`` its first row, and ``inverse[i]`` row i's kernel.  A store predicted again holds a few
+    thousand kernels in a few hundred thousand rows, so everything per kernel is done once."""
+
+    def __init__(self, frame: pd.DataFrame, specs: Any) -> None:
+        n = len(frame)
+        names = frame["target"].astype(str).to_numpy()
+        wkeys, sids = _keys(frame)
+        mids = frame["machine_id"].astype(str).to_numpy() if "machine_id" in frame else np.full(n, "")
+        combined = np.zeros(n, dtype=np.int64)
+        for column in (names, mids, wkeys, sids):
+            codes, uniques = pd.factorize(column)
+            combined, _ = pd.factorize(combined * len(uniques) + codes)
+        _, self.first, self.inverse = np.unique(combined, return_index=True, return_inverse=True)
+        self.inverse = self.inverse.reshape(-1)
+        by_target = {name: _machine_key(specs.get(name)) for name in set(names[self.first])}
+        self.keys: list[tuple[str, str, str] | None] = []
+        self.targets: list[dict[str, Any] | None] = []
+        for i in self.first:
+            machine = _machine_of(_MACHINE_KEYS.get(mids[i])) or by_target[names[i]]
+            self.keys.append(None if machine is None else (machine[0], wkeys[i], sids[i]))
+            self.targets.append(None if machine is None else machine[1])
+        self.names = names
+
+
+def _machine_of(cpu: str | None) -> tuple[str, dict[str, Any]] | None:
+    """(cache key, LLVM target) of the CPU a sidecar said a machine's kernels were built for."""
+    if cpu is None:
+        return None
+    mcpu, _, attrs = cpu.partition("|")
+    target: dict[str, Any] = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}
+    if attrs:
+        target["mattr"] = attrs.split(",")
+    return cpu, target
+
+
+def _row_keys(frame: pd.DataFrame, specs: Any) -> _Rows:
+    """The kernel of each row.
 
     A measured row's kernel is the one built on the machine that measured it: when a sidecar has
     told which CPU a ``machine_id`` compiles for, that CPU, whatever target the row is described by
     (a dataset of another machine trained alone is described as ``host``).  Other rows: their
     target's CPU."""
-    targets = frame["target"].astype(str).to_numpy()
-    by_target = {name: _machine_key(specs.get(name)) for name in set(targets)}
-    mids = frame["machine_id"].astype(str).to_numpy() if "machine_id" in frame else None
-    keys, sids = _keys(frame)
-    out: list[tuple[tuple[str, str, str], dict[str, Any]] | None] = []
-    for i, name in enumerate(targets):
-        cpu = _MACHINE_KEYS.get(mids[i]) if mids is not None else None
-        if cpu is not None:
-            mcpu, _, attrs = cpu.partition("|")
-            target: dict[str, Any] = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}
-            if attrs:
-                target["mattr"] = attrs.split(",")
-            machine = (cpu, target)
-        else:
-            machine = by_target[name]
-        out.append(None if machine is None else ((machine[0], keys[i], sids[i]), machine[1]))
-    return out
+    return _Rows(frame, specs)
 
 
-def _compile_missing(frame: pd.DataFrame, rows: list, timeout_s: float,
+def _compile_missing(frame: pd.DataFrame, rows: _Rows, timeout_s: float,
                      progress: Callable[[str], None] | None) -> dict[tuple[str, str, str], str]:
     """Compile the rows' schedules the process does not hold yet (into ``_CACHE``); returns the keys
     that could not even be tried (no TIR in the frame), with why: those are not remembered."""
-    todo: dict[tuple[str, str, str], int] = {}
-    for i, row in enumerate(rows):
-        if row is not None and row[0] not in _CACHE:
-            todo.setdefault(row[0], i)
+    todo = [j for j, k in enumerate(rows.keys) if k is not None and k not in _CACHE]
     missing: dict[tuple[str, str, str], str] = {}
     if not todo:
         return missing
@@ -253,20 +271,21 @@ def _compile_missing(frame: pd.DataFrame, rows: list, timeout_s: float,
     traces = frame["trace_json"].to_numpy() if "trace_json" in frame else np.full(n, "[]")
     compiler, t0 = _Compiler(timeout_s), time.perf_counter()
     try:
-        for j, (k, i) in enumerate(todo.items()):
+        for done, j in enumerate(todo):
+            k, i = rows.keys[j], rows.first[j]
             script = scripts[i]
             if not isinstance(script, str) or not script.strip():
                 missing[k] = "no stored TIR for this workload (workload_script)"
                 continue
             trace = traces[i] if k[2] != "default" and isinstance(traces[i], str) else "[]"
-            got = compiler.run((rows[i][1], k[1], trace, script))
+            got = compiler.run((rows.targets[j], k[1], trace, script))
             if isinstance(got, dict):
                 _CACHE[k] = np.array([got[c] for c in COUNTS], dtype=float)
             else:
                 _CACHE[k] = np.full(len(COUNTS), np.nan)
                 _REASONS[k] = got
-            if progress is not None and (j + 1) % 200 == 0:
-                progress(f"compiled features: {j + 1}/{len(todo)} schedules ({time.perf_counter() - t0:.0f} s)")
+            if progress is not None and (done + 1) % 200 == 0:
+                progress(f"compiled features: {done + 1}/{len(todo)} schedules ({time.perf_counter() - t0:.0f} s)")
     finally:
         compiler.close()
     return missing
@@ -283,22 +302,25 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
     return _features(frame, _row_keys(frame, specs), timeout_s, progress)
 
 
-def _features(frame: pd.DataFrame, rows: list, timeout_s: float,
+def _features(frame: pd.DataFrame, rows: _Rows, timeout_s: float,
               progress: Callable[[str], None] | None) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    counts = np.full((len(frame), len(COUNTS)), np.nan)
-    skipped: list[tuple[int, str]] = []
     missing = _compile_missing(frame, rows, timeout_s, progress)
-    targets = frame["target"].astype(str).to_numpy()
-    for i, row in enumerate(rows):
-        if row is None:
-            skipped.append((i, f"target {targets[i]!r} is not an x86 LLVM CPU"))
-        elif row[0] in missing:
-            skipped.append((i, missing[row[0]]))
+    counts = np.full((len(rows.keys), len(COUNTS)), np.nan)
+    reasons: dict[int, str] = {}
+    for j, k in enumerate(rows.keys):
+        if k is None:
+            reasons[j] = f"target {rows.names[rows.first[j]]!r} is not an x86 LLVM CPU"
+        elif k in missing:
+            reasons[j] = missing[k]
         else:
-            counts[i] = _CACHE[row[0]]
-            if row[0] in _REASONS:
-                skipped.append((i, _REASONS[row[0]]))
-    return feature_matrix(counts), skipped
+            counts[j] = _CACHE[k]
+            if k in _REASONS:
+                reasons[j] = _REASONS[k]
+    skipped: list[tuple[int, str]] = []
+    if reasons:
+        bad = np.isin(rows.inverse, list(reasons))
+        skipped = [(int(i), reasons[int(rows.inverse[i])]) for i in np.flatnonzero(bad)]
+    return feature_matrix(counts)[rows.inverse], skipped
 
 
 def sidecar_path(data: str | Path) -> Path:
@@ -344,9 +366,9 @@ def write_sidecar(frame: pd.DataFrame, data: str | Path, specs: Any, timeout_s: 
     _, skipped = _features(frame, rows, timeout_s, progress)
     mids = frame["machine_id"].astype(str).to_numpy() if "machine_id" in frame else np.full(len(frame), "")
     held: dict[tuple[str, str, str], tuple[str, np.ndarray]] = {}
-    for i, row in enumerate(rows):
-        if row is not None:
-            held.setdefault(row[0], (mids[i], _CACHE.get(row[0], np.full(len(COUNTS), np.nan))))
+    for j, k in enumerate(rows.keys):
+        if k is not None:
+            held.setdefault(k, (mids[rows.first[j]], _CACHE.get(k, np.full(len(COUNTS), np.nan))))
     table = pd.DataFrame([[k[0], mid, k[1], k[2], *v] for k, (mid, v) in held.items()],
                          columns=["mcpu", "machine_id", "workload_key", "schedule_id", *COUNTS])
     out = sidecar_path(data)
