@@ -68,7 +68,8 @@ DATASETS = {
     # the other way round: every space operator measured on the Zen 5 VM (none of them a zoo operator)
     # as the base, the Zen 4 VM's zoo operators (datasets/zoo-cpu-v2) as the new machine
     "zen5-space": (tuple(ROOT / f"datasets/space-cpu-zen5-{name}/measurements.parquet"
-                         for name in ("v1", "more-v1", "more2-v1", "nice-v1", "patch-v1", "torch-v1", "act-v1")),
+                         for name in ("v1", "more-v1", "more2-v1", "more3-v1", "nice-v1", "patch-v1", "torch-v1",
+                                      "act-v1")),
                    _ZEN5, 2.596e9),
     "zen4-zoo": (ROOT / "datasets/zoo-cpu-v2/measurements.parquet", _ZEN4, 2.596e9),
 }
@@ -157,7 +158,8 @@ def same_schedule_spread(src: pd.DataFrame, dst: pd.DataFrame) -> tuple[int, flo
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,space:host-cpu-v1,space:xeon16,space:zen5")
+    ap.add_argument("--pairs", default="host-cpu-v1:xeon16,xeon16:host-cpu-v1,space:host-cpu-v1,space:xeon16,"
+                                       "space:zen5,zen5-space:zen4-zoo")
     ap.add_argument("--ks", default="0,10,25,50,100,200")
     ap.add_argument("--base", default="xgboost",
                     help="base predictor(s), comma separated; xgboost+compiled learns the compiled kernels' counts too")

@@ -70,6 +70,19 @@ A sixth set (``--set 6``), drawn up and measured blind after 420 more space oper
   squeeze-and-excite) at 32, 56 and 88 channels, 80 px;
 - ``mlphead``: a classifier head on a batch of 2 (1280 -> 640 -> 1000).
 
+A seventh set (``--set 7``), drawn up and measured blind after a third 420 space operators were
+measured (docs/predictor.md, "What limits it"):
+
+- ``yolotiny``: a YOLOv3-tiny-like backbone (3x3 convolutions at 16-256 channels with batch norm and
+  leaky ReLU, 2x2 max pools), 80 px;
+- ``lenet``: a LeNet-5-like CNN (5x5 convolutions to 6 and 16 channels, average pools, 400 -> 120 ->
+  84 -> 10) on a batch of 4, 32 px;
+- ``encoder640``: a transformer encoder layer at hidden 640, 10 heads of 64, 64 tokens, an FFN of 2560
+  with ReLU;
+- ``mobilenetv1``: MobileNetV1-like separable blocks (3x3 depthwise and 1x1, each with batch norm and
+  ReLU) at width 0.5 (16-256 channels), 64 px;
+- ``mlp32``: a two-layer MLP on a batch of 32 (512 -> 2048 -> 512, GELU).
+
 Weights are random (the latency does not depend on them).  Each is exported with torch's TorchScript
 ONNX exporter at opset 17, batch 1.
 
@@ -79,6 +92,7 @@ ONNX exporter at opset 17, batch 1.
     python benchmarks/heldout_models.py --set 4 --out heldout4/
     python benchmarks/heldout_models.py --set 5 --out heldout5/
     python benchmarks/heldout_models.py --set 6 --out heldout6/
+    python benchmarks/heldout_models.py --set 7 --out heldout7/
 """
 
 from __future__ import annotations
@@ -94,6 +108,7 @@ MODELS_3 = ("dense", "inception", "winattn", "shuffle", "bertsmall")
 MODELS_4 = ("resnext", "unet", "t5ffn", "convmixer", "ghost")
 MODELS_5 = ("vgglite", "res2", "crossattn", "aspp", "mlp8")
 MODELS_6 = ("wideres", "xception", "decoder", "effnetlite", "mlphead")
+MODELS_7 = ("yolotiny", "lenet", "encoder640", "mobilenetv1", "mlp32")
 
 
 def build(name: str):
@@ -364,6 +379,8 @@ def build(name: str):
         return _build_5(name)
     if name in MODELS_6:
         return _build_6(name)
+    if name in MODELS_7:
+        return _build_7(name)
     if name == "dense":
         net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), *[DenseLayer(32 + 16 * i) for i in range(4)],
                             nn.BatchNorm2d(96), nn.ReLU(), nn.Conv2d(96, 48, 1), nn.AvgPool2d(2),
@@ -445,7 +462,7 @@ def build(name: str):
     elif name == "vit":
         net, size = ViT(), 64
     else:
-        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6)}")
+        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7)}")
     return net.eval(), torch.randn(1, 3, size, size)
 
 
@@ -572,6 +589,56 @@ def _build_6(name: str):
     return net.eval(), torch.randn(2, 1280)
 
 
+def _build_7(name: str):
+    """(module, input tensor) of one model of the seventh set."""
+    import torch
+    from torch import nn
+
+    def cbl(i: int, o: int) -> list:
+        return [nn.Conv2d(i, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o), nn.LeakyReLU(0.1)]
+
+    def dw_sep(i: int, o: int, stride: int) -> list:
+        return [nn.Conv2d(i, i, 3, stride, 1, groups=i, bias=False), nn.BatchNorm2d(i), nn.ReLU(),
+                nn.Conv2d(i, o, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+    class Encoder(nn.Module):
+        def __init__(self, d: int = 640, heads: int = 10, ffn: int = 2560) -> None:
+            super().__init__()
+            self.d, self.heads = d, heads
+            self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.ffn = nn.Sequential(nn.Linear(d, ffn), nn.ReLU(), nn.Linear(ffn, d))
+
+        def forward(self, x):  # x: (1, T, d)
+            h, dh = self.heads, self.d // self.heads
+            q, k, v = self.qkv(x).reshape(1, -1, 3, h, dh).permute(2, 0, 3, 1, 4)
+            a = torch.softmax(q @ k.transpose(-1, -2) / dh ** 0.5, -1) @ v
+            y = self.n1(x + self.out(a.transpose(1, 2).reshape(1, -1, self.d)))
+            return self.n2(y + self.ffn(y))
+
+    if name == "yolotiny":
+        layers: list = []
+        for i, o in ((3, 16), (16, 32), (32, 64), (64, 128)):
+            layers += cbl(i, o) + [nn.MaxPool2d(2, 2)]
+        layers += cbl(128, 256) + [nn.Conv2d(256, 64, 1)]
+        return nn.Sequential(*layers).eval(), torch.randn(1, 3, 80, 80)
+    if name == "lenet":
+        net = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                            nn.AvgPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
+                            nn.ReLU(), nn.Linear(84, 10))
+        return net.eval(), torch.randn(4, 3, 32, 32)
+    if name == "encoder640":
+        return Encoder().eval(), torch.randn(1, 64, 640)
+    if name == "mobilenetv1":
+        layers = [nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+        for i, o, stride in ((16, 32, 1), (32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2)):
+            layers += dw_sep(i, o, stride)
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 100)]
+        return nn.Sequential(*layers).eval(), torch.randn(1, 3, 64, 64)
+    net = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Linear(2048, 512))
+    return net.eval(), torch.randn(32, 512)
+
+
 def write(name: str, out: Path) -> Path:
     import torch
 
@@ -586,13 +653,13 @@ def write(name: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
-    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5, 6), default=1,
-                    help="which five models: the first to the sixth")
+    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5, 6, 7), default=1,
+                    help="which five models: the first to the seventh")
     ap.add_argument("--models", default=None, help="comma-separated names (default: the set's five)")
     args = ap.parse_args(argv)
-    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6
+    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7
     names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3, 4: MODELS_4,
-                                                             5: MODELS_5, 6: MODELS_6}[args.set])
+                                                             5: MODELS_5, 6: MODELS_6, 7: MODELS_7}[args.set])
     for name in names:
         if name not in known:
             print(f"error: unknown held-out model {name!r}; known: {', '.join(known)}", file=sys.stderr)

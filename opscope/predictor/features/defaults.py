@@ -92,11 +92,13 @@ def default_twins(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         return frame.iloc[:0].copy(), index
     codes = _keys(frame)
     firsts = pd.Series(want).groupby(codes[want]).first()
-    scripts = frame["workload_script"].to_numpy(dtype=object) if "workload_script" in frame else None
-    ops = frame["operator_json"].to_numpy(dtype=object)
+    rows = firsts.to_numpy()
+    # only the first row of each key: a whole column of TVMScript as Python strings costs more than the rest
+    scripts = frame["workload_script"].iloc[rows].to_numpy(dtype=object) if "workload_script" in frame else None
+    ops = frame["operator_json"].iloc[rows].to_numpy(dtype=object)
     knobs, kept, position = [], [], {}
-    for code, r in firsts.items():
-        k = _default_knobs(scripts[r] if scripts is not None else None, ops[r])
+    for j, (code, r) in enumerate(firsts.items()):
+        k = _default_knobs(scripts[j] if scripts is not None else None, ops[j])
         if k is None:
             continue
         position[code] = len(kept)
