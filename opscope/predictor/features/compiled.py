@@ -213,7 +213,12 @@ class _Rows:
     """The frame's rows as distinct (CPU key, workload key, schedule id) kernels: ``keys[j]`` (None for
     a machine that is not an x86 LLVM CPU), ``targets[j]`` the LLVM target to compile it for,
     ``first[j]`` its first row, and ``inverse[i]`` row i's kernel.  A store predicted again holds a few
-    thousand kernels in a few hundred thousand rows, so everything per kernel is done once."""
+    thousand kernels in a few hundred thousand rows, so everything per kernel is done once.
+
+    A measured row's kernel is the one built on the machine that measured it: when a sidecar has
+    told which CPU a ``machine_id`` compiles for, that CPU, whatever target the row is described by
+    (a dataset of another machine trained alone is described as ``host``).  Other rows: their
+    target's CPU."""
 
     def __init__(self, frame: pd.DataFrame, specs: Any) -> None:
         n = len(frame)
@@ -233,7 +238,7 @@ class _Rows:
             machine = _machine_of(_MACHINE_KEYS.get(mids[i])) or by_target[names[i]]
             self.keys.append(None if machine is None else (machine[0], wkeys[i], sids[i]))
             self.targets.append(None if machine is None else machine[1])
-        self.names = names
+        self.names, self.mids = names, mids
 
 
 def _machine_of(cpu: str | None) -> tuple[str, dict[str, Any]] | None:
@@ -245,16 +250,6 @@ def _machine_of(cpu: str | None) -> tuple[str, dict[str, Any]] | None:
     if attrs:
         target["mattr"] = attrs.split(",")
     return cpu, target
-
-
-def _row_keys(frame: pd.DataFrame, specs: Any) -> _Rows:
-    """The kernel of each row.
-
-    A measured row's kernel is the one built on the machine that measured it: when a sidecar has
-    told which CPU a ``machine_id`` compiles for, that CPU, whatever target the row is described by
-    (a dataset of another machine trained alone is described as ``host``).  Other rows: their
-    target's CPU."""
-    return _Rows(frame, specs)
 
 
 def _compile_missing(frame: pd.DataFrame, rows: _Rows, timeout_s: float,
@@ -296,10 +291,10 @@ def compiled_features(frame: pd.DataFrame, specs: Any, timeout_s: float = TIMEOU
     """(rows, ``COLUMNS``) features of each row's compiled kernel, and (row, reason) for rows left NaN.
 
     ``specs`` is the predictor's ``SpecCache``: a row's target names the machine (its ``mcpu``),
-    unless a sidecar named the CPU of the machine that measured the row (``_row_keys``).  Rows
+    unless a sidecar named the CPU of the machine that measured the row (``_Rows``).  Rows
     are compiled once per (CPU, workload, schedule), from the frame's ``workload_script`` and
     ``trace_json``; what the process or a sidecar already holds is not compiled again."""
-    return _features(frame, _row_keys(frame, specs), timeout_s, progress)
+    return _features(frame, _Rows(frame, specs), timeout_s, progress)
 
 
 def _features(frame: pd.DataFrame, rows: _Rows, timeout_s: float,
@@ -362,13 +357,12 @@ def write_sidecar(frame: pd.DataFrame, data: str | Path, specs: Any, timeout_s: 
     not a sidecar is refused, not replaced."""
     if sidecar_path(data).exists():
         load_sidecar(data)  # raises, naming it, when it is not one
-    rows = _row_keys(frame, specs)
+    rows = _Rows(frame, specs)
     _, skipped = _features(frame, rows, timeout_s, progress)
-    mids = frame["machine_id"].astype(str).to_numpy() if "machine_id" in frame else np.full(len(frame), "")
     held: dict[tuple[str, str, str], tuple[str, np.ndarray]] = {}
     for j, k in enumerate(rows.keys):
         if k is not None:
-            held.setdefault(k, (mids[rows.first[j]], _CACHE.get(k, np.full(len(COUNTS), np.nan))))
+            held.setdefault(k, (rows.mids[rows.first[j]], _CACHE.get(k, np.full(len(COUNTS), np.nan))))
     table = pd.DataFrame([[k[0], mid, k[1], k[2], *v] for k, (mid, v) in held.items()],
                          columns=["mcpu", "machine_id", "workload_key", "schedule_id", *COUNTS])
     out = sidecar_path(data)
