@@ -83,6 +83,20 @@ measured (docs/predictor.md, "What limits it"):
   ReLU) at width 0.5 (16-256 channels), 64 px;
 - ``mlp32``: a two-layer MLP on a batch of 32 (512 -> 2048 -> 512, GELU).
 
+An eighth set (``--set 8``), drawn up and measured blind after the operator space's ``small`` band
+was measured on the Zen 5 VM (docs/predictor.md, "What limits it"):
+
+- ``seresnet``: SE-ResNet-like basic blocks (two 3x3 convolutions, squeeze-and-excite with a reduction
+  of 16, residual add) at 48 and 96 channels, the second entered at stride 2, 40 px;
+- ``resnet20``: the CIFAR ResNet-20's three stages of basic blocks (16, 32, 64 channels; one block each
+  here), 32 px, a 10-way head;
+- ``tinybert``: a TinyBERT-like encoder layer at hidden 312, 12 heads of 26, 32 tokens, an FFN of 1200
+  with exact GELU;
+- ``dlrm``: DLRM-like MLPs on a batch of 16: the bottom one 13 -> 512 -> 256 -> 64, the top one over
+  the concatenation with 351 embedding features, 415 -> 512 -> 256 -> 1;
+- ``mnasnet``: MnasNet-like inverted residuals (expand by 3 or 6, 3x3 and 5x5 depthwise, project;
+  ReLU) at 16-80 channels, 64 px.
+
 Weights are random (the latency does not depend on them).  Each is exported with torch's TorchScript
 ONNX exporter at opset 17, batch 1.
 
@@ -93,6 +107,7 @@ ONNX exporter at opset 17, batch 1.
     python benchmarks/heldout_models.py --set 5 --out heldout5/
     python benchmarks/heldout_models.py --set 6 --out heldout6/
     python benchmarks/heldout_models.py --set 7 --out heldout7/
+    python benchmarks/heldout_models.py --set 8 --out heldout8/
 """
 
 from __future__ import annotations
@@ -109,6 +124,7 @@ MODELS_4 = ("resnext", "unet", "t5ffn", "convmixer", "ghost")
 MODELS_5 = ("vgglite", "res2", "crossattn", "aspp", "mlp8")
 MODELS_6 = ("wideres", "xception", "decoder", "effnetlite", "mlphead")
 MODELS_7 = ("yolotiny", "lenet", "encoder640", "mobilenetv1", "mlp32")
+MODELS_8 = ("seresnet", "resnet20", "tinybert", "dlrm", "mnasnet")
 
 
 def build(name: str):
@@ -381,6 +397,8 @@ def build(name: str):
         return _build_6(name)
     if name in MODELS_7:
         return _build_7(name)
+    if name in MODELS_8:
+        return _build_8(name)
     if name == "dense":
         net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), *[DenseLayer(32 + 16 * i) for i in range(4)],
                             nn.BatchNorm2d(96), nn.ReLU(), nn.Conv2d(96, 48, 1), nn.AvgPool2d(2),
@@ -462,7 +480,7 @@ def build(name: str):
     elif name == "vit":
         net, size = ViT(), 64
     else:
-        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7)}")
+        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7 + MODELS_8)}")
     return net.eval(), torch.randn(1, 3, size, size)
 
 
@@ -639,6 +657,97 @@ def _build_7(name: str):
     return net.eval(), torch.randn(32, 512)
 
 
+def _build_8(name: str):
+    """(module, input tensor) of one model of the eighth set."""
+    import torch
+    from torch import nn
+
+    class SEBlock(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                                      nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+            self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cout, cout // 16), nn.ReLU(),
+                                    nn.Linear(cout // 16, cout), nn.Sigmoid())
+            self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            y = self.body(x)
+            return torch.relu(y * self.se(y)[:, :, None, None] + self.skip(x))
+
+    class Basic(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                                      nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+            self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.skip(x))
+
+    class TinyEncoder(nn.Module):
+        def __init__(self, d: int = 312, heads: int = 12, ffn: int = 1200) -> None:
+            super().__init__()
+            self.d, self.heads = d, heads
+            self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+            self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.ffn = nn.Sequential(nn.Linear(d, ffn), nn.GELU(), nn.Linear(ffn, d))
+
+        def forward(self, x):  # x: (1, T, d)
+            h, dh = self.heads, self.d // self.heads
+
+            def split(t):
+                return t.reshape(1, -1, h, dh).transpose(1, 2)
+
+            a = torch.softmax(split(self.q(x)) @ split(self.k(x)).transpose(-1, -2) / dh ** 0.5, -1) @ split(self.v(x))
+            y = self.n1(x + self.o(a.transpose(1, 2).reshape(1, -1, self.d)))
+            return self.n2(y + self.ffn(y))
+
+    class DLRM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bottom = nn.Sequential(nn.Linear(13, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                                        nn.Linear(256, 64), nn.ReLU())
+            self.top = nn.Sequential(nn.Linear(415, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                                     nn.Linear(256, 1), nn.Sigmoid())
+
+        def forward(self, x):  # x: (16, 13 + 351): dense features, then the embeddings' interactions
+            return self.top(torch.cat([self.bottom(x[:, :13]), x[:, 13:]], 1))
+
+    class Inverted(nn.Module):
+        def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int) -> None:
+            super().__init__()
+            mid = cin * expand
+            self.body = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
+                                      nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid, bias=False),
+                                      nn.BatchNorm2d(mid), nn.ReLU(), nn.Conv2d(mid, cout, 1, bias=False),
+                                      nn.BatchNorm2d(cout))
+            self.res = stride == 1 and cin == cout
+
+        def forward(self, x):
+            y = self.body(x)
+            return x + y if self.res else y
+
+    if name == "seresnet":
+        net = nn.Sequential(nn.Conv2d(3, 48, 3, 1, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU(), SEBlock(48, 48, 1),
+                            SEBlock(48, 96, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, 100))
+        return net.eval(), torch.randn(1, 3, 40, 40)
+    if name == "resnet20":
+        net = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), Basic(16, 16, 1),
+                            Basic(16, 32, 2), Basic(32, 64, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+        return net.eval(), torch.randn(1, 3, 32, 32)
+    if name == "tinybert":
+        return TinyEncoder().eval(), torch.randn(1, 32, 312)
+    if name == "dlrm":
+        return DLRM().eval(), torch.randn(16, 13 + 351)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                        Inverted(16, 24, 3, 2, 3), Inverted(24, 24, 3, 1, 3), Inverted(24, 40, 5, 2, 3),
+                        Inverted(40, 80, 5, 2, 6), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(80, 100))
+    return net.eval(), torch.randn(1, 3, 64, 64)
+
+
 def write(name: str, out: Path) -> Path:
     import torch
 
@@ -653,13 +762,14 @@ def write(name: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
-    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5, 6, 7), default=1,
-                    help="which five models: the first to the seventh")
+    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5, 6, 7, 8), default=1,
+                    help="which five models: the first to the eighth")
     ap.add_argument("--models", default=None, help="comma-separated names (default: the set's five)")
     args = ap.parse_args(argv)
-    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7
+    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7 + MODELS_8
     names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3, 4: MODELS_4,
-                                                             5: MODELS_5, 6: MODELS_6, 7: MODELS_7}[args.set])
+                                                             5: MODELS_5, 6: MODELS_6, 7: MODELS_7,
+                                                             8: MODELS_8}[args.set])
     for name in names:
         if name not in known:
             print(f"error: unknown held-out model {name!r}; known: {', '.join(known)}", file=sys.stderr)

@@ -86,6 +86,23 @@ def test_bands_hold_their_bounds_and_leave_the_default_draws_alone():
         assert d["n"] in _NICE and d["k"] in _NICE
 
 
+def test_tiny_band_spans_its_range_and_leaves_small_alone():
+    from opscope.workloads.space import TINY_FLOPS
+
+    small = (("dense/small", 6), ("conv2d/small", 4))
+    before = draw_layers(small, 5, REFS)
+    tiny = draw_layers((("dense/tiny", 24), ("conv2d/tiny", 8)), 5, REFS)
+    # adding a tiny band leaves the small band's draws as they were
+    assert [x for x in draw_layers(small + (("dense/tiny", 3),), 5, REFS) if x in before] == before
+    assert len(set(tiny)) == 32 and sum(x.kind == "dense" for x in tiny) == 24
+    assert all(TINY_FLOPS[0] <= x.flops < TINY_FLOPS[1] for x in tiny)
+    # each draw is shrunk under its own bound, log-uniform in (400, 10k): some reach under 2 kFLOP, where a
+    # bound of 10k for every draw would leave them all near it
+    assert min(x.flops for x in tiny if x.kind == "dense") < 2e3
+    with pytest.raises(OpscopeError, match="unknown band 'tinier'"):
+        parse_space("dense/tinier:3")
+
+
 def test_draws_are_seeded_distinct_and_bounded():
     space = (("conv2d", 30), ("dense", 20), ("batch_matmul", 10))
     a, b = draw_layers(space, 7, REFS), draw_layers(space, 7, REFS)

@@ -43,9 +43,17 @@ MAX_BYTES = 48e6
 #: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, two
 #: of convolutions as imported models have them (``torch``, ``lowres``), one of newer activations
 #: (``act``) and one of patch embeddings (``patch``)
-BANDS = ("nice", "small", "large", "torch", "lowres", "act", "patch")
-#: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP)
+BANDS = ("nice", "small", "tiny", "large", "torch", "lowres", "act", "patch")
+#: the ``small`` band: operators of MIN_FLOPS / 100 up to MIN_FLOPS (a classifier's last layer, 20 kFLOP);
+#: its draws are shrunk until they are under MIN_FLOPS, so that most land in its upper half (14-98 kFLOP)
 SMALL_MIN_FLOPS = 1e3
+#: the ``tiny`` band: 200 FLOP up to 10 kFLOP, each draw shrunk until it is under a bound drawn
+#: log-uniformly in that range (a squeeze-and-excite layer over 64 channels is 512 FLOP, a 10-way head
+#: over 512 features 10 kFLOP)
+TINY_FLOPS = (2e2, 1e4)
+#: in the ``tiny`` band a GEMM's ``n`` and ``k`` may shrink to this (elsewhere 16): a squeeze-and-excite
+#: layer over 48 channels reduces them to 3, a click-through head to 1
+TINY_GEMM_FLOOR = 1
 #: the ``large`` band (dense only): batch 1-8 over weights of MAX_BYTES up to this (VGG's 411 MB FC layer)
 LARGE_MAX_BYTES = 480e6
 #: ``--space edges``: where the default space does not reach.  ``nice`` draws like the default space but
@@ -367,11 +375,14 @@ def _nice(x: int, low: int) -> int:
     return min((v for v in _NICE if v >= low), key=lambda v: abs(math.log(v / x)))
 
 
-def _nicer(layer: Layer) -> Layer:
-    """``layer`` with channels, GEMM dimensions and sizes rounded as real layers' are (a 3-channel stem kept)."""
+def _nicer(layer: Layer, gemm_floor: int | None = None) -> Layer:
+    """``layer`` with channels, GEMM dimensions and sizes rounded as real layers' are (a 3-channel stem
+    kept); ``gemm_floor``, where given, is the least a GEMM's ``n`` and ``k`` are rounded to."""
     d = dict(layer.params)
-    for key, low in (("c", 8), ("k", 8 if layer.kind in ("conv2d", "depthwise_conv2d") else 16), ("n", 16),
-                     ("m", 1), ("b", 1), ("h", max(d.get("r", 1), 2))):
+    gemm = layer.kind in ("dense", "batch_matmul")
+    n_low = gemm_floor if gemm and gemm_floor is not None else 16
+    k_low = n_low if gemm else 8
+    for key, low in (("c", 8), ("k", k_low), ("n", n_low), ("m", 1), ("b", 1), ("h", max(d.get("r", 1), 2))):
         if key in d and not (key == "c" and d[key] == 3):
             d[key] = _nice(d[key], low)
     return Layer(layer.kind, tuple(sorted(_tied(layer.kind, d).items())), layer.epilogue)
@@ -393,22 +404,26 @@ def _tied(kind: str, d: dict[str, int]) -> dict[str, int]:
 _FLOOR = {"c": 8, "k": 8, "n": 16, "m": 1, "b": 1, "h": 2}
 
 
-def _shrunk(layer: Layer, rng: random.Random) -> Layer:
-    """``layer`` made smaller, one parameter at a time, until it is under MIN_FLOPS (the ``small`` band)."""
+def _shrunk(layer: Layer, rng: random.Random, below: float = MIN_FLOPS, gemm_floor: int | None = None) -> Layer:
+    """``layer`` made smaller, one parameter at a time, until it is under ``below`` FLOPs (the ``small``
+    and ``tiny`` bands); ``gemm_floor``, where given, is the least a GEMM's ``n`` and ``k`` shrink to."""
     d = dict(layer.params)
-    keys = [k for k in _FLOOR if k in d and not (k == "c" and d[k] == 3)]
+    floor = dict(_FLOOR)
+    if gemm_floor is not None and layer.kind in ("dense", "batch_matmul"):
+        floor.update(n=gemm_floor, k=gemm_floor)
+    keys = [k for k in floor if k in d and not (k == "c" and d[k] == 3)]
     if layer.kind == "depthwise_conv2d":
         keys.remove("c")
     for _ in range(40):
-        if Layer(layer.kind, tuple(sorted(d.items()))).flops < MIN_FLOPS:
+        if Layer(layer.kind, tuple(sorted(d.items()))).flops < below:
             break
-        room = [k for k in keys if d[k] > max(_FLOOR[k], d.get("r", 1) if k == "h" else 1)]
+        room = [k for k in keys if d[k] > max(floor[k], d.get("r", 1) if k == "h" else 1)]
         if not room:
             break
         key = rng.choice(room)
-        d[key] = max(_FLOOR[key], d.get("r", 1) if key == "h" else 1, int(d[key] / 2.0 ** rng.uniform(0.5, 1.5)))
+        d[key] = max(floor[key], d.get("r", 1) if key == "h" else 1, int(d[key] / 2.0 ** rng.uniform(0.5, 1.5)))
         _tied(layer.kind, d)
-    return _nicer(Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue))
+    return _nicer(Layer(layer.kind, tuple(sorted(d.items())), layer.epilogue), gemm_floor)
 
 
 def _lowres(layer: Layer, rng: random.Random) -> Layer:
@@ -453,6 +468,8 @@ def _in_band(layer: Layer, band: str, max_gflop: float) -> bool:
     size = layer.elements * 4
     if band == "small":
         return SMALL_MIN_FLOPS <= layer.flops < MIN_FLOPS and size <= MAX_BYTES
+    if band == "tiny":
+        return TINY_FLOPS[0] <= layer.flops < TINY_FLOPS[1] and size <= MAX_BYTES
     if band == "large":
         return layer.flops <= max_gflop * 1e9 and MAX_BYTES < size <= LARGE_MAX_BYTES
     return MIN_FLOPS <= layer.flops <= max_gflop * 1e9 and size <= MAX_BYTES
@@ -490,6 +507,10 @@ def draw_layers(space: Sequence[tuple[str, int]], seed: int = 0,
                         layer = _lowres(layer, rng)
                 elif band == "small":
                     layer = _shrunk(layer, rng)
+                elif band == "tiny":
+                    low, high = TINY_FLOPS
+                    layer = _shrunk(layer, rng, below=math.exp(rng.uniform(math.log(low * 2), math.log(high))),
+                                    gemm_floor=TINY_GEMM_FLOOR)
                 elif band == "act":
                     layer = _act(layer, rng)
             if layer in seen or not _in_band(layer, band, max_gflop):
