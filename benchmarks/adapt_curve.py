@@ -65,7 +65,8 @@ DATASETS = {
     "zen5": (ROOT / "datasets/zen5-zoo-v1/measurements.parquet", _ZEN5, 2.596e9),
     # space-cpu-v3's 420 default-space operators on that Zen 5 VM (datasets/space-cpu-zen5-v1/DATASHEET.md)
     "space-zen5": (ROOT / "datasets/space-cpu-zen5-v1/measurements.parquet", _ZEN5, 2.596e9),
-    # the other way round: every space operator measured on the Zen 5 VM (none of them a zoo operator)
+    # the other way round: the space operators of the eight default-space and band sets measured on the
+    # Zen 5 VM before the small and tiny bands (none of them a zoo operator)
     # as the base, the Zen 4 VM's zoo operators (datasets/zoo-cpu-v2) as the new machine
     "zen5-space": (tuple(ROOT / f"datasets/space-cpu-zen5-{name}/measurements.parquet"
                          for name in ("v1", "more-v1", "more2-v1", "more3-v1", "nice-v1", "patch-v1", "torch-v1",

@@ -97,6 +97,20 @@ was measured on the Zen 5 VM (docs/predictor.md, "What limits it"):
 - ``mnasnet``: MnasNet-like inverted residuals (expand by 3 or 6, 3x3 and 5x5 depthwise, project;
   ReLU) at 16-80 channels, 64 px.
 
+A ninth set (``--set 9``), drawn up and measured blind after the ``tiny`` band was measured on the
+Zen 5 VM:
+
+- ``repvgg``: RepVGG-A0-like plain 3x3 convolutions (as deployed, the branches merged) at 48, 96 and
+  192 channels, stride 2 at each stage's start, 64 px;
+- ``pointnet``: PointNet-like shared MLPs over 256 points (3 -> 64 -> 64 -> 128 -> 512), a max pool
+  over the points, and a 40-way head (512 -> 256 -> 128 -> 40);
+- ``gcn``: a two-layer graph convolution network on 256 nodes: 500 features -> 64 -> 16, each layer a
+  feature GEMM then the (dense) normalised adjacency's;
+- ``vittiny``: a DeiT-tiny-like encoder layer at hidden 192, 3 heads of 64, 65 tokens (64 patches and
+  a class token), an MLP of 768 with GELU;
+- ``ncf``: neural collaborative filtering's MLP on a batch of 64 (the user's and item's embeddings of
+  64 concatenated, 128 -> 64 -> 32 -> 16, then the prediction layer over it and a GMF product of 64).
+
 Weights are random (the latency does not depend on them).  Each is exported with torch's TorchScript
 ONNX exporter at opset 17, batch 1.
 
@@ -108,6 +122,7 @@ ONNX exporter at opset 17, batch 1.
     python benchmarks/heldout_models.py --set 6 --out heldout6/
     python benchmarks/heldout_models.py --set 7 --out heldout7/
     python benchmarks/heldout_models.py --set 8 --out heldout8/
+    python benchmarks/heldout_models.py --set 9 --out heldout9/
 """
 
 from __future__ import annotations
@@ -125,6 +140,7 @@ MODELS_5 = ("vgglite", "res2", "crossattn", "aspp", "mlp8")
 MODELS_6 = ("wideres", "xception", "decoder", "effnetlite", "mlphead")
 MODELS_7 = ("yolotiny", "lenet", "encoder640", "mobilenetv1", "mlp32")
 MODELS_8 = ("seresnet", "resnet20", "tinybert", "dlrm", "mnasnet")
+MODELS_9 = ("repvgg", "pointnet", "gcn", "vittiny", "ncf")
 
 
 def build(name: str):
@@ -399,6 +415,8 @@ def build(name: str):
         return _build_7(name)
     if name in MODELS_8:
         return _build_8(name)
+    if name in MODELS_9:
+        return _build_9(name)
     if name == "dense":
         net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), *[DenseLayer(32 + 16 * i) for i in range(4)],
                             nn.BatchNorm2d(96), nn.ReLU(), nn.Conv2d(96, 48, 1), nn.AvgPool2d(2),
@@ -480,7 +498,7 @@ def build(name: str):
     elif name == "vit":
         net, size = ViT(), 64
     else:
-        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7 + MODELS_8)}")
+        raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7 + MODELS_8 + MODELS_9)}")
     return net.eval(), torch.randn(1, 3, size, size)
 
 
@@ -748,6 +766,75 @@ def _build_8(name: str):
     return net.eval(), torch.randn(1, 3, 64, 64)
 
 
+def _build_9(name: str):
+    """(module, input tensor) of one model of the ninth set."""
+    import torch
+    from torch import nn
+
+    class PointNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shared = nn.Sequential(nn.Linear(3, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 128),
+                                        nn.ReLU(), nn.Linear(128, 512), nn.ReLU())
+            self.head = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 40))
+
+        def forward(self, x):  # x: (256, 3) points
+            return self.head(self.shared(x).max(0, keepdim=True).values)
+
+    class GCN(nn.Module):
+        def __init__(self, nodes: int = 256) -> None:
+            super().__init__()
+            self.w1, self.w2 = nn.Linear(500, 64, bias=False), nn.Linear(64, 16, bias=False)
+            adj = (torch.rand(nodes, nodes) < 0.02).float() + torch.eye(nodes)
+            deg = adj.sum(1).rsqrt()
+            self.register_buffer("adj", deg[:, None] * adj * deg[None, :])
+
+        def forward(self, x):  # x: (nodes, 500)
+            return self.adj @ self.w2(torch.relu(self.adj @ self.w1(x)))
+
+    class Encoder(nn.Module):
+        def __init__(self, d: int = 192, heads: int = 3, mlp: int = 768) -> None:
+            super().__init__()
+            self.d, self.heads = d, heads
+            self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.mlp = nn.Sequential(nn.Linear(d, mlp), nn.GELU(), nn.Linear(mlp, d))
+
+        def forward(self, x):  # x: (1, T, d), pre-norm
+            h, dh = self.heads, self.d // self.heads
+            q, k, v = self.qkv(self.n1(x)).reshape(1, -1, 3, h, dh).permute(2, 0, 3, 1, 4)
+            a = torch.softmax(q @ k.transpose(-1, -2) / dh ** 0.5, -1) @ v
+            x = x + self.out(a.transpose(1, 2).reshape(1, -1, self.d))
+            return x + self.mlp(self.n2(x))
+
+    class NCF(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mlp = nn.Sequential(nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16),
+                                     nn.ReLU())
+            self.predict = nn.Linear(16 + 64, 1)
+
+        def forward(self, x):  # x: (64, 256): MLP user and item embeddings, then GMF user and item ones
+            gmf = x[:, 128:192] * x[:, 192:]
+            return torch.sigmoid(self.predict(torch.cat([self.mlp(x[:, :128]), gmf], 1)))
+
+    if name == "repvgg":
+        layers: list = []
+        for i, o, n in ((3, 48, 1), (48, 96, 2), (96, 192, 2)):
+            layers += [nn.Conv2d(i, o, 3, 2, 1), nn.ReLU()]
+            for _ in range(n - 1):
+                layers += [nn.Conv2d(o, o, 3, 1, 1), nn.ReLU()]
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(192, 100)]
+        return nn.Sequential(*layers).eval(), torch.randn(1, 3, 64, 64)
+    if name == "pointnet":
+        return PointNet().eval(), torch.randn(256, 3)
+    if name == "gcn":
+        return GCN().eval(), torch.randn(256, 500)
+    if name == "vittiny":
+        return Encoder().eval(), torch.randn(1, 65, 192)
+    return NCF().eval(), torch.randn(64, 256)
+
+
 def write(name: str, out: Path) -> Path:
     import torch
 
@@ -762,14 +849,14 @@ def write(name: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
-    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5, 6, 7, 8), default=1,
-                    help="which five models: the first to the eighth")
+    ap.add_argument("--set", type=int, choices=(1, 2, 3, 4, 5, 6, 7, 8, 9), default=1,
+                    help="which five models: the first to the ninth")
     ap.add_argument("--models", default=None, help="comma-separated names (default: the set's five)")
     args = ap.parse_args(argv)
-    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7 + MODELS_8
+    known = MODELS + MODELS_2 + MODELS_3 + MODELS_4 + MODELS_5 + MODELS_6 + MODELS_7 + MODELS_8 + MODELS_9
     names = args.models.split(",") if args.models else list({1: MODELS, 2: MODELS_2, 3: MODELS_3, 4: MODELS_4,
                                                              5: MODELS_5, 6: MODELS_6, 7: MODELS_7,
-                                                             8: MODELS_8}[args.set])
+                                                             8: MODELS_8, 9: MODELS_9}[args.set])
     for name in names:
         if name not in known:
             print(f"error: unknown held-out model {name!r}; known: {', '.join(known)}", file=sys.stderr)
