@@ -40,7 +40,7 @@ MAX_GFLOP = 0.5
 MIN_FLOPS = 1e5
 #: operators whose tensors together exceed this are drawn again (a VGG-sized FC weight is 400 MB)
 MAX_BYTES = 48e6
-#: bands a kind can be drawn in (``dense/large:30``): the default band above, three at its edges, two
+#: bands a kind can be drawn in (``dense/large:30``): the default band above, four at its edges, two
 #: of convolutions as imported models have them (``torch``, ``lowres``), one of newer activations
 #: (``act``) and one of patch embeddings (``patch``)
 BANDS = ("nice", "small", "tiny", "large", "torch", "lowres", "act", "patch")
@@ -48,8 +48,8 @@ BANDS = ("nice", "small", "tiny", "large", "torch", "lowres", "act", "patch")
 #: its draws are shrunk until they are under MIN_FLOPS, so that most land in its upper half (14-98 kFLOP)
 SMALL_MIN_FLOPS = 1e3
 #: the ``tiny`` band: 200 FLOP up to 10 kFLOP, each draw shrunk until it is under a bound drawn
-#: log-uniformly in that range (a squeeze-and-excite layer over 64 channels is 512 FLOP, a 10-way head
-#: over 512 features 10 kFLOP)
+#: log-uniformly in 400 FLOP-10 kFLOP (twice the floor, so that the last halving mostly stays in the band;
+#: a squeeze-and-excite layer over 64 channels is 512 FLOP, a 10-way head over 512 features 10 kFLOP)
 TINY_FLOPS = (2e2, 1e4)
 #: in the ``tiny`` band a GEMM's ``n`` and ``k`` may shrink to this (elsewhere 16): a squeeze-and-excite
 #: layer over 48 channels reduces them to 3, a click-through head to 1
