@@ -56,6 +56,41 @@ def test_other_machines_get_a_spec_of_their_own_and_this_one_keeps_host():
         machine_specs(frame, {}, here="m-here", where="d.parquet")
 
 
+def test_this_machines_fingerprint_gives_the_spec_detect_host_makes(tmp_path):
+    """A machine's rows are described alike whether it trains (its live ``host`` spec) or another machine
+    does (the spec of its stored fingerprint): same clock, caches, vectors, memory, peaks."""
+    from opscope.collector.machine import fingerprint
+    from opscope.predictor.features.estimates import machine_features
+    from opscope.predictor.features.machine import spec_from_fingerprint
+    from opscope.targets import detect_host
+
+    fp = fingerprint()
+    if fp.get("frequency_hz") is None or fp.get("tvm_target") is None:
+        pytest.skip("this machine's clock or TVM target cannot be read")
+    live = machine_features(detect_host(), "float32", None)
+    stored = machine_features(spec_from_fingerprint(json.loads(json.dumps(fp)), "machine:x"), "float32", None)
+    differ = {k: (live[k], stored[k]) for k in live if not (live[k] == stored[k] or (np.isnan(live[k]) and np.isnan(stored[k])))}
+    assert differ == {}
+    assert fp["memory_bytes"] > 0 and stored["m_l3_size_log2"] == np.log2(fp["memory_bytes"])
+
+
+def test_a_recorded_clock_and_memory_are_read_and_bad_ones_are_one_line():
+    from opscope.predictor.features.machine import machine_spec, spec_from_fingerprint
+
+    spec = spec_from_fingerprint({**OTHER, "frequency_hz": 3.0e9, "memory_bytes": 8 << 30}, "x")
+    # peak = 2 cores x 3 GHz x 2 FMA units x (128 / 32) lanes x 2 FLOP
+    assert spec.frequency_hz == 3.0e9 and spec.peak_flops["float32"] == 2 * 3.0e9 * 2 * 4 * 2
+    assert spec.memory[-1].name == "DRAM" and spec.memory[-1].size_bytes == 8 << 30
+    assert "clock 3.00 GHz recorded" in spec.sources[1]
+    old = {k: v for k, v in OTHER.items() if k != "frequency_hz"}  # fingerprints before the clock was recorded
+    assert spec_from_fingerprint(old, "x").frequency_hz == 2.5e9
+    assert spec_from_fingerprint(old, "x").memory[-1].size_bytes is None
+    for field, bad in (("frequency_hz", "fast"), ("memory_bytes", -1), ("frequency_hz", True)):
+        with pytest.raises(PredictorError, match=rf"d.parquet: machine m1: field '{field}' must be a positive number, "
+                                                 rf"got {bad!r}"):
+            machine_spec("m1", {**OTHER, field: bad}, "d.parquet")
+
+
 def test_a_predictor_describes_each_machine_by_its_spec_and_keeps_the_specs(tmp_path):
     frame = two_machines()
     specs, used = machine_specs(frame, {"m-other": OTHER}, here="m-here")

@@ -2,7 +2,9 @@
 
 The id hashes what makes measurements comparable: CPU model, core count, cache sizes, OS and
 kernel, and the TVM and opscope versions.  The CPU governor and current frequency are recorded
-(when readable) but not hashed: they drift while the machine is the same.  So is the effective TVM
+(when readable) but not hashed: they drift while the machine is the same.  So are the clock and the
+memory size that ``opscope.targets.host.detect_host`` reads (``frequency_hz``, ``memory_bytes``), from
+which a spec of the machine is made elsewhere exactly as here.  So is the effective TVM
 target of the host (``tvm_target``: LLVM's CPU name and the features turned off because the CPU hides
 them), which says what the kernels were compiled for.
 
@@ -45,6 +47,28 @@ def _caches() -> dict[str, str]:
     return out
 
 
+def _clock_hz() -> float | None:
+    """The clock ``detect_host`` uses: cpufreq's maximum, else /proc/cpuinfo's ``cpu MHz``."""
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if khz.isdigit():
+        return int(khz) * 1e3
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.split(":", 1)[0].strip() == "cpu MHz":
+            try:
+                return float(line.split(":", 1)[1]) * 1e6
+            except ValueError:
+                return None
+    return None
+
+
+def _memory_bytes() -> int | None:
+    for line in _read("/proc/meminfo").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "MemTotal:" and parts[1].isdigit():
+            return int(parts[1]) * 1024
+    return None
+
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -76,6 +100,8 @@ def host_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or None,
         "cur_freq_khz": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
+        "frequency_hz": _clock_hz(),
+        "memory_bytes": _memory_bytes(),
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 

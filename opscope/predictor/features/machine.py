@@ -63,9 +63,21 @@ def _mcpu(fp: Mapping[str, Any]) -> str | None:
     return raw.get("mcpu") if isinstance(raw, Mapping) else None
 
 
+def _positive(fp: Mapping[str, Any], key: str, name: str) -> float | None:
+    """``fp[key]`` as a positive number, None where absent; anything else is one line naming the field."""
+    value = fp.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise PredictorError(f"fingerprint of {name!r}: field {key!r} must be a positive number, got {value!r}")
+    return float(value)
+
+
 def spec_from_fingerprint(fp: Mapping[str, Any], name: str, frequency_hz: float | None = None,
                           vector_bits: int | None = None) -> TargetSpec:
-    """A nominal CPU spec named ``name`` from a fingerprint dict (``cores``, ``caches``, ``tvm_target``)."""
+    """A nominal CPU spec named ``name`` from a fingerprint dict (``cores``, ``caches``, ``tvm_target``, and
+    where recorded ``frequency_hz`` and ``memory_bytes``): for a fingerprint of this machine, the spec
+    ``detect_host`` makes of it, figure for figure (a test checks that)."""
     try:
         cores = int(fp["cores"])
     except (KeyError, TypeError, ValueError):
@@ -77,7 +89,9 @@ def spec_from_fingerprint(fp: Mapping[str, Any], name: str, frequency_hz: float 
         raise PredictorError(f"fingerprint of {name!r}: field 'caches' must be an object such as {{'L1d': '32K'}}")
     mcpu = _mcpu(fp)
     bits = vector_bits or vector_bits_of(mcpu) or 256
-    freq = float(frequency_hz or DEFAULT_FREQUENCY_HZ)
+    recorded = _positive(fp, "frequency_hz", name)
+    freq = float(frequency_hz or recorded or DEFAULT_FREQUENCY_HZ)
+    dram = _positive(fp, "memory_bytes", name)
     per_cycle = {"L1": host_mod.L1_LOADS_PER_CYCLE * bits // 8, "L2": host_mod.L2_BYTES_PER_CYCLE,
                  "L3": host_mod.L3_BYTES_PER_CYCLE}
     memory = []
@@ -85,11 +99,12 @@ def spec_from_fingerprint(fp: Mapping[str, Any], name: str, frequency_hz: float 
         if key in caches:
             size = _size(caches[key], f"caches.{key}") * (1 if shared else cores)
             memory.append(MemoryLevel(level, size, float(per_cycle[level] * cores * freq)))
-    memory.append(MemoryLevel("DRAM", None, host_mod.DRAM_BPS_PER_CORE * cores))
+    memory.append(MemoryLevel("DRAM", int(dram) if dram else None, host_mod.DRAM_BPS_PER_CORE * cores))
     peak32 = cores * freq * host_mod.FMA_UNITS * (bits // 32) * 2
     sources = (f"from the fingerprint of {fp.get('cpu_model', '?')}: {cores} cores, caches {dict(caches)}, "
                f"mcpu {mcpu or '?'} ({bits}-bit vectors)",
-               f"clock {freq / 1e9:.2f} GHz " + ("given" if frequency_hz else "assumed (fingerprints do not record it)"),
+               f"clock {freq / 1e9:.2f} GHz " + ("given" if frequency_hz else "recorded" if recorded
+                                                 else "assumed (the fingerprint does not record it)"),
                "nominal peaks and bandwidths: the per-cycle figures of opscope/targets/host.py")
     return TargetSpec(name=name, kind="cpu", frequency_hz=freq, memory=tuple(memory),
                       peak_flops={"float32": peak32, "int8": 4 * peak32}, nominal=True, cores=cores,
@@ -188,12 +203,12 @@ def machine_specs(frame: pd.DataFrame, fingerprints: Mapping[str, Mapping[str, A
 
 
 def machine_spec(mid: str, fp: Mapping[str, Any], where: str) -> TargetSpec:
-    """The spec ``machine:<mid>`` from a machine's fingerprint, whose optional ``frequency_hz`` gives the
-    clock (fingerprints the collector writes do not record it)."""
-    freq = fp.get("frequency_hz")
-    if freq is not None and not (isinstance(freq, (int, float)) and not isinstance(freq, bool) and freq > 0):
-        raise PredictorError(f"{where}: machine {mid}: field 'frequency_hz' must be a positive number, got {freq!r}")
-    return spec_from_fingerprint(fp, MACHINE_TARGET.format(mid), frequency_hz=freq)
+    """The spec ``machine:<mid>`` from a machine's fingerprint, whose ``frequency_hz`` and ``memory_bytes``
+    (recorded by the collector since 2026-12-07, or written by hand) give the clock and the memory size."""
+    try:
+        return spec_from_fingerprint(fp, MACHINE_TARGET.format(mid))
+    except PredictorError as exc:
+        raise PredictorError(f"{where}: machine {mid}: {str(exc).split(': ', 1)[-1]}") from None
 
 
 def machine_frame(frame: pd.DataFrame, names: Any) -> pd.DataFrame:
