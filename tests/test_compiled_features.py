@@ -166,6 +166,27 @@ def test_real_kernels_are_compiled_once_and_written_beside_the_data(tmp_path):
     assert sorted(table["schedule_id"]) == ["default", "default", "s1", "sbad"]
 
 
+def test_a_schedule_the_sidecar_lacks_is_compiled_for_the_cpu_the_sidecar_names(tmp_path):
+    """Rows of a machine whose sidecar was read (it names the machine's CPU) but that the sidecar does not
+    hold (its later measurements) are compiled for that CPU; replaying a sampled schedule's trace needs
+    the target's core count, which such a target once lacked (the rows got NaN, and the predictions
+    with them went far off)."""
+    from dense_rows import dense_rows
+
+    from opscope.predictor.features.compiled import compiled_features
+    from opscope.predictor.features.estimates import SpecCache
+
+    _op, frame = dense_rows()
+    frame = frame.iloc[[0, 1]].assign(machine_id="m-sidecar")  # the default and the tuned schedule
+    table = pd.DataFrame({"mcpu": "x86-64-v3", "machine_id": "m-sidecar", "workload_key": frame["workload_key"][:1],
+                          "schedule_id": "default", **{c: 3.0 for c in COUNTS}})
+    table.to_parquet(tmp_path / "s.compiled.parquet")
+    assert load_sidecar(tmp_path / "s.parquet") == 1  # the sidecar: this machine builds for x86-64-v3
+    X, skipped = compiled_features(frame, SpecCache())
+    assert skipped == [] and np.allclose(X[0, 0], np.log1p(3.0))
+    assert np.isfinite(X[1]).all() and X[1, COLUMNS.index("c_n_ins")] > np.log1p(3.0)
+
+
 def test_a_measured_row_takes_the_counts_of_the_machine_that_measured_it(tmp_path):
     """A dataset of another machine, trained alone, is described as this machine ('host' or here the
     synthetic target); its rows' kernels are still the ones its own machine built, which its sidecar

@@ -234,19 +234,23 @@ class _Rows:
         by_target = {name: _machine_key(specs.get(name)) for name in set(names[self.first])}
         self.keys: list[tuple[str, str, str] | None] = []
         self.targets: list[dict[str, Any] | None] = []
+        cores = {name: getattr(specs.get(name), "cores", None) for name in by_target}
         for i in self.first:
-            machine = _machine_of(_MACHINE_KEYS.get(mids[i])) or by_target[names[i]]
+            machine = _machine_of(_MACHINE_KEYS.get(mids[i]), cores[names[i]]) or by_target[names[i]]
             self.keys.append(None if machine is None else (machine[0], wkeys[i], sids[i]))
             self.targets.append(None if machine is None else machine[1])
         self.names, self.mids = names, mids
 
 
-def _machine_of(cpu: str | None) -> tuple[str, dict[str, Any]] | None:
-    """(cache key, LLVM target) of the CPU a sidecar said a machine's kernels were built for."""
+def _machine_of(cpu: str | None, cores: int | None = None) -> tuple[str, dict[str, Any]] | None:
+    """(cache key, LLVM target) of the CPU a sidecar said a machine's kernels were built for.  The target
+    carries ``num-cores`` (the row's spec's cores, else 1): replaying a sampled schedule's trace needs
+    it, and the kernel's code does not depend on it (so the cache key leaves it out)."""
     if cpu is None:
         return None
     mcpu, _, attrs = cpu.partition("|")
-    target: dict[str, Any] = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu}
+    target: dict[str, Any] = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu,
+                              "num-cores": int(cores or 1)}
     if attrs:
         target["mattr"] = attrs.split(",")
     return cpu, target

@@ -110,7 +110,9 @@ def spec_from_fingerprint(fp: Mapping[str, Any], name: str, frequency_hz: float 
                       peak_flops={"float32": peak32, "int8": 4 * peak32}, nominal=True, cores=cores,
                       vector_bits=bits, sources=sources, extra={"model_name": str(fp.get("cpu_model", ""))},
                       # what its kernels were built for (read by features.compiled)
-                      tvm_target={"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu} if mcpu else None)
+                      # (num-cores: replaying a sampled schedule's trace for this target needs it)
+                      tvm_target={"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu, "num-cores": cores}
+                      if mcpu else None)
 
 
 def store_fingerprints(path: str) -> dict[str, dict[str, Any]]:
