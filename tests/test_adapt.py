@@ -174,6 +174,32 @@ def test_budget_above_candidates_measures_all_and_says_so(machines):
         select_measurements(base, pool, -1, specs)
 
 
+def test_no_correction_is_applied_where_none_beats_the_base(machines, tmp_path):
+    """A machine the base already predicts exactly: no correction cross-validated over the rows'
+    operators beats leaving the base as it is (a tie counts for the base), so blend and auto leave it
+    and say so; on machine B, whose law the corrections learn, they apply as before."""
+    a, b, base, specs = machines
+    rows = a.iloc[::4].reset_index(drop=True)
+    y = base.predict(rows)
+    own = 0.0
+    for correction in ("blend", "auto"):
+        ad = AdaptedPredictor(base, correction=correction, specs=specs).fit(rows, y)
+        assert ad.cv_errors_["none"] == pytest.approx(own)
+        assert ad.cv_errors_["none"] <= min(v for c, v in ad.cv_errors_.items() if c != "none")
+        assert ad.chosen_.startswith(f"none (the base as it is: no {correction} correction")
+        np.testing.assert_allclose(ad.predict(b), base.predict(b), rtol=1e-12)
+        back = load_adapted(save_adapted(ad, tmp_path / correction), specs=specs)
+        assert back.weights_ == {"none": 1.0}
+        np.testing.assert_allclose(back.predict(b), base.predict(b), rtol=1e-12)
+    # where a correction does beat it (machine B's law), blend applies the three as before
+    ad = AdaptedPredictor(base, specs=specs).fit(b.iloc[::4].reset_index(drop=True))
+    assert ad.cv_errors_["none"] > min(ad.cv_errors_[c] for c in ("shift", "ridge", "boost"))
+    assert set(ad.weights_) == {"shift", "ridge", "boost"}
+    explicit = AdaptedPredictor(base, correction="none", specs=specs).fit(rows, y)
+    assert explicit.chosen_ == "none"
+    np.testing.assert_allclose(explicit.predict(b), base.predict(b), rtol=1e-12)
+
+
 def test_save_load_round_trip_keeps_both_trainings(machines, tmp_path):
     a, b, base, specs = machines
     rows = b.iloc[::6].reset_index(drop=True)

@@ -26,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default=os.environ.get("OPSCOPE_STORE") or "runs.db",
                         help="store the measurements go to (created if absent; resumes)")
     parser.add_argument("--out", required=True, help="folder for the adapted predictor")
-    parser.add_argument("--correction", default="blend", choices=("blend", "auto", "boost", "ridge", "shift"),
+    parser.add_argument("--correction", default="blend", choices=("blend", "auto", "boost", "ridge", "shift", "none"),
                         help="per-machine correction (blend: the three averaged, each weighted by the inverse of "
-                             "its median error on held-out operators of the rows; auto: the best of the three)")
+                             "its median error on held-out operators of the rows; auto: the best of the three; both "
+                             "leave the base as it is where none of the three beats it there; none: no correction)")
     parser.add_argument("--label", default="latency_min_s",
                         help="latency statistic to learn (latency_min_s, latency_median_s, latency_mean_s)")
     parser.add_argument("--no-probe", action="store_true",

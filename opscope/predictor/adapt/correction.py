@@ -21,7 +21,10 @@ Two steps, both on store frames:
    ``BOOST_MIN_ROWS`` rows) or ``"blend"`` (default: the same cross-validation, then every candidate
    fitted on all rows and their log corrections averaged with weights inversely proportional to their
    cross-validated median error: on a few dozen rows the cross-validated errors are close and noisy,
-   and choosing one of them moved the result more than averaging does).
+   and choosing one of them moved the result more than averaging does).  Both also weigh leaving the
+   base as it is (``"none"``), whose error is the base's own on the rows: where no correction beats it
+   in that cross-validation, none is applied (a base that already knows a machine of the same kind
+   was made worse by 50 rows' correction, docs/predictor.md).
 
 ``save_adapted`` writes a predictor directory (``metadata.json`` with both trainings: the base's
 summary under ``base_training`` and the adaptation rows' under ``training``; the base predictor in
@@ -60,7 +63,7 @@ from opscope.predictor.models.persist import (
 from opscope.predictor.models.xgb import file_names, read_booster
 from opscope.targets.spec import TargetSpec
 
-CORRECTIONS = ("blend", "auto", "boost", "ridge", "shift")
+CORRECTIONS = ("blend", "auto", "boost", "ridge", "shift", "none")
 #: what ``auto`` chooses among, simplest first (a tie goes to the simpler one)
 _AUTO = ("shift", "ridge", "boost")
 #: ``auto`` considers boosting only from this many rows: below it, trees of depth 2 with at least two rows
@@ -237,13 +240,23 @@ class AdaptedPredictor(FramePredictor):
         self.__dict__.pop("weights_", None)
         if method in ("auto", "blend"):
             self.cv_errors_ = self._cross_validate(frame, y, base_pred)
+            corrected = min(self.cv_errors_.values())
+            if len(self.cv_errors_) > 1 or corrected > 0:  # (0.0: too few operators to cross-validate)
+                self.cv_errors_["none"] = float(np.median(np.abs(base_pred - y) / y))
+                if self.cv_errors_["none"] <= corrected:
+                    method = "none"  # no correction beats the base on operators it was not fitted to
         if method == "auto":
-            method = min(self.cv_errors_, key=lambda c: (self.cv_errors_[c], _AUTO.index(c)))
+            method = min(_AUTO, key=lambda c: (self.cv_errors_.get(c, math.inf), _AUTO.index(c)))
         self.chosen_ = method
-        if method == "blend":
+        if method == "none":
+            self._fit_one(frame, y, base_pred, "shift")
+            self.weights_ = {"none": 1.0}
+            if self.correction != "none":
+                self.chosen_ = f"none (the base as it is: no {self.correction} correction beat it)"
+        elif method == "blend":
             self._fit_one(frame, y, base_pred, *blend_weights(self.cv_errors_))
             fitted = {"shift": True, "ridge": hasattr(self, "coef_"), "boost": self.engine_ is not None}
-            weights = blend_weights({c: e for c, e in self.cv_errors_.items() if fitted[c]})
+            weights = blend_weights({c: e for c, e in self.cv_errors_.items() if fitted.get(c)})
             self.weights_ = weights
             self.chosen_ = "blend (" + ", ".join(f"{c} {w:.2f}" for c, w in weights.items()) + ")"
         else:
@@ -298,6 +311,8 @@ class AdaptedPredictor(FramePredictor):
     def _log_part(self, frame: pd.DataFrame, method: str) -> np.ndarray:
         """One correction's log factor per row (a correction not fitted, as with fewer than two rows,
         is the shift)."""
+        if method == "none":
+            return np.zeros(len(frame))
         if method == "boost" and self.engine_ is not None:
             import xgboost as xgb
 
@@ -399,11 +414,11 @@ def load_adapted(directory: str | Path, specs: Any = None) -> AdaptedPredictor:
         pred.coef_ = np.asarray(corr["coef"], float)
     if "weights" in corr:
         weights = corr["weights"]
-        ok = (isinstance(weights, dict) and weights and all(c in _AUTO for c in weights)
+        ok = (isinstance(weights, dict) and weights and all(c in (*_AUTO, "none") for c in weights)
               and all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
                       for w in weights.values()) and abs(sum(weights.values()) - 1.0) < 1e-6)
         if not ok:
-            raise PredictorError(f"{path}: field 'weights' must map {', '.join(_AUTO)} to weights >= 0 "
+            raise PredictorError(f"{path}: field 'weights' must map {', '.join((*_AUTO, 'none'))} to weights >= 0 "
                                  f"summing to 1, got {weights!r}")
         if (weights.get("boost", 0) > 0 and pred.engine_ is None) or (weights.get("ridge", 0) > 0 and "coef" not in corr):
             raise PredictorError(f"{path}: field 'weights' {weights!r} names a correction the file does not hold")
