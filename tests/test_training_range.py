@@ -56,3 +56,35 @@ def test_malformed_ranges_are_one_line(tmp_path):
 
     with pytest.raises(PredictorError, match="training.ranges"):
         load_predictor(tmp_path / "p")
+
+
+def _as_kind(frame: pd.DataFrame, rows, kind: str) -> pd.DataFrame:
+    import json
+
+    out = frame.copy()
+    out.loc[rows, "kind"] = kind
+    out.loc[rows, "operator_json"] = [json.dumps({**json.loads(j), "kind": kind}) for j in out.loc[rows, "operator_json"]]
+    return out
+
+
+def test_a_kind_never_seen_is_predicted_as_its_alias():
+    """A 2-D product of two tensors (matmul) is predicted as the batch_matmul of batch 1 it amounts to by
+    a predictor that learned batch_matmul and not matmul: exactly as the same rows named batch_matmul,
+    and named as extrapolated with the alias it was read as."""
+    from opscope.predictor.models.base import KIND_ALIASES, aliased_kinds
+
+    assert KIND_ALIASES == {"matmul": "batch_matmul"}
+    frame = synthetic_frame(seed=1, models=2, per_model=3, schedules=2)
+    dense = frame["kind"] == "dense"
+    train = _as_kind(frame, dense, "batch_matmul")  # the synthetic GEMMs, learned as batch_matmul
+    pred = make_predictor("xgboost", n_estimators=20, specs=SPECS).fit(train, train["latency_median_s"])
+    assert "matmul" not in pred.training_ranges_ and "batch_matmul" in pred.training_ranges_
+    asked = _as_kind(frame, dense, "matmul")
+    got, want = pred.predict(asked), pred.predict(train)
+    assert (got[dense.to_numpy()] == want[dense.to_numpy()]).all()
+    why = outside_training(pred, asked)
+    assert set(why[dense.to_numpy()]) == {"kind matmul not in training (predicted as batch_matmul)"}
+    # a predictor that learned matmul reads it as matmul; one that learned neither: no alias to read
+    assert aliased_kinds(asked, {"matmul": {}, "batch_matmul": {}}) is asked
+    assert aliased_kinds(asked, {"conv2d": {}}) is asked
+    assert aliased_kinds(asked, None) is asked

@@ -69,6 +69,11 @@ class FramePredictor(BaseEstimator, RegressorMixin):
         names = specs.names() if isinstance(specs, SpecCache) else (list(specs) if specs else None)
         return machine_frame(frame, names)
 
+    def _predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows as this fitted predictor reads them: each machine's own spec (``_machine_frame``), and
+        a kind it never saw as its alias where it saw that (``KIND_ALIASES``)."""
+        return aliased_kinds(self._machine_frame(frame), getattr(self, "training_ranges_", None))
+
     def _special_seconds(self, frame: pd.DataFrame) -> np.ndarray:
         """Seconds the rows' fused special functions (sigmoid, erf ...) add (``features.special``),
         for the predictors that learn without them and add them back."""
@@ -112,6 +117,43 @@ class FramePredictor(BaseEstimator, RegressorMixin):
 RANGE_COLUMNS = ("flops", "bytes")
 
 
+#: a kind a predictor never saw -> the kind it is predicted as, where the predictor saw that one: a 2-D
+#: product of two tensors (``matmul``: no operator space draws it; a GCN's adjacency products) is the
+#: batch_matmul of batch 1 it amounts to, the same loop nest over operands laid out [m, k] and [k, n]
+KIND_ALIASES = {"matmul": "batch_matmul"}
+
+
+def aliased_kinds(frame: pd.DataFrame, seen: Any) -> pd.DataFrame:
+    """``frame`` with the rows of a kind in ``KIND_ALIASES`` that is not among ``seen`` (the kinds a
+    predictor learned), whose alias is, given the alias as their kind (column and ``operator_json``);
+    the frame itself when there are none."""
+    if not seen or "kind" not in frame:
+        return frame
+    swap = {k: v for k, v in KIND_ALIASES.items() if k not in seen and v in seen}
+    kinds = frame["kind"].astype(str)
+    rows = kinds.isin(list(swap)).to_numpy()
+    if not rows.any():
+        return frame
+    import json
+
+    out = frame.copy()
+    new_kind = kinds[rows].map(swap)
+    out.loc[rows, "kind"] = new_kind.to_numpy()
+    if "operator_json" in out:
+        def rewrite(text: Any, kind: str) -> Any:
+            try:
+                d = json.loads(text)
+            except (TypeError, ValueError):
+                return text  # unreadable: left for the features to name
+            if not isinstance(d, dict):
+                return text
+            d["kind"] = kind
+            return json.dumps(d)
+
+        out.loc[rows, "operator_json"] = [rewrite(t, k) for t, k in zip(out.loc[rows, "operator_json"], new_kind)]
+    return out
+
+
 def training_ranges(frame: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
     """Per operator kind, the [smallest, largest] FLOPs and bytes of the rows a predictor learned from."""
     if "kind" not in frame or not all(c in frame for c in RANGE_COLUMNS):
@@ -135,7 +177,8 @@ def outside_training(pred: Any, frame: pd.DataFrame) -> np.ndarray:
         rows = kinds == kind
         seen = ranges.get(kind)
         if seen is None:
-            out[rows] = f"kind {kind} not in training"
+            alias = KIND_ALIASES.get(kind)
+            out[rows] = f"kind {kind} not in training" + (f" (predicted as {alias})" if alias in ranges else "")
             continue
         for c, (lo, hi) in seen.items():  # the first column outside its range names the row
             v = values.get(c)
@@ -306,7 +349,7 @@ class LearnedPredictor(FramePredictor):
 
     def features(self, frame: pd.DataFrame) -> Features:
         self._check_fitted()
-        return self._cached_features(self._machine_frame(frame))
+        return self._cached_features(self._predict_frame(frame))
 
     def _cached_features(self, frame: pd.DataFrame) -> Features:
         """``build_features`` for this predictor's schema and specs, through a cache of the rows it has
@@ -319,7 +362,7 @@ class LearnedPredictor(FramePredictor):
         return cache.features(frame)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        frame = self._machine_frame(frame)
+        frame = self._predict_frame(frame)
         feats = self.features(frame)
         out = np.exp(self.engine_output(frame, feats))
         ratio = getattr(self, "unseen_kind_log_ratio_", None)

@@ -73,10 +73,10 @@ class CalibratedAnalyticalPredictor(FramePredictor):
     def features(self, frame: pd.DataFrame) -> Features:
         if not hasattr(self, "engine_"):
             raise PredictorError("CalibratedAnalyticalPredictor: predict called before fit")
-        return build_features(self._machine_frame(frame), self.schema_, specs_from(self.specs))
+        return build_features(self._predict_frame(frame), self.schema_, specs_from(self.specs))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        frame = self._machine_frame(frame)
+        frame = self._predict_frame(frame)
         feats = self.features(frame)
         pred = self._base(feats) * np.exp(self.engine_.predict(feats.X))
         return np.maximum(pred, feats.roofline_s) + self._special_seconds(frame)
