@@ -47,12 +47,15 @@ def _caches() -> dict[str, str]:
     return out
 
 
-def _clock_hz() -> float | None:
-    """The clock ``detect_host`` uses: cpufreq's maximum, else /proc/cpuinfo's ``cpu MHz``."""
-    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+def clock_hz(cpuinfo: str | None = None, sysfs_cpu: str = "/sys/devices/system/cpu") -> float | None:
+    """This machine's clock: cpufreq's maximum, else ``cpu MHz`` of ``cpuinfo`` (the text of
+    /proc/cpuinfo, read when not given); None when neither can be read.  ``detect_host`` reads it too,
+    so a spec made of the fingerprint has the clock the machine's own spec has."""
+    khz = _read(f"{sysfs_cpu}/cpu0/cpufreq/cpuinfo_max_freq")
     if khz.isdigit():
         return int(khz) * 1e3
-    for line in _read("/proc/cpuinfo").splitlines():
+    info = _read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    for line in info.splitlines():
         if line.split(":", 1)[0].strip() == "cpu MHz":
             try:
                 return float(line.split(":", 1)[1]) * 1e6
@@ -61,7 +64,8 @@ def _clock_hz() -> float | None:
     return None
 
 
-def _memory_bytes() -> int | None:
+def memory_bytes() -> int | None:
+    """MemTotal of /proc/meminfo in bytes, or None (``detect_host``'s DRAM size too)."""
     for line in _read("/proc/meminfo").splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] == "MemTotal:" and parts[1].isdigit():
@@ -100,8 +104,8 @@ def host_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or None,
         "cur_freq_khz": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or None,
-        "frequency_hz": _clock_hz(),
-        "memory_bytes": _memory_bytes(),
+        "frequency_hz": clock_hz(),
+        "memory_bytes": memory_bytes(),
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 

@@ -120,16 +120,10 @@ def _field(info: str, key: str) -> str | None:
 
 
 def _frequency(info: str, sysfs: Path) -> float:
-    khz = _read(sysfs / "cpu0" / "cpufreq" / "cpuinfo_max_freq")
-    if khz and khz.strip().isdigit():
-        return int(khz) * 1e3
-    mhz = _field(info, "cpu MHz")
-    try:
-        if mhz:
-            return float(mhz) * 1e6
-    except ValueError:
-        pass
-    return 2.0e9  # nothing readable: a plausible nominal clock, recorded in sources
+    from opscope.collector.machine import clock_hz  # the reading the fingerprint records
+
+    # nothing readable: a plausible nominal clock, recorded in sources
+    return clock_hz(info, str(sysfs)) or 2.0e9
 
 
 def _caches(sysfs: Path, cores: int) -> dict[int, int]:
@@ -151,9 +145,9 @@ def _caches(sysfs: Path, cores: int) -> dict[int, int]:
 
 
 def _dram_bytes() -> int | None:
-    meminfo = _read(Path("/proc/meminfo")) or ""
-    m = re.search(r"MemTotal:\s+(\d+)\s*kB", meminfo)
-    return int(m.group(1)) * 1024 if m else None
+    from opscope.collector.machine import memory_bytes  # the reading the fingerprint records
+
+    return memory_bytes()
 
 
 def _triple() -> str:
