@@ -231,10 +231,11 @@ class _Rows:
             combined, _ = pd.factorize(combined * len(uniques) + codes)
         _, self.first, self.inverse = np.unique(combined, return_index=True, return_inverse=True)
         self.inverse = self.inverse.reshape(-1)
-        by_target = {name: _machine_key(specs.get(name)) for name in set(names[self.first])}
+        spec_of = {name: specs.get(name) for name in set(names[self.first])}
+        by_target = {name: _machine_key(spec) for name, spec in spec_of.items()}
+        cores = {name: getattr(spec, "cores", None) for name, spec in spec_of.items()}
         self.keys: list[tuple[str, str, str] | None] = []
         self.targets: list[dict[str, Any] | None] = []
-        cores = {name: getattr(specs.get(name), "cores", None) for name in by_target}
         for i in self.first:
             machine = _machine_of(_MACHINE_KEYS.get(mids[i]), cores[names[i]]) or by_target[names[i]]
             self.keys.append(None if machine is None else (machine[0], wkeys[i], sids[i]))
