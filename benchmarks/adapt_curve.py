@@ -10,7 +10,11 @@ budget K, K rows of the pool are chosen (``select_measurements``, or at random f
   alone (no uncertainty weight), ``adapted-random`` with K rows drawn at random;
 - ``scratch``: an XGBoost predictor trained on the same K rows only;
 - ``base``: the base predictor unchanged (the same at every K);
-- ``pool``: (once) an XGBoost predictor trained on the whole pool, the within-machine reference.
+- ``pool``: (once) an XGBoost predictor trained on the whole pool, the within-machine reference;
+- ``scale-known``: (once, K "oracle") the base predictor with each held-out operator's own median log
+  error at each thread count divided out: the best any correction of an operator's overall speed could
+  do (what is left is the base's error between an operator's schedules, which no per-machine or
+  per-operator factor removes).
 
 Held-out predictions are pooled over folds and scored with opscope's metrics (median APE, share
 within +-10 %, TenSet top-1 over each operator's schedules at one thread count).
@@ -35,7 +39,7 @@ import pandas as pd
 
 from opscope.predictor import make_predictor, read_frame
 from opscope.predictor.adapt.correction import AdaptedPredictor, design_matrix, select_measurements
-from opscope.predictor.evaluation.metrics import accuracy_table
+from opscope.predictor.evaluation.metrics import accuracy_table, task_ids
 from opscope.predictor.features.machine import retarget, spec_from_fingerprint, store_fingerprints
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,10 +143,13 @@ def curve(src: pd.DataFrame, dst: pd.DataFrame, specs: dict, ks: list[int], base
                 put("scratch", k, test, sc.predict(test_frame))
         log(f"  fold {fi + 1}/{folds}: {int(test.sum())} test rows, {len(pool)} in the pool "
             f"({time.perf_counter() - t0:.0f} s)")
+    base_all = base.predict(dst)
+    own_scale = pd.Series(np.log(y / base_all)).groupby(task_ids(dst)).transform("median").to_numpy()
+    put("scale-known", -2, np.ones(len(dst), dtype=bool), base_all * np.exp(own_scale))
     rows = []
     for (method, k), p in sorted(preds.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         m = accuracy_table(dst, p, y)
-        rows.append({"method": method, "K": k if k >= 0 else "all", **m,
+        rows.append({"method": method, "K": k if k >= 0 else ("all" if k == -1 else "oracle"), **m,
                      "corrections": ",".join(sorted(set(chosen.get(k, [])))) if method == "adapted" else ""})
     return pd.DataFrame(rows)
 
