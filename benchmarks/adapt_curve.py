@@ -143,7 +143,7 @@ def curve(src: pd.DataFrame, dst: pd.DataFrame, specs: dict, ks: list[int], base
                 put("scratch", k, test, sc.predict(test_frame))
         log(f"  fold {fi + 1}/{folds}: {int(test.sum())} test rows, {len(pool)} in the pool "
             f"({time.perf_counter() - t0:.0f} s)")
-    base_all = base.predict(dst)
+    base_all = preds[("base", ks[0])]  # the folds' base predictions cover every row of dst
     own_scale = pd.Series(np.log(y / base_all)).groupby(task_ids(dst)).transform("median").to_numpy()
     put("scale-known", -2, np.ones(len(dst), dtype=bool), base_all * np.exp(own_scale))
     rows = []
